@@ -1,0 +1,239 @@
+"""Apply: make the database equal one revision, atomically, and record the attempt.
+
+The last stage before Publish. ``apply_revision`` runs these steps:
+
+1. **up to date?** read the state row without a write transaction; the same revision again
+   (already applied, or already refused as invalid) returns at once and writes nothing;
+2. **invalid?** a revision with errors records a failed sync (with its diagnostics) and
+   changes nothing else: the last good state keeps serving;
+3. **plan** inside the write transaction, against the rows as they are now (the state row is
+   locked first on PostgreSQL, so two appliers run one after the other);
+4. **guard** refuse a plan that deletes every LLM client, unless ``allow_empty``;
+5. **write** every change, then the sync record and the state row, in the same transaction;
+   the generation goes up by one when anything changed;
+6. **publish** after the commit, never before: ``on_committed(generation)``; on PostgreSQL
+   also ``NOTIFY samops_generation`` (sent in the transaction, delivered only on commit).
+
+A failure in steps 3-5 rolls the transaction back; the attempt is then recorded as ``failed``
+in a transaction of its own. Prune is scoped: only rows whose ``source`` is this source are
+ever deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, insert, select, text, update
+
+from reconciler.plan import Plan, compute_plan
+from reconciler.sam.diagnostics import Diagnostic
+from reconciler.sam.revision import Revision
+from reconciler.state import desired_state
+from reconciler.store import schema
+from reconciler.store.read import read_actual, read_state
+from reconciler.store.write import write_plan
+
+Outcome = Literal["applied", "unchanged", "up-to-date", "invalid", "refused", "failed"]
+DEFAULT_SOURCE = "default"
+GENERATION_CHANNEL = "samops_generation"
+"""PostgreSQL channel on which each applied generation is announced (after commit)."""
+
+
+class ApplyError(Exception):
+    """Applying failed for a reason other than the revision's content (the database)."""
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    outcome: Outcome
+    revision: str
+    generation: int
+    plan: Plan = field(default_factory=lambda: Plan(()))
+    errors: list[Diagnostic] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("applied", "unchanged", "up-to-date")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    source: str
+    revision: str
+    started: dt.datetime
+    started_clock: float
+
+
+def _record(
+    connection: Connection,
+    attempt: _Attempt,
+    *,
+    outcome: str,
+    plan: Plan,
+    generation: int,
+    errors: list[dict[str, Any]],
+    applied: bool,
+) -> None:
+    """The sync record and the state row, in the caller's transaction."""
+    connection.execute(
+        insert(schema.syncs).values(
+            source=attempt.source,
+            revision=attempt.revision,
+            started_at=attempt.started,
+            finished_at=_now(),
+            outcome=outcome,
+            created=plan.count("create"),
+            updated=plan.count("update"),
+            deleted=plan.count("delete"),
+            generation=generation,
+            duration_ms=int((time.perf_counter() - attempt.started_clock) * 1000),
+            errors=errors,
+        )
+    )
+    values: dict[str, Any] = {
+        "source": attempt.source,
+        "last_attempted_revision": attempt.revision,
+        "generation": generation,
+        "updated_at": _now(),
+    }
+    if applied:
+        values["last_applied_revision"] = attempt.revision
+    exists = connection.execute(select(schema.state.c.id).where(schema.state.c.id == 1)).first()
+    if exists:
+        connection.execute(update(schema.state).where(schema.state.c.id == 1).values(values))
+    else:
+        connection.execute(insert(schema.state).values(id=1, **values))
+
+
+def _last_outcome(connection: Connection) -> str | None:
+    return connection.execute(
+        select(schema.syncs.c.outcome).order_by(schema.syncs.c.id.desc()).limit(1)
+    ).scalar()
+
+
+def apply_revision(
+    engine: Engine,
+    revision: Revision,
+    *,
+    source: str = DEFAULT_SOURCE,
+    allow_empty: bool = False,
+    on_committed: Callable[[int], None] | None = None,
+) -> ApplyResult:
+    """Make the rows of ``source`` equal ``revision`` in one transaction (see module doc)."""
+    started, started_clock = _now(), time.perf_counter()
+    rev = revision.revision
+    with engine.connect() as connection:  # 1. read-only look: nothing to do?
+        current = read_state(connection)
+        last_outcome = _last_outcome(connection)
+        connection.rollback()
+    if (
+        current.last_attempted_revision == rev
+        and current.source == source
+        and (
+            current.last_applied_revision == rev
+            or (not revision.valid and last_outcome == "invalid")
+            or (last_outcome == "refused" and not allow_empty)
+        )
+    ):
+        return ApplyResult("up-to-date", rev, current.generation)
+
+    attempt = _Attempt(source, rev, started, started_clock)
+    if not revision.valid:  # 2. invalid: record it, change nothing else
+        generation = _record_attempt(
+            engine, attempt, "invalid", [d.to_json() for d in revision.errors]
+        )
+        return ApplyResult("invalid", rev, generation, errors=revision.errors)
+
+    desired = desired_state(revision.resources)
+    try:
+        with engine.begin() as connection:
+            state = read_state(connection, for_update=True)  # 3. plan against rows as they are
+            actual = read_actual(connection, source=source)
+            plan = compute_plan(desired, actual)
+            if plan.deletes_every("LLMClient", actual) and not allow_empty:  # 4. guard
+                message = (
+                    "refused: this revision would delete every LLM client (pass "
+                    "--allow-empty if that is intended)"
+                )
+                _record(
+                    connection,
+                    attempt,
+                    outcome="refused",
+                    plan=plan,
+                    generation=state.generation,
+                    errors=[
+                        {
+                            "severity": "error",
+                            "code": "would-delete-all-clients",
+                            "message": message,
+                        }
+                    ],
+                    applied=False,
+                )
+                return ApplyResult("refused", rev, state.generation, plan, message=message)
+            generation = state.generation + (0 if plan.empty else 1)  # 5. write
+            write_plan(connection, plan, desired, source=source, revision=rev)
+            if not plan.empty and connection.dialect.name == "postgresql":
+                # Transactional: PostgreSQL delivers it to listeners only if this commits.
+                connection.execute(
+                    text("SELECT pg_notify(:channel, :generation)"),
+                    {"channel": GENERATION_CHANNEL, "generation": str(generation)},
+                )
+            _record(
+                connection,
+                attempt,
+                outcome="unchanged" if plan.empty else "applied",
+                plan=plan,
+                generation=generation,
+                errors=[],
+                applied=True,
+            )
+    except Exception as exc:
+        _record_failure(engine, exc, attempt)
+        raise ApplyError(f"applying {rev[:12]} failed and changed nothing: {exc}") from exc
+    if on_committed is not None and not plan.empty:  # 6. publish, after the commit
+        on_committed(generation)
+    return ApplyResult("unchanged" if plan.empty else "applied", rev, generation, plan)
+
+
+def _record_attempt(
+    engine: Engine, attempt: _Attempt, outcome: str, errors: list[dict[str, Any]]
+) -> int:
+    """Record an attempt that changes nothing, in a transaction of its own; the generation."""
+    with engine.begin() as connection:
+        state = read_state(connection, for_update=True)
+        _record(
+            connection,
+            attempt,
+            outcome=outcome,
+            plan=Plan(()),
+            generation=state.generation,
+            errors=errors,
+            applied=False,
+        )
+    return state.generation
+
+
+def _record_failure(engine: Engine, exc: Exception, attempt: _Attempt) -> None:
+    """Best effort: the database may be the very thing that failed."""
+    error = {"severity": "error", "code": "apply-failed", "message": str(exc).splitlines()[0][:500]}
+    with contextlib.suppress(Exception):  # the original error is what the caller reports
+        _record_attempt(engine, attempt, "failed", [error])
+
+
+def plan_revision(engine: Engine, revision: Revision, *, source: str = DEFAULT_SOURCE) -> Plan:
+    """What ``apply_revision`` would change (read-only; the revision must be valid)."""
+    with engine.connect() as connection:
+        actual = read_actual(connection, source=source)
+        connection.rollback()
+    return compute_plan(desired_state(revision.resources), actual)

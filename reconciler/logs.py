@@ -1,0 +1,53 @@
+"""Logging set-up: text for people, JSON lines for log pipelines.
+
+Fields passed with ``extra=`` (``revision``, ``outcome``...) appear as ``key=value`` in text
+and as keys in JSON, so every reconcile line carries its revision in both forms.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        moment = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        head = f"{moment} {record.levelname:<7} {record.getMessage()}"
+        fields = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        text = f"{head} {fields}" if fields else head
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        document = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **_extras(record),
+        }
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, default=str)
+
+
+def configure_logging(log_format: str = "text", level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("watchdog", "aiohttp.access", "git", "alembic"):
+        logging.getLogger(noisy).setLevel("WARNING")

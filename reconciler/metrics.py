@@ -1,0 +1,47 @@
+"""Prometheus metrics of the reconciler, registered on a registry the process owns.
+
+The registry is created by the composition root and handed to both the daemon (which updates
+these) and the server (which exposes ``/metrics``), so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class ReconcilerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Histogram(
+            "samops_reconcile_duration_seconds",
+            "Time of one reconcile pass (read, validate, apply).",
+            registry=registry,
+            buckets=DURATION_BUCKETS,
+        )
+        self.reconciles = Counter(
+            "samops_reconciles",
+            "Reconcile passes by outcome (applied, unchanged, up-to-date, "
+            "invalid, refused, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.last_applied = Gauge(
+            "samops_last_applied_timestamp_seconds",
+            "Unix time of the last pass that applied a revision.",
+            registry=registry,
+        )
+        self.generation = Gauge(
+            "samops_generation", "Generation of the applied state.", registry=registry
+        )
+        self.fetch_failures = Counter(
+            "samops_git_fetch_failures", "Failed fetches of a remote repository.", registry=registry
+        )
+        self.leader = Gauge(
+            "samops_leader",
+            "1 when this process is the leader that applies, 0 on standby.",
+            registry=registry,
+        )
+        self.suspended = Gauge(
+            "samops_suspended", "1 while reconciliation is suspended.", registry=registry
+        )

@@ -1,0 +1,143 @@
+"""What the database holds, for people: ``get``, ``describe`` and the status as text.
+
+Read-only views over the store. ``describe`` prints valid SAM: validated through the kind's
+model and dumped without defaults, it re-applies as an empty plan (Smarter's describe output
+does not round-trip; ours must, and a test holds it to that for every kind).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from reconciler.sam.kinds import KINDS
+from reconciler.state import ResourceState
+from reconciler.store.mapping import get_path
+from reconciler.store.read import read_actual
+
+
+class DescribeError(Exception):
+    """The resource does not exist, or cannot be written back as SAM."""
+
+
+# Columns `samops get KIND` shows after NAME, as (heading, path in the canonical fields).
+GET_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "LLMClient": (
+        ("PROVIDER", ("spec", "config", "provider")),
+        ("MODEL", ("spec", "config", "defaultModel")),
+        ("API KEY", ("spec", "apiKey")),
+    ),
+    "Plugin": (("SELECTOR", ("spec", "selector", "directive")),),
+    "SqlPlugin": (
+        ("CONNECTION", ("spec", "connection")),
+        ("SELECTOR", ("spec", "selector", "directive")),
+    ),
+    "ApiPlugin": (
+        ("CONNECTION", ("spec", "connection")),
+        ("ENDPOINT", ("spec", "apiData", "endpoint")),
+    ),
+    "SqlConnection": (
+        ("ENGINE", ("spec", "connection", "dbEngine")),
+        ("DATABASE", ("spec", "connection", "database")),
+    ),
+    "ApiConnection": (("BASE URL", ("spec", "connection", "baseUrl")),),
+    "Secret": (("FROM", ("spec", "config", "valueFrom")),),
+    "Provider": (("BASE URL", ("spec", "provider", "base_url")),),
+    "SmarterAuthToken": (("ACTIVE", ("spec", "config", "isActive")),),
+}
+
+
+def _resources(engine: Engine, kind: str) -> list[ResourceState]:
+    with engine.connect() as connection:
+        actual = read_actual(connection)
+        connection.rollback()
+    return sorted((s for (k, _), s in actual.items() if k == kind), key=lambda s: s.name)
+
+
+def get_table(engine: Engine, kind: str) -> tuple[list[str], list[list[str]]]:
+    """Headings and rows for ``samops get KIND``."""
+    columns = GET_COLUMNS[kind]
+    headings = ["NAME", *(heading for heading, _ in columns), "FILE"]
+    rows = []
+    for resource in _resources(engine, kind):
+        cells = [resource.name]
+        for _, path in columns:
+            value = get_path(resource.fields, path)
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+            cells.append("" if value is None else str(value))
+        rows.append([*cells, resource.file])
+    return headings, rows
+
+
+def describe(engine: Engine, kind: str, name: str) -> dict[str, Any]:
+    """The resource as a SAM manifest that re-applies as an empty plan."""
+    found = next((r for r in _resources(engine, kind) if r.name == name), None)
+    if found is None:
+        raise DescribeError(f"there is no {kind} named {name!r} (hint: samops get {kind})")
+    fields = dict(found.fields)
+    if kind == "Secret":
+        config = dict(fields["spec"]["config"])
+        if config.pop("valueFingerprint", None) is not None:
+            raise DescribeError(
+                f"Secret {name!r} holds a plaintext value, which samops never stores; it "
+                "cannot be written back (hint: move it to valueFrom or encryptedValue)"
+            )
+        fields["spec"] = {**fields["spec"], "config": config}
+    manifest = {"apiVersion": "smarter.sh/v1", "kind": kind, **fields}
+    model = KINDS[kind].model_validate(manifest)
+    return model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+
+def table(headings: list[str], rows: list[list[str]]) -> str:
+    """Plain aligned columns, like kubectl get."""
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headings)
+    ]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headings, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def status_text(document: dict[str, Any]) -> str:
+    last = document["last_sync"]
+    lines = [
+        f"source:            {document['source'] or '-'}",
+        f"applied revision:  {document['last_applied_revision'] or '-'}",
+        f"attempted:         {document['last_attempted_revision'] or '-'}",
+        f"generation:        {document['generation']}",
+        "suspended:         "
+        + (
+            f"yes ({document['suspended_reason'] or 'no reason given'})"
+            if document["suspended"]
+            else "no"
+        ),
+        "resources:         " + ", ".join(f"{k} {v}" for k, v in document["resources"].items()),
+    ]
+    if last is not None:
+        lines.append(
+            f"last sync:         {last['outcome']} {last['revision'][:12]} at "
+            f"{last['finished_at']} ({last['duration_ms']} ms)"
+        )
+        for error in last["errors"]:
+            where = ":".join(
+                str(error[k]) for k in ("file", "line", "column") if error.get(k) is not None
+            )
+            lines.append(f"  {where + ': ' if where else ''}{error['message']}")
+    if document["history"]:
+        rows = [
+            [
+                str(s["id"]),
+                s["revision"][:12],
+                s["outcome"],
+                f"+{s['created']} ~{s['updated']} -{s['deleted']}",
+                str(s["generation"]),
+                s["finished_at"] or "",
+            ]
+            for s in document["history"]
+        ]
+        lines += ["", table(["SYNC", "REVISION", "OUTCOME", "CHANGES", "GEN", "FINISHED"], rows)]
+    return "\n".join(lines)

@@ -1,0 +1,208 @@
+"""Checks that need the whole revision: identities and references between resources.
+
+Last stage of Validate. Runs over every resource that loaded, so one bad file does not hide
+the reference errors of the others. A reference is checked against the namespace of the kinds
+it may name: an LLMClient's ``plugins`` may name any of the three plugin kinds, a SqlPlugin's
+``connection`` only a SqlConnection, and so on. The built-in provider ``openai`` needs no
+manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from reconciler.sam.base import closest
+from reconciler.sam.diagnostics import Diagnostic, Severity, join_path
+from reconciler.sam.functions import canonical_function, known_function_names
+from reconciler.sam.kinds import (
+    KINDS,
+    ApiConnection,
+    ApiPlugin,
+    LLMClient,
+    PluginDocument,
+    Provider,
+    SmarterAuthToken,
+    SqlConnection,
+    SqlPlugin,
+)
+from reconciler.sam.load import Resource
+from reconciler.sam.yamlread import Path
+
+BUILTIN_PROVIDERS = frozenset({"openai"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """``source`` names ``target`` (of one of ``kinds``) at ``path``."""
+
+    source: Resource
+    path: Path
+    target: str
+    kinds: tuple[str, ...]
+    sensitive: bool = False
+
+
+def check_revision(resources: Iterable[Resource]) -> tuple[list[Resource], list[Diagnostic]]:
+    """Drop duplicate identities (keeping the first) and check every reference."""
+    unique, diagnostics = _unique(resources)
+    index = {(r.kind, r.name): r for r in unique}
+    checkable = [r for r in unique if r.has_spec]
+    for reference in _references(checkable):
+        diagnostics.extend(_resolve(reference, index))
+    diagnostics.extend(_functions(checkable))
+    diagnostics.extend(_client_keys(checkable, index))
+    return unique, diagnostics
+
+
+def _unique(resources: Iterable[Resource]) -> tuple[list[Resource], list[Diagnostic]]:
+    seen: dict[tuple[str, str], Resource] = {}
+    diagnostics = []
+    for resource in resources:
+        first = seen.get(resource.identity)
+        if first is None:
+            seen[resource.identity] = resource
+            continue
+        same = (
+            "" if first.kind == resource.kind else f" (as a {first.kind}; plugin kinds share names)"
+        )
+        diagnostics.append(
+            Diagnostic(
+                Severity.ERROR,
+                "duplicate-name",
+                f"{resource.kind} {resource.name!r} is also defined at {first.where()}{same}",
+                file=resource.file,
+                position=resource.position_of(("metadata", "name")),
+                path="metadata.name",
+                related=(first.where(),),
+                hint="names must be unique per kind in a revision; rename or remove one of them",
+            )
+        )
+    return list(seen.values()), diagnostics
+
+
+def _references(resources: Iterable[Resource]) -> Iterator[Reference]:
+    plugin_kinds = ("Plugin", "SqlPlugin", "ApiPlugin")
+    for r in resources:
+        m = r.model
+        if isinstance(m, LLMClient):
+            yield Reference(
+                r, ("spec", "config", "provider"), m.spec.config.provider, ("Provider",)
+            )
+            for i, plugin in enumerate(m.spec.plugins):
+                yield Reference(r, ("spec", "plugins", i), plugin, plugin_kinds)
+            if m.spec.api_key is not None:
+                yield Reference(r, ("spec", "apiKey"), m.spec.api_key, ("SmarterAuthToken",))
+        if isinstance(m, PluginDocument):
+            yield Reference(
+                r, ("spec", "prompt", "provider"), m.spec.prompt.provider, ("Provider",)
+            )
+        if isinstance(m, SqlPlugin):
+            yield Reference(r, ("spec", "connection"), m.spec.connection, ("SqlConnection",))
+        if isinstance(m, ApiPlugin):
+            yield Reference(r, ("spec", "connection"), m.spec.connection, ("ApiConnection",))
+        if isinstance(m, SqlConnection):
+            c = m.spec.connection
+            for key, value in (("password", c.password), ("proxyPassword", c.proxy_password)):
+                if value is not None:
+                    yield Reference(r, ("spec", "connection", key), value, ("Secret",), True)
+        if isinstance(m, ApiConnection):
+            a = m.spec.connection
+            for key, value in (("apiKey", a.api_key), ("proxyPassword", a.proxy_password)):
+                if value is not None:
+                    yield Reference(r, ("spec", "connection", key), value, ("Secret",), True)
+        if isinstance(m, Provider) and m.spec.provider.api_key is not None:
+            yield Reference(
+                r, ("spec", "provider", "api_key"), m.spec.provider.api_key, ("Secret",), True
+            )
+
+
+def _resolve(ref: Reference, index: dict[tuple[str, str], Resource]) -> Iterator[Diagnostic]:
+    if any((kind, ref.target) in index for kind in ref.kinds):
+        return
+    if ref.kinds == ("Provider",) and ref.target in BUILTIN_PROVIDERS:
+        return
+    wrong_kind = [k for k in KINDS if (k, ref.target) in index]
+    wanted = " or ".join(ref.kinds) if len(ref.kinds) < 3 else "plugin"
+    candidates = [name for (kind, name) in index if kind in ref.kinds]
+    if ref.kinds == ("Provider",):
+        candidates += sorted(BUILTIN_PROVIDERS)
+    suggestion = closest(ref.target, candidates)
+    shown = f" {ref.target!r}" if not ref.sensitive else ""
+    message = f"no {wanted}{shown} in this revision"
+    if wrong_kind:
+        article = "an" if wrong_kind[0][0] in "AEIOU" else "a"
+        message += f" (there is {article} {wrong_kind[0]} of that name)"
+    if suggestion and not ref.sensitive:
+        hint = f"did you mean {suggestion!r}?"
+    elif candidates and not ref.sensitive:
+        hint = f"{wanted} names here: " + ", ".join(sorted(candidates)[:10])
+    else:
+        hint = f"add a {ref.kinds[0]} manifest with this name, or fix the reference"
+    if ref.sensitive:
+        hint += " (the value is not shown: it may be a pasted credential)"
+    yield Diagnostic(
+        Severity.ERROR,
+        "missing-reference",
+        message,
+        file=ref.source.file,
+        position=ref.source.position_of(ref.path),
+        path=join_path(ref.path),
+        hint=hint,
+    )
+
+
+def _functions(resources: Iterable[Resource]) -> Iterator[Diagnostic]:
+    for r in resources:
+        if not isinstance(r.model, LLMClient):
+            continue
+        for i, name in enumerate(r.model.spec.functions):
+            if canonical_function(name) is None:
+                suggestion = closest(name, known_function_names())
+                yield Diagnostic(
+                    Severity.ERROR,
+                    "unknown-function",
+                    f"unknown built-in function {name!r}",
+                    file=r.file,
+                    position=r.position_of(("spec", "functions", i)),
+                    path=join_path(("spec", "functions", i)),
+                    hint=(f"did you mean {suggestion!r}? " if suggestion else "")
+                    + "known functions: "
+                    + ", ".join(known_function_names()),
+                )
+
+
+def _client_keys(
+    resources: Iterable[Resource], index: dict[tuple[str, str], Resource]
+) -> Iterator[Diagnostic]:
+    """A client attached to a key that cannot admit anyone, or that admits everyone."""
+    for r in resources:
+        if not isinstance(r.model, LLMClient) or r.model.spec.api_key is None:
+            continue
+        token = index.get(("SmarterAuthToken", r.model.spec.api_key))
+        if token is None or not token.has_spec or not isinstance(token.model, SmarterAuthToken):
+            continue
+        config = token.model.spec.config
+        path = ("spec", "apiKey")
+        if not config.is_active:
+            yield Diagnostic(
+                Severity.WARNING,
+                "inactive-key",
+                f"the key {token.name!r} is not active, so this client is public",
+                file=r.file,
+                position=r.position_of(path),
+                path=join_path(path),
+                hint=f"set spec.config.isActive: true in {token.where()} to require the key",
+            )
+        elif not config.digest:
+            yield Diagnostic(
+                Severity.ERROR,
+                "key-without-digest",
+                f"the key {token.name!r} is active but has no digest, so no request could "
+                "ever use this client",
+                file=r.file,
+                position=r.position_of(path),
+                path=join_path(path),
+                related=(token.where(),),
+                hint="'samops keys create NAME' makes a key and prints its digest",
+            )

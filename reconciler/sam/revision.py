@@ -1,0 +1,135 @@
+"""Load and Validate for a whole revision: files in, resources and every diagnostic out.
+
+This is the function the CLI's ``validate`` and, later, the reconciler call. Per-file work
+(YAML reading and model validation) is cached by (path, blob SHA, options), so re-validating a
+revision costs in proportion to the files that changed; the cross-resource checks always run
+over the whole revision because a change in one file can break a reference in another.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from reconciler.sam.diagnostics import Diagnostic, Severity, sort_diagnostics
+from reconciler.sam.load import LoadOptions, Resource, load_document
+from reconciler.sam.references import check_revision
+from reconciler.sam.yamlread import ReadLimits, read_yaml_documents
+from reconciler.source import DirectorySource, GitSource, SourceFile
+
+
+@dataclass(slots=True)
+class Revision:
+    """The outcome of validating one revision."""
+
+    revision: str
+    resources: list[Resource] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity is Severity.WARNING]
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+
+FileResult = tuple[tuple[Resource, ...], tuple[Diagnostic, ...]]
+
+
+class ParseCache:
+    """Bounded LRU of per-file results keyed by (path, blob SHA, options)."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str, LoadOptions, ReadLimits], FileResult] = (
+            OrderedDict()
+        )
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[str, str, LoadOptions, ReadLimits]) -> FileResult | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        else:
+            self.misses += 1
+        return found
+
+    def put(self, key: tuple[str, str, LoadOptions, ReadLimits], value: FileResult) -> None:
+        self._entries[key] = value
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+def load_file(file: SourceFile, options: LoadOptions, limits: ReadLimits) -> FileResult:
+    """Every resource and diagnostic of one file."""
+    documents, diagnostics = read_yaml_documents(file.data, file.path, limits)
+    resources = []
+    for document in documents:
+        resource, found = load_document(document, options)
+        diagnostics.extend(found)
+        if resource is not None:
+            resources.append(resource)
+    return tuple(resources), tuple(diagnostics)
+
+
+def validate_files(
+    revision: str,
+    files: Iterable[SourceFile],
+    *,
+    options: LoadOptions | None = None,
+    limits: ReadLimits | None = None,
+    cache: ParseCache | None = None,
+    source_diagnostics: Iterable[Diagnostic] = (),
+    check_references: bool = True,
+) -> Revision:
+    """Validate a revision's files as a whole; every problem is collected, none raised."""
+    options = options or LoadOptions()
+    limits = limits or ReadLimits()
+    result = Revision(revision=revision, diagnostics=list(source_diagnostics))
+    resources: list[Resource] = []
+    for file in files:
+        result.files += 1
+        key = (file.path, file.blob, options, limits)
+        found = cache.get(key) if cache is not None else None
+        if found is None:
+            found = load_file(file, options, limits)
+            if cache is not None:
+                cache.put(key, found)
+        resources.extend(found[0])
+        result.diagnostics.extend(found[1])
+    if check_references:
+        resources, cross = check_revision(resources)
+        result.diagnostics.extend(cross)
+    result.resources = resources
+    result.diagnostics = sort_diagnostics(result.diagnostics)
+    return result
+
+
+def validate_source(
+    source: DirectorySource | GitSource,
+    *,
+    options: LoadOptions | None = None,
+    limits: ReadLimits | None = None,
+    cache: ParseCache | None = None,
+) -> Revision:
+    """Read a source's files at its revision and validate them (``SourceError`` if the source
+    itself cannot be read)."""
+    snapshot = source.read()
+    return validate_files(
+        snapshot.revision,
+        snapshot.files,
+        options=options,
+        limits=limits,
+        cache=cache,
+        source_diagnostics=snapshot.diagnostics,
+    )

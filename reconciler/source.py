@@ -1,0 +1,226 @@
+"""Sources: the manifest files of one revision, read from git objects or from a directory.
+
+First stage of the pipeline. A ``GitSource`` reads the tree of a commit through git's object
+database (never the working tree, so uncommitted edits cannot leak into production); a
+``DirectorySource`` reads a plain folder, for local editing. Both return ``SourceFile``s
+carrying the git blob SHA of their content, so later stages can cache by content.
+
+Both refuse what a hostile repository could use to read outside itself: symlinks whose target
+leaves the source root, and files over the size limit (checked before reading them).
+
+GitPython's exceptions are translated here, at one choke point, into ``SourceError`` with a
+sentence a user can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+from gitdb.exc import BadName, BadObject
+
+from reconciler.sam.diagnostics import Diagnostic, Severity
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+SYMLINK_MODE = 0o120000
+MAX_SYMLINK_HOPS = 8
+
+
+class SourceError(Exception):
+    """The source itself cannot be read (no repository, unknown ref, missing path)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One manifest file of a revision. ``path`` is what messages show."""
+
+    path: str
+    blob: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The files of one revision, plus problems found while listing them."""
+
+    revision: str
+    files: list[SourceFile] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def blob_sha(data: bytes) -> str:
+    """The SHA git gives this content as a blob, so directory and git sources agree."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def is_manifest(name: str) -> bool:
+    return name.endswith(MANIFEST_SUFFIXES)
+
+
+def _too_large(path: str, size: int, limit: int) -> Diagnostic:
+    return Diagnostic(
+        Severity.ERROR,
+        "file-too-large",
+        f"the file is {size:,} bytes, over the limit of {limit:,} bytes",
+        file=path,
+        hint="split it into several files",
+    )
+
+
+def _escaping_link(path: str, target: str) -> Diagnostic:
+    return Diagnostic(
+        Severity.ERROR,
+        "symlink-escape",
+        f"this symlink points outside the manifest source (to {target!r})",
+        file=path,
+        hint="manifests must live inside the repository path; copy "
+        "the file instead of linking to it",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DirectorySource:
+    """Every ``.yaml``/``.yml`` file under ``root`` (dot-directories skipped)."""
+
+    root: Path
+    max_file_bytes: int = 1024 * 1024
+
+    def read(self) -> Snapshot:
+        root = self.root
+        if not root.is_dir():
+            raise SourceError(f"{root} is not a directory")
+        real_root = root.resolve()
+        snapshot = Snapshot(revision="")
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if is_manifest(name):
+                    self._read_file(Path(dirpath) / name, real_root, snapshot)
+            for name in dirnames:  # a symlinked directory is refused, not silently skipped
+                if (Path(dirpath) / name).is_symlink():
+                    self._check_link(Path(dirpath) / name, real_root, snapshot)
+        digest = hashlib.sha256()
+        for f in snapshot.files:
+            digest.update(f"{f.path}\0{f.blob}\n".encode())
+        snapshot.revision = "dir:" + digest.hexdigest()[:16]
+        return snapshot
+
+    def _check_link(self, path: Path, real_root: Path, snapshot: Snapshot) -> bool:
+        target = path.resolve()
+        if not target.is_relative_to(real_root):
+            snapshot.diagnostics.append(_escaping_link(str(path), os.readlink(path)))
+            return False
+        return True
+
+    def _read_file(self, path: Path, real_root: Path, snapshot: Snapshot) -> None:
+        shown = str(path)
+        if path.is_symlink() and not self._check_link(path, real_root, snapshot):
+            return
+        try:
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):
+                return  # FIFOs, devices, dangling links: not manifests
+            if info.st_size > self.max_file_bytes:
+                snapshot.diagnostics.append(_too_large(shown, info.st_size, self.max_file_bytes))
+                return
+            with path.open("rb") as handle:
+                data = handle.read(self.max_file_bytes + 1)
+        except OSError as exc:
+            snapshot.diagnostics.append(
+                Diagnostic(
+                    Severity.ERROR,
+                    "unreadable",
+                    f"cannot read this file: {exc.strerror}",
+                    file=shown,
+                )
+            )
+            return
+        if len(data) > self.max_file_bytes:  # grew between stat and read
+            snapshot.diagnostics.append(_too_large(shown, len(data), self.max_file_bytes))
+            return
+        snapshot.files.append(SourceFile(shown, blob_sha(data), data))
+
+
+@dataclass(frozen=True, slots=True)
+class GitSource:
+    """Manifest files under ``path`` in the commit ``ref`` of the repository at ``repo``."""
+
+    repo: Path
+    ref: str = "HEAD"
+    path: str = ""
+    max_file_bytes: int = 1024 * 1024
+
+    def open(self) -> git.Repo:
+        try:
+            return git.Repo(self.repo)
+        except git.NoSuchPathError:
+            raise SourceError(f"{self.repo} does not exist") from None
+        except git.InvalidGitRepositoryError:
+            raise SourceError(
+                f"{self.repo} is not a git repository (hint: give a directory as PATH to read "
+                "files without git)"
+            ) from None
+
+    def resolve(self, repository: git.Repo) -> git.Commit:
+        try:
+            return repository.commit(self.ref)
+        except (BadName, BadObject, ValueError, git.GitCommandError):
+            raise SourceError(
+                f"the ref {self.ref!r} is not a commit in {self.repo} (hint: check "
+                "'git branch -a' and 'git tag')"
+            ) from None
+
+    def read(self) -> Snapshot:
+        repository = self.open()
+        try:
+            commit = self.resolve(repository)
+            snapshot = Snapshot(revision=commit.hexsha)
+            base = self.path.strip("/")
+            try:
+                tree = commit.tree / base if base else commit.tree
+            except KeyError:
+                raise SourceError(
+                    f"the path {base!r} does not exist at {self.ref} ({commit.hexsha[:12]})"
+                ) from None
+            if not isinstance(tree, git.Tree):
+                raise SourceError(f"the path {base!r} at {self.ref} is a file, not a folder")
+            for item in tree.traverse():
+                if isinstance(item, git.Blob) and is_manifest(item.name):
+                    self._read_blob(commit.tree, item, base, snapshot)
+            snapshot.files.sort(key=lambda f: f.path)
+            return snapshot
+        finally:
+            repository.close()
+
+    def _read_blob(self, top: git.Tree, blob: git.Blob, base: str, snapshot: Snapshot) -> None:
+        shown = str(blob.path)
+        hops = 0
+        while blob.mode == SYMLINK_MODE:
+            target = blob.data_stream.read().decode("utf-8", "replace")
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(blob.path), target))
+            inside = resolved == base or not base or resolved.startswith(base + "/")
+            hops += 1
+            if (
+                posixpath.isabs(target)
+                or resolved.startswith("..")
+                or not inside
+                or hops > (MAX_SYMLINK_HOPS)
+            ):
+                snapshot.diagnostics.append(_escaping_link(shown, target))
+                return
+            try:
+                found = top / resolved
+            except KeyError:
+                return  # a dangling link inside the repository: nothing to read
+            if not isinstance(found, git.Blob):
+                return
+            blob = found
+        if blob.size > self.max_file_bytes:
+            snapshot.diagnostics.append(_too_large(shown, blob.size, self.max_file_bytes))
+            return
+        snapshot.files.append(SourceFile(shown, blob.hexsha, blob.data_stream.read()))

@@ -1,0 +1,90 @@
+"""Desired state: a validated revision reduced to canonical, comparable, secret-free data.
+
+Between Validate and Plan. Each resource becomes a ``ResourceState``: its kind, name, the file
+it came from, and ``fields``, the manifest's ``metadata`` and ``spec`` with every default
+filled in, names normalised and function aliases resolved. Two manifests that mean the same
+thing have equal ``fields``; that is what makes plans exact and ``describe`` round-trip.
+
+Secret values never enter this form: a plaintext value is replaced by a fingerprint, so plans,
+the database and status pages can show that a value changed without holding it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.sam.functions import canonical_function
+from reconciler.sam.kinds import KINDS, LLMClient, Secret
+from reconciler.sam.load import Resource
+
+# Creates and updates run in this order, deletes in the reverse: a kind only refers to kinds
+# before it.
+KIND_ORDER: tuple[str, ...] = (
+    "Secret",
+    "Provider",
+    "SqlConnection",
+    "ApiConnection",
+    "Plugin",
+    "SqlPlugin",
+    "ApiPlugin",
+    "SmarterAuthToken",
+    "LLMClient",
+)
+assert set(KIND_ORDER) == set(KINDS)
+
+Identity = tuple[str, str]  # (kind, name)
+
+
+def secret_fingerprint(name: str, value: str) -> str:
+    """Short, name-bound digest of a secret value: enough to see that it changed."""
+    digest = hashlib.sha256(f"samops-secret\0{name}\0{value}".encode()).hexdigest()
+    return f"sha256:{digest[:16]}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceState:
+    """One resource as plan, store and describe see it."""
+
+    kind: str
+    name: str
+    file: str
+    fields: Mapping[str, Any]
+
+    @property
+    def identity(self) -> Identity:
+        return (self.kind, self.name)
+
+
+def canonical_fields(resource: Resource) -> dict[str, Any]:
+    """``metadata`` and ``spec`` of a resource, defaults filled, no secret value."""
+    dumped = resource.model.model_dump(mode="json", by_alias=True, exclude={"api_version", "kind"})
+    model = resource.model
+    if isinstance(model, LLMClient):
+        dumped["spec"]["functions"] = [
+            canonical_function(f) or f for f in dumped["spec"]["functions"]
+        ]
+    if isinstance(model, Secret):
+        config = dumped["spec"]["config"]
+        value = config.pop("value", None)
+        config["valueFingerprint"] = (
+            secret_fingerprint(model.name, value) if value is not None else None
+        )
+    return dumped
+
+
+def desired_state(resources: Iterable[Resource]) -> dict[Identity, ResourceState]:
+    """The desired state of a valid revision, keyed by (kind, name)."""
+    states = {}
+    for resource in resources:
+        state = ResourceState(
+            resource.kind, resource.name, resource.file, canonical_fields(resource)
+        )
+        states[state.identity] = state
+    return states
+
+
+def kind_rank(kind: str) -> int:
+    return KIND_ORDER.index(kind)

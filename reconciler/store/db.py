@@ -1,0 +1,135 @@
+"""Connecting to the database and bringing its schema up to date.
+
+Used by every command that touches state. SQLite is the default (a file in the data
+directory); PostgreSQL is chosen with ``SAMOPS_DATABASE_URL``. Migrations are Alembic's, run
+in-process at start (``open_database``) and by ``samops db upgrade``.
+
+SQLAlchemy's exceptions that mean "the database cannot be reached or used" are translated
+here into ``DatabaseError`` with a sentence and a hint, so commands never print a driver
+traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy.exc
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+DEFAULT_DATA_DIR = Path("data")
+
+
+class DatabaseError(Exception):
+    """The database cannot be reached, or its schema cannot be brought up to date."""
+
+
+def default_data_dir() -> Path:
+    """``SAMOPS_DATA_DIR`` (default ``data``): the SQLite database, clones of remotes."""
+    return Path(os.environ.get("SAMOPS_DATA_DIR", DEFAULT_DATA_DIR))
+
+
+def default_database_url() -> str:
+    """``SAMOPS_DATABASE_URL``, else a SQLite file in the data directory."""
+    url = os.environ.get("SAMOPS_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{default_data_dir() / 'samops.sqlite3'}"
+
+
+def normalise_url(url: str) -> str:
+    """Plain ``postgresql://`` URLs use the psycopg 3 driver this project installs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """Foreign keys on, WAL for concurrent readers, and transactions that SQLAlchemy (not the
+    sqlite3 module) begins, so a transaction covers exactly what the code says it does."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA busy_timeout = 10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_database_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        _sqlite_setup(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@contextmanager
+def translated_errors(url: str) -> Iterator[None]:
+    """The one place where driver errors about reaching the database become sentences."""
+    try:
+        yield
+    except sqlalchemy.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseError(
+            f"cannot use the database {redacted(url)}: {reason} (hint: check "
+            "SAMOPS_DATABASE_URL and that the server is running)"
+        ) from exc
+    except sqlalchemy.exc.NoSuchModuleError as exc:
+        raise DatabaseError(
+            f"no driver for the database URL {redacted(url)} (hint: PostgreSQL URLs start "
+            "with postgresql://, SQLite ones with sqlite:///)"
+        ) from exc
+
+
+def _alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration (idempotent)."""
+    command.upgrade(_alembic_config(engine), "head")
+
+
+def schema_is_current(engine: Engine) -> bool:
+    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head
+
+
+def open_database(url: str | None = None, *, migrate: bool = True) -> Engine:
+    """An engine on ``url`` (default: ``default_database_url()``), schema up to date."""
+    url = url or default_database_url()
+    with translated_errors(url):
+        engine = create_database_engine(url)
+        if migrate and not schema_is_current(engine):
+            upgrade(engine)
+        return engine

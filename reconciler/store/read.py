@@ -1,0 +1,120 @@
+"""Reading the actual state: rows back into canonical fields, plus the state row and history.
+
+Used by Plan (desired vs actual), by ``status``/``get``/``describe`` and, later, by the chat
+server. The inverse of ``store/write.py``, both driven by ``store/mapping.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Table, select
+
+from reconciler.state import Identity, ResourceState
+from reconciler.store import schema
+from reconciler.store.mapping import KIND_TABLES, from_column, set_path
+
+REFERENCED_TABLES = (
+    schema.secrets,
+    schema.sql_connections,
+    schema.api_connections,
+    schema.plugins,
+    schema.api_tokens,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    source: str | None
+    last_applied_revision: str | None
+    last_attempted_revision: str | None
+    generation: int
+    updated_at: dt.datetime | None
+
+
+EMPTY_STATE = StateRow(None, None, None, 0, None)
+
+
+def read_state(connection: Connection, *, for_update: bool = False) -> StateRow:
+    """The single state row (zeros before the first apply). ``for_update`` locks it on
+    PostgreSQL so concurrent applies run one after the other."""
+    query = select(schema.state).where(schema.state.c.id == 1)
+    if for_update:
+        query = query.with_for_update()
+    row = connection.execute(query).mappings().first()
+    if row is None:
+        return EMPTY_STATE
+    return StateRow(
+        row["source"],
+        row["last_applied_revision"],
+        row["last_attempted_revision"],
+        row["generation"],
+        row["updated_at"],
+    )
+
+
+def name_maps(connection: Connection) -> dict[Table, dict[int, str]]:
+    """id -> name for every table that references point at."""
+    return {
+        table: dict(connection.execute(select(table.c.id, table.c.name)).all())
+        for table in REFERENCED_TABLES
+    }
+
+
+def read_actual(
+    connection: Connection, *, source: str | None = None
+) -> dict[Identity, ResourceState]:
+    """Every resource row (of ``source``, or of all sources) as canonical fields."""
+    names = name_maps(connection)
+    states: dict[Identity, ResourceState] = {}
+    for kind, spec in KIND_TABLES.items():
+        query = select(spec.table)
+        if spec.detail is not None:
+            query = select(spec.table, *[spec.detail.c[c.column] for c in spec.detail_columns])
+            query = query.join(spec.detail, spec.detail.c.plugin_id == spec.table.c.id)
+        if spec.table is schema.plugins:
+            query = query.where(schema.plugins.c.kind == kind)
+        if source is not None:
+            query = query.where(spec.table.c.source == source)
+        rows = connection.execute(query).mappings().all()
+        links = _links(connection, spec.links, names)
+        for row in rows:
+            fields: dict[str, Any] = {"metadata": {"name": row["name"]}}
+            for col in (*spec.columns, *spec.detail_columns):
+                set_path(fields, col.path, from_column(col, row[col.column], names))
+            for link in spec.links:
+                values = links[link.table].get(row["id"], [])
+                set_path(
+                    fields, link.path, (values[0] if values else None) if link.single else values
+                )
+            if kind == "Secret":
+                _fold_value_from(fields)
+            states[(kind, row["name"])] = ResourceState(kind, row["name"], row["file"], fields)
+    return states
+
+
+def _links(
+    connection: Connection, links: tuple[Any, ...], names: Mapping[Table, Mapping[int, str]]
+) -> dict[Table, dict[int, list[Any]]]:
+    found: dict[Table, dict[int, list[Any]]] = {}
+    for link in links:
+        table = link.table
+        order = [table.c[link.parent]] + ([table.c.position] if "position" in table.c else [])
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for parent, value in connection.execute(
+            select(table.c[link.parent], table.c[link.value]).order_by(*order)
+        ):
+            grouped[parent].append(names[link.ref][value] if link.ref is not None else value)
+        found[table] = grouped
+    return found
+
+
+def _fold_value_from(fields: dict[str, Any]) -> None:
+    config = fields["spec"]["config"]
+    value_from = config.get("valueFrom") or {}
+    if value_from.get("env") is None and value_from.get("file") is None:
+        config["valueFrom"] = None

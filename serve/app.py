@@ -1,0 +1,153 @@
+"""The embedded aiohttp server: health, readiness, metrics, status and the git webhook.
+
+Serve stage. The application is built by ``create_app`` from what the composition root hands
+it: the database engine, the metrics registry, and a callback that wakes the reconciler (the
+server never imports the daemon). Chat routes join this application later.
+
+Every error answer has one JSON shape: ``{"error": {"code": ..., "message": ...}}``. Database
+work runs in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from sqlalchemy import Engine, text
+
+from reconciler.store.read import read_state
+from reconciler.store.status import status_document
+from serve.webhooks import verify
+
+log = logging.getLogger("samops.serve")
+WEBHOOK_MAX_BYTES = 1024 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDeps:
+    """What the server needs from the rest of the process."""
+
+    engine: Engine
+    registry: CollectorRegistry
+    wake_reconciler: Callable[[str], None]
+    webhook_secret: str | None = None
+    served_generation: Callable[[], int] = lambda: 0
+    """The generation this process serves (0 before the first snapshot is loaded)."""
+
+
+DEPS = web.AppKey("deps", ServerDeps)
+WEBHOOKS = web.AppKey("webhook_counter", Counter)
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """HTTP errors in the project's JSON shape; unexpected ones logged, never leaked."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return error_response(exc.status, code, exc.text or exc.reason)
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        return error_response(500, "internal_error", "the server failed; see its log")
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    engine = request.app[DEPS].engine
+
+    def check() -> str | None:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            revision = read_state(connection).last_applied_revision
+            connection.rollback()
+        return revision
+
+    try:
+        revision = await asyncio.to_thread(check)
+    except Exception as exc:
+        return error_response(
+            503, "database_unavailable", f"the database cannot be reached: {type(exc).__name__}"
+        )
+    if revision is None:
+        return error_response(503, "not_applied", "no revision has been applied yet")
+    served = request.app[DEPS].served_generation()
+    if served == 0:
+        return error_response(503, "not_serving", "the applied state is not loaded yet")
+    return web.json_response({"status": "ready", "revision": revision, "served_generation": served})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[DEPS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def status(request: web.Request) -> web.Response:
+    document = await asyncio.to_thread(status_document, request.app[DEPS].engine)
+    return web.json_response(document)
+
+
+async def git_webhook(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    counter = request.app[WEBHOOKS]
+    if not deps.webhook_secret:
+        counter.labels(provider="unknown", result="disabled").inc()
+        return error_response(
+            404, "webhook_disabled", "the git webhook is off: start samops with --webhook-secret"
+        )
+    declared = request.content_length or 0  # refused before reading when declared too large
+    body = (
+        await request.content.read(WEBHOOK_MAX_BYTES + 1) if declared <= WEBHOOK_MAX_BYTES else b""
+    )
+    if declared > WEBHOOK_MAX_BYTES or len(body) > WEBHOOK_MAX_BYTES:
+        counter.labels(provider="unknown", result="too_large").inc()
+        return error_response(
+            413, "payload_too_large", f"webhook payloads are limited to {WEBHOOK_MAX_BYTES} bytes"
+        )
+    verdict = verify(request.headers, body, deps.webhook_secret)
+    if not verdict.ok:
+        counter.labels(provider=verdict.provider, result="bad_signature").inc()
+        log.warning(
+            "webhook refused",
+            extra={
+                "provider": verdict.provider,
+                "reason": verdict.reason,
+                "remote": request.remote,
+            },
+        )
+        return error_response(401, "bad_signature", f"webhook refused: {verdict.reason}")
+    counter.labels(provider=verdict.provider, result="accepted").inc()
+    deps.wake_reconciler(f"webhook from {verdict.provider}")
+    return web.json_response({"status": "accepted"}, status=202)
+
+
+def create_app(deps: ServerDeps) -> web.Application:
+    app = web.Application(middlewares=[json_errors])
+    app[DEPS] = deps
+    app[WEBHOOKS] = Counter(
+        "samops_webhook_requests",
+        "Git webhook deliveries by result.",
+        ["provider", "result"],
+        registry=deps.registry,
+    )
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_post("/hooks/git", git_webhook)
+    return app

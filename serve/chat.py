@@ -1,0 +1,260 @@
+"""One chat turn: select plugins, build the system prompt, call the model, run its tools.
+
+Serve stage, called by the chat routes with one snapshot's compiled client. Smarter makes at
+most two model calls (tools, then no tools); samops runs a bounded loop: while the model asks
+for samops' tools (plugins and built-in functions), they run (concurrently) and their results
+go back, up to ``max_tool_rounds``; the last call offers no tools, so the turn always ends
+with an answer. A tool that fails answers the model with the error sentence, never a crash.
+
+Tools the caller brought (OpenAI ``tools`` in the request) are offered too, but their calls
+are returned to the caller, as OpenAI clients expect.
+
+Plugin selection follows Smarter: ``always``, or ``search_terms`` matched case-insensitively
+against the prompt and the session's earlier user messages. Model, temperature and max tokens
+come from the client, overridden by the first selected plugin that sets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from serve.providers import Providers, translated_upstream_errors
+from serve.state import CompiledClient, CompiledPlugin, Snapshot, Tool
+from serve.tools.functions import ToolError
+
+DEFAULT_MAX_TOOL_ROUNDS = 4
+log = logging.getLogger("samops.chat")
+
+
+@dataclass(slots=True)
+class ToolCallRecord:
+    name: str
+    arguments: Mapping[str, Any]
+    result: str | None
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(slots=True)
+class TurnResult:
+    completion: dict[str, Any]
+    selected: list[str]
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    added: list[dict[str, Any]] = field(default_factory=list)
+    """Assistant and tool messages of the loop, then the final answer (for the session)."""
+    upstream_seconds: float = 0.0
+    rounds: int = 0
+
+
+def _without_nulls(value: Any) -> Any:
+    """OpenAI answers carry many ``null`` fields; drop them, as the SDK's dump did."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _accumulate(call: dict[str, Any], piece: Mapping[str, Any]) -> None:
+    """Fold one streamed tool-call delta into the call it belongs to."""
+    call.setdefault("type", "function")
+    function = call.setdefault("function", {"name": "", "arguments": ""})
+    if piece.get("id"):
+        call["id"] = piece["id"]
+    given = piece.get("function") or {}
+    function["name"] += given.get("name") or ""
+    function["arguments"] += given.get("arguments") or ""
+
+
+def text_of(content: Any) -> str:
+    """A message's text, whether ``content`` is a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return ""
+
+
+def select_plugins(
+    client: CompiledClient, messages: Sequence[Mapping[str, Any]]
+) -> list[CompiledPlugin]:
+    said = " ".join(text_of(m.get("content")) for m in messages if m.get("role") == "user")
+    said = said.lower()
+    return [
+        p
+        for p in client.plugins
+        if p.directive == "always" or any(term in said for term in p.search_terms)
+    ]
+
+
+def system_prompt(client: CompiledClient, selected: Sequence[CompiledPlugin]) -> str:
+    parts = [client.system_role.strip(), *(p.system_role.strip() for p in selected)]
+    return "\n\n".join(p for p in parts if p)
+
+
+def _first(selected: Sequence[CompiledPlugin], attribute: str, default: Any) -> Any:
+    for plugin in selected:
+        value = getattr(plugin, attribute)
+        if value is not None:
+            return value
+    return default
+
+
+@dataclass(slots=True)
+class Turn:
+    """Everything one turn needs, fixed at its start (one snapshot, one client)."""
+
+    client: CompiledClient
+    snapshot: Snapshot
+    providers: Providers
+    messages: list[dict[str, Any]]
+    caller_tools: list[dict[str, Any]] = field(default_factory=list)
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    selected: list[CompiledPlugin] = field(init=False)
+    tools: dict[str, Tool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.selected = select_plugins(self.client, self.messages)
+        self.tools = {p.tool.name: p.tool for p in self.selected}
+        self.tools.update({f.name: f for f in self.client.functions})
+
+    def request(self, conversation: list[dict[str, Any]], *, with_tools: bool) -> dict[str, Any]:
+        system = system_prompt(self.client, self.selected)
+        body: dict[str, Any] = {
+            "model": _first(self.selected, "model", self.client.model),
+            "messages": ([{"role": "system", "content": system}] if system else []) + conversation,
+            "temperature": _first(self.selected, "temperature", self.client.temperature),
+            "max_tokens": _first(self.selected, "max_tokens", self.client.max_tokens),
+        }
+        offered = [t.openai() for t in self.tools.values()] + self.caller_tools
+        if offered and with_tools:
+            body["tools"] = offered
+        return body
+
+    def upstream(self) -> Any:
+        target = self.providers.target(self.snapshot, self.client.provider)
+        return self.providers.client(target)
+
+    async def run(self) -> TurnResult:
+        result = TurnResult({}, [p.name for p in self.selected])
+        conversation = list(self.messages)
+        client = self.upstream()
+        while True:
+            with_tools = result.rounds < self.max_tool_rounds
+            started = time.perf_counter()
+            with translated_upstream_errors(self.client.provider):
+                # The SDK's client (auth, retries with backoff, timeouts, error classes)
+                # without its typed transformation of the request body, which took over a
+                # third of the server's CPU (profiled with py-spy under bench/chat.py's load):
+                # the body is built here, and the answer is plain JSON.
+                raw = await client.post(
+                    "/chat/completions",
+                    cast_to=object,
+                    body=self.request(conversation, with_tools=with_tools),
+                )
+            result.upstream_seconds += time.perf_counter() - started
+            answer = _without_nulls(raw)
+            message = answer["choices"][0]["message"]
+            ours = self.our_round(message.get("tool_calls") or [], with_tools)
+            if ours is None:
+                result.completion = answer
+                result.added.append(message)
+                return result
+            added = [message, *await self.tool_round(ours, result)]
+            conversation.extend(added)
+            result.added.extend(added)
+
+    async def stream(self, result: TurnResult) -> AsyncIterator[dict[str, Any]]:
+        """The turn as chat.completion.chunk dicts, the final answer passed through as the
+        upstream sends it. A round's chunks are held until its first content delta (then
+        they flow live) or its end: calls to samops' tools run and the next round starts;
+        anything else (the caller's tools) is passed on as it came."""
+        conversation = list(self.messages)
+        client = self.upstream()
+        while True:
+            with_tools = result.rounds < self.max_tool_rounds
+            started = time.perf_counter()
+            held: list[dict[str, Any]] = []
+            calls: dict[int, dict[str, Any]] = {}
+            live = False
+            with translated_upstream_errors(self.client.provider):
+                chunks = await client.chat.completions.create(
+                    **self.request(conversation, with_tools=with_tools), stream=True
+                )
+                async for chunk in chunks:
+                    data = chunk.model_dump(exclude_none=True)
+                    if live:
+                        yield data
+                        continue
+                    held.append(data)
+                    delta = (data.get("choices") or [{}])[0].get("delta") or {}
+                    if delta.get("content"):
+                        live = True
+                        for waiting in held:
+                            yield waiting
+                        held = []
+                    for piece in delta.get("tool_calls") or []:
+                        _accumulate(calls.setdefault(piece.get("index", 0), {}), piece)
+            result.upstream_seconds += time.perf_counter() - started
+            if live:
+                return
+            ordered = [calls[i] for i in sorted(calls)]
+            ours = self.our_round(ordered, with_tools)
+            if ours is None:
+                for waiting in held:
+                    yield waiting
+                return
+            conversation.append({"role": "assistant", "content": None, "tool_calls": ordered})
+            conversation.extend(await self.tool_round(ours, result))
+
+    def our_round(
+        self, calls: list[dict[str, Any]], with_tools: bool
+    ) -> list[dict[str, Any]] | None:
+        """The calls samops runs itself, or None when this answer goes to the caller: no
+        calls, a call to one of the caller's tools, or no tool rounds left."""
+        ours = [c for c in calls if c["function"]["name"] in self.tools]
+        return ours if calls and len(ours) == len(calls) and with_tools else None
+
+    async def tool_round(
+        self, calls: list[dict[str, Any]], result: TurnResult
+    ) -> list[dict[str, Any]]:
+        """Run one round of samops' tools; their results as ``tool`` messages."""
+        result.rounds += 1
+        messages = []
+        for call, record in zip(calls, await self.run_tools(calls), strict=True):
+            result.tool_calls.append(record)
+            content = record.result if record.error is None else f"error: {record.error}"
+            messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+        return messages
+
+    async def run_tools(self, calls: list[dict[str, Any]]) -> list[ToolCallRecord]:
+        return list(await asyncio.gather(*(self.run_tool(c) for c in calls)))
+
+    async def run_tool(self, call: Mapping[str, Any]) -> ToolCallRecord:
+        name = call["function"]["name"]
+        started = time.perf_counter()
+        try:
+            arguments = json.loads(call["function"].get("arguments") or "{}")
+            if not isinstance(arguments, dict):
+                raise ToolError("the arguments must be a JSON object")
+            result: str | None = await self.tools[name].execute(arguments)
+            error = None
+        except json.JSONDecodeError:
+            arguments, result, error = {}, None, "the arguments are not valid JSON"
+        except ToolError as exc:
+            arguments = arguments if isinstance(arguments, dict) else {}
+            result, error = None, str(exc)
+        except Exception as exc:  # a bug in a tool must not fail the request
+            log.exception("tool failed", extra={"tool": name})
+            arguments, result, error = {}, None, f"the tool failed ({exc.__class__.__name__})"
+        if error is not None:
+            log.info("tool answered with an error", extra={"tool": name, "error": error})
+        return ToolCallRecord(
+            name, arguments, result, error, int((time.perf_counter() - started) * 1000)
+        )

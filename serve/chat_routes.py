@@ -1,0 +1,455 @@
+"""Chat routes: OpenAI-compatible ``/v1`` and Smarter-compatible prompt and config routes.
+
+Serve stage. Each request takes the current snapshot once (one generation from start to end),
+finds the client, checks its key, runs one turn (``serve/chat.py``) and answers:
+
+- ``POST /v1/chat/completions`` (``model`` is the client's name; ``stream: true`` answers
+  server-sent events ending with ``data: [DONE]``) and ``GET /v1/models`` (only the clients the
+  presented key may use), with OpenAI's error shape;
+- ``POST /api/v1/llm-clients/{name}/prompt/`` and ``POST /prompt/`` on
+  ``{name}.{account}.api.{domain}`` hosts, with Smarter's envelope and sessions;
+- ``GET /api/v1/llm-clients/{name}/config/``: UI fields and a new session key (CORS open).
+
+Keys: ``Authorization: Token <key>`` or ``Bearer <key>``; a client with an active key requires
+exactly that key (compared as digests, in constant time). Every answer carries
+``x-samops-overhead-ms`` (time spent outside upstream calls), ``x-samops-generation`` and
+``x-request-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from reconciler.apikeys import digests_match, presented_digests
+from serve import logctx
+from serve.chat import DEFAULT_MAX_TOOL_ROUNDS, Turn, TurnResult, text_of
+from serve.providers import Providers, UpstreamError
+from serve.sessions import SESSION_KEY, SessionStore, TurnRecord, new_session_key
+from serve.state import CompiledClient, ServingState, Snapshot
+
+log = logging.getLogger("samops.chat")
+SMARTER_API = "smarter.sh/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSettings:
+    max_body_bytes: int = 1024 * 1024
+    max_messages: int = 200
+    deadline_seconds: float = 120.0
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    account_number: str = "0000-0000-0000"
+    api_domain: str = "localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatDeps:
+    state: ServingState
+    providers: Providers
+    sessions: SessionStore
+    settings: ChatSettings
+
+
+CHAT = web.AppKey("chat", ChatDeps)
+
+
+class ChatError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def _openai_error(error: ChatError) -> web.Response:
+    kind = {
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "invalid_request_error",
+        400: "invalid_request_error",
+    }.get(error.status, "api_error")
+    return web.json_response(
+        {"error": {"message": str(error), "type": kind, "param": None, "code": error.code}},
+        status=error.status,
+    )
+
+
+def _samops_error(error: ChatError) -> web.Response:
+    return web.json_response(
+        {"error": {"code": error.code, "message": str(error)}}, status=error.status
+    )
+
+
+def presented_key(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    return key.strip() or None if scheme.lower() in ("token", "bearer") else None
+
+
+def authorize(client: CompiledClient, key: dict[str, str] | None, snapshot: Snapshot) -> None:
+    """Raise a ChatError unless the presented key (its digests, see ``presented``) may use
+    ``client``: 401 for a missing, unknown, deactivated or expired key, 403 for a valid key of
+    another client. A key known to be inactive or expired is refused whatever the client, so
+    deactivating a key cuts it off even where that leaves the client public (Smarter's rule
+    for inactive keys)."""
+    now = dt.datetime.now(dt.UTC)
+    known = None
+    if key is not None:
+        known = snapshot.tokens.get(key["sha256"]) or snapshot.tokens.get(key["sha512"])
+        if known is not None and not known.active:
+            raise ChatError(401, "key_inactive", "this key has been deactivated")
+        if known is not None and known.expires_at is not None and now >= known.expires_at:
+            raise ChatError(401, "key_expired", "this key has expired")
+    policy = client.key
+    if not policy.required:
+        return
+    if key is None:
+        raise ChatError(
+            401,
+            "missing_key",
+            f"the client {client.name!r} requires an API key: send 'Authorization: Bearer <key>'",
+        )
+    if not digests_match(key, policy.digests):
+        if known is not None:
+            raise ChatError(403, "wrong_key", f"this key may not use the client {client.name!r}")
+        raise ChatError(401, "invalid_key", "this API key is not valid")
+    if policy.expired(now):
+        raise ChatError(401, "key_expired", f"the key of the client {client.name!r} has expired")
+
+
+def presented(request: web.Request) -> dict[str, str] | None:
+    """The digests of the request's key, computed once per request (None without a key)."""
+    key = presented_key(request)
+    return presented_digests(key) if key is not None else None
+
+
+def _client(snapshot: Snapshot, name: str) -> CompiledClient:
+    client = snapshot.clients.get(name)
+    if client is None:
+        raise ChatError(404, "unknown_client", f"there is no LLM client named {name!r}")
+    return client
+
+
+async def _json_body(request: web.Request, settings: ChatSettings) -> dict[str, Any]:
+    if (request.content_length or 0) > settings.max_body_bytes:
+        raise ChatError(
+            413, "body_too_large", f"request bodies are limited to {settings.max_body_bytes} bytes"
+        )
+    raw = await request.content.read(settings.max_body_bytes + 1)
+    if len(raw) > settings.max_body_bytes:
+        raise ChatError(
+            413, "body_too_large", f"request bodies are limited to {settings.max_body_bytes} bytes"
+        )
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise ChatError(400, "invalid_json", "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ChatError(400, "invalid_body", "the request body must be a JSON object")
+    messages = body.get("messages")
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)
+    ):
+        raise ChatError(
+            400,
+            "invalid_messages",
+            "'messages' must be a non-empty list of {role, content} objects",
+        )
+    if len(messages) > settings.max_messages:
+        raise ChatError(
+            413, "too_many_messages", f"at most {settings.max_messages} messages per request"
+        )
+    return body
+
+
+def _headers(
+    started: float, result: TurnResult | None, snapshot: Snapshot, request: web.Request
+) -> dict[str, str]:
+    elapsed = time.perf_counter() - started
+    upstream = result.upstream_seconds if result else 0.0
+    return {
+        "x-samops-overhead-ms": f"{max(0.0, elapsed - upstream) * 1000:.3f}",
+        "x-samops-generation": str(snapshot.generation),
+        "x-request-id": request["request_id"],
+    }
+
+
+@asynccontextmanager
+async def turn_errors(deps: ChatDeps) -> AsyncIterator[None]:
+    """The turn's deadline, and upstream failures, as ChatErrors (502/504)."""
+    try:
+        async with asyncio.timeout(deps.settings.deadline_seconds):
+            yield
+    except TimeoutError:
+        raise ChatError(
+            504,
+            "deadline_exceeded",
+            f"the turn took longer than {deps.settings.deadline_seconds:g} s",
+        ) from None
+    except UpstreamError as exc:
+        raise ChatError(exc.status, exc.code, str(exc)) from None
+
+
+# --- OpenAI-compatible ------------------------------------------------------------------------
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    deps = request.app[CHAT]
+    started = time.perf_counter()
+    snapshot = deps.state.snapshot
+    try:
+        body = await _json_body(request, deps.settings)
+        client = _client(snapshot, str(body.get("model", "")))
+        authorize(client, presented(request), snapshot)
+        tools = body.get("tools")
+        caller_tools: list[dict[str, Any]] = tools if isinstance(tools, list) else []
+        turn = Turn(
+            client,
+            snapshot,
+            deps.providers,
+            body["messages"],
+            caller_tools,
+            deps.settings.max_tool_rounds,
+        )
+        if body.get("stream"):
+            return await _stream(request, deps, turn, body, started)
+        async with turn_errors(deps):
+            result = await turn.run()
+    except ChatError as error:
+        response = _openai_error(error)
+        response.headers.update(_headers(started, None, snapshot, request))
+        return response
+    completion = {**result.completion, "model": client.name}
+    headers = _headers(started, result, snapshot, request)
+    log.debug(
+        "chat turn",
+        extra={
+            "client": client.name,
+            "rounds": result.rounds,
+            "generation": snapshot.generation,
+            "overhead_ms": headers["x-samops-overhead-ms"],
+        },
+    )
+    return web.json_response(completion, headers=headers)
+
+
+async def _stream(
+    request: web.Request, deps: ChatDeps, turn: Turn, body: Mapping[str, Any], started: float
+) -> web.StreamResponse:
+    """Server-sent events, passed through from the upstream as they come. Errors before the
+    first chunk are ordinary error answers; later ones end the stream with an error event.
+    ``x-samops-overhead-ms`` covers the time until the first chunk."""
+    result = TurnResult({}, [p.name for p in turn.selected])
+    chunks = turn.stream(result)
+    options = body.get("stream_options")
+    with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    async with turn_errors(deps):
+        first = await anext(chunks)
+    response = web.StreamResponse(
+        headers={
+            **_headers(started, result, turn.snapshot, request),
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+        }
+    )
+    await response.prepare(request)
+
+    async def send(chunk: dict[str, Any]) -> None:
+        if "usage" in chunk and not chunk.get("choices") and not with_usage:
+            return
+        event = json.dumps({**chunk, "model": turn.client.name})
+        await response.write(f"data: {event}\n\n".encode())
+
+    try:
+        await send(first)
+        async with asyncio.timeout(deps.settings.deadline_seconds):
+            async for chunk in chunks:
+                await send(chunk)
+    except (UpstreamError, TimeoutError) as exc:
+        error = {
+            "error": {
+                "message": str(exc) or "the turn took too long",
+                "type": "api_error",
+                "code": getattr(exc, "code", "deadline_exceeded"),
+            }
+        }
+        await response.write(f"data: {json.dumps(error)}\n\n".encode())
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def list_models(request: web.Request) -> web.Response:
+    deps = request.app[CHAT]
+    snapshot = deps.state.snapshot
+    key = presented(request)
+    visible = []
+    for client in snapshot.clients.values():
+        try:
+            authorize(client, key, snapshot)
+        except ChatError:
+            continue
+        visible.append({"id": client.name, "object": "model", "created": 0, "owned_by": "samops"})
+    return web.json_response({"object": "list", "data": sorted(visible, key=lambda m: m["id"])})
+
+
+# --- Smarter-compatible -----------------------------------------------------------------------
+
+
+def _envelope(data: Mapping[str, Any], command: str) -> dict[str, Any]:
+    return {
+        "data": data,
+        "api": SMARTER_API,
+        "metadata": {"command": command, "thing": "LLMClient"},
+    }
+
+
+async def _prompt(request: web.Request, name: str) -> web.Response:
+    deps = request.app[CHAT]
+    started = time.perf_counter()
+    snapshot = deps.state.snapshot
+    try:
+        body = await _json_body(request, deps.settings)
+        client = _client(snapshot, name)
+        authorize(client, presented(request), snapshot)
+        session_key = body.get("session_key") or new_session_key()
+        if not isinstance(session_key, str) or not SESSION_KEY.match(session_key):
+            raise ChatError(400, "invalid_session_key", "session_key must be 64 hex characters")
+        users = [m for m in body["messages"] if m.get("role") == "user"]
+        if not users:
+            raise ChatError(400, "no_prompt", "the messages hold no user message")
+        prompt = {"role": "user", "content": text_of(users[-1].get("content"))}
+        history = (
+            await deps.sessions.history(session_key, client.name)
+            if body.get("session_key")
+            else None
+        )  # a new session has none
+        messages = [*(history if history is not None else body["messages"][:-1]), prompt]
+        turn = Turn(
+            client,
+            snapshot,
+            deps.providers,
+            messages,
+            max_tool_rounds=deps.settings.max_tool_rounds,
+        )
+        async with turn_errors(deps):
+            result = await turn.run()
+    except ChatError as error:
+        response = _samops_error(error)
+        response.headers.update(_headers(started, None, snapshot, request))
+        return response
+    new_messages = [prompt, *result.added] if history is not None else [*messages, *result.added]
+    deps.sessions.record(
+        TurnRecord(
+            session_key,
+            client.name,
+            snapshot.generation,
+            new_messages,
+            result.tool_calls,
+            result.selected,
+        )
+    )
+    completion = {**result.completion, "model": client.name}
+    data = {
+        **completion,
+        "session_key": session_key,
+        "plugins_selected": result.selected,
+        "tool_calls_made": [
+            {
+                "name": c.name,
+                "arguments": c.arguments,
+                "result": c.result,
+                "error": c.error,
+                "duration_ms": c.duration_ms,
+            }
+            for c in result.tool_calls
+        ],
+    }
+    return web.json_response(
+        _envelope(data, "prompt"), headers=_headers(started, result, snapshot, request)
+    )
+
+
+async def prompt_by_path(request: web.Request) -> web.Response:
+    return await _prompt(request, request.match_info["name"])
+
+
+async def prompt_by_host(request: web.Request) -> web.Response:
+    deps = request.app[CHAT]
+    host = (request.host or "").split(":")[0].lower()
+    suffix = f".{deps.settings.account_number}.api.{deps.settings.api_domain}"
+    if not host.endswith(suffix) or host == suffix.lstrip("."):
+        return _samops_error(
+            ChatError(404, "unknown_host", f"POST /prompt/ is served on <client>{suffix} hosts")
+        )
+    return await _prompt(request, host.removesuffix(suffix))
+
+
+async def client_config(request: web.Request) -> web.Response:
+    deps = request.app[CHAT]
+    snapshot = deps.state.snapshot
+    try:
+        client = _client(snapshot, request.match_info["name"])
+        authorize(client, presented(request), snapshot)
+    except ChatError as error:
+        response = _samops_error(error)
+    else:
+        data = {
+            "name": client.name,
+            "session_key": new_session_key(),
+            "requires_key": client.key.required,
+            **client.ui,
+        }
+        response = web.json_response(_envelope(data, "config"))
+    response.headers.update(
+        {
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        }
+    )
+    return response
+
+
+async def cors_preflight(_request: web.Request) -> web.Response:
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Methods": "GET, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        },
+    )
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every request gets an id (the caller's ``X-Request-Id`` or a new one) for the logs."""
+    identifier = (request.headers.get("X-Request-Id") or uuid.uuid4().hex)[:100]
+    request["request_id"] = identifier
+    token = logctx.request_id.set(identifier)
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    finally:
+        logctx.request_id.reset(token)
+
+
+def add_chat_routes(app: web.Application, deps: ChatDeps) -> None:
+    app[CHAT] = deps
+    app.middlewares.append(request_ids)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_post("/api/v1/llm-clients/{name}/prompt/", prompt_by_path)
+    app.router.add_post("/prompt/", prompt_by_host)
+    app.router.add_get("/api/v1/llm-clients/{name}/config/", client_config)
+    app.router.add_route("OPTIONS", "/api/v1/llm-clients/{name}/config/", cors_preflight)

@@ -1,0 +1,472 @@
+"""``samops run`` and ``samops serve``: the processes, and the only place that wires them.
+
+The composition root: the only module that knows both the daemon and the server. ``run`` is
+the embedded default (reconciler and chat server in one process); ``serve`` is a serve-only
+replica that follows the generation of a shared database. Both build the same server: the
+serving snapshot, the providers, the session writer, the HTTP application. The root tasks (the
+daemon loop, the generation watcher, the HTTP site) are owned here: if one dies the others are
+stopped and the error surfaces. SIGTERM and SIGINT stop everything gracefully (sessions
+queued for writing are written first). The commands reach the ``samops`` CLI through a package
+entry point, so ``reconciler`` never imports this package.
+
+Without ``OPENAI_API_KEY``, the built-in ``openai`` provider is pointed at the project's
+scripted upstream, started in-process on a free loopback port, so chat works offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import click
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy import Engine
+
+from reconciler.cli import _fail, database_options
+from reconciler.daemon import Daemon, DaemonSettings
+from reconciler.follow import (
+    DirectoryFollower,
+    Follower,
+    LocalGitFollower,
+    RemoteGitFollower,
+    clone_dir_for,
+)
+from reconciler.leader import leader_lock_for
+from reconciler.logs import configure_logging
+from reconciler.metrics import ReconcilerMetrics
+from reconciler.sam.load import LoadOptions
+from reconciler.source import SourceError
+from reconciler.store.db import DatabaseError, default_data_dir, open_database
+from serve import logctx
+from serve.app import ServerDeps, create_app
+from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
+from serve.demo import add_demo_routes
+from serve.notify import GenerationListener
+from serve.providers import Providers, ProviderSettings
+from serve.scripted import create_scripted_app
+from serve.sessions import SessionStore
+from serve.state import ServingSettings, ServingState
+
+log = logging.getLogger("samops.run")
+GENERATION_POLL_SECONDS = 0.2
+
+
+def choose_follower(
+    path: Path | None, repo: Path | None, url: str | None, ref: str, subpath: str, data_dir: Path
+) -> Follower:
+    given = [x for x in (path, repo, url) if x is not None]
+    if len(given) > 1:
+        raise click.UsageError("give one of PATH, --repo or --url")
+    if url is not None:
+        branch = ref.removeprefix("refs/heads/")
+        if branch == "HEAD":
+            raise click.UsageError("with --url, --ref names the branch to follow, e.g. main")
+        return RemoteGitFollower(url, branch, clone_dir_for(data_dir, url, branch), subpath)
+    if repo is not None:
+        return LocalGitFollower(repo, ref, subpath)
+    return DirectoryFollower(path or Path("."))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    host: str
+    port: int
+    webhook_secret: str | None
+    chat: ChatSettings
+    demo: bool = False
+
+
+async def _start_site(runner: web.AppRunner, host: str, port: int) -> None:
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror} (hint: "
+            "another process uses the port; try --port)"
+        ) from None
+
+
+@asynccontextmanager
+async def offline_upstream() -> AsyncIterator[str | None]:
+    """The scripted upstream's URL when no OpenAI key is set (None otherwise)."""
+    if os.environ.get("OPENAI_API_KEY"):
+        yield os.environ.get("OPENAI_BASE_URL")
+        return
+    runner = web.AppRunner(create_scripted_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    log.info(
+        "OPENAI_API_KEY is not set: the openai provider answers from the scripted upstream",
+        extra={"url": f"http://127.0.0.1:{port}/v1"},
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def serve_until_stopped(
+    *,
+    engine: Engine,
+    registry: CollectorRegistry,
+    options: ServerOptions,
+    describe: str,
+    daemon: Daemon | None = None,
+) -> None:
+    """Run the server (and the daemon, if any) until a signal, or until a root task fails."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    served = Gauge("samops_served_generation", "Generation this process serves.", registry=registry)
+    async with offline_upstream() as openai_url, aiohttp.ClientSession() as http:
+        state = ServingState(engine, http, ServingSettings(data_dir=default_data_dir()))
+        providers = Providers(
+            ProviderSettings(
+                openai_base_url=openai_url, openai_api_key=os.environ.get("OPENAI_API_KEY")
+            )
+        )
+        sessions = SessionStore(engine)
+        sessions.start()
+        refresh = asyncio.Event()
+
+        def wake(reason: str) -> None:
+            if daemon is not None:
+                daemon.trigger(reason, fetch=True)
+
+        app = create_app(
+            ServerDeps(
+                engine=engine,
+                registry=registry,
+                wake_reconciler=wake,
+                webhook_secret=options.webhook_secret,
+                served_generation=lambda: state.snapshot.generation,
+            )
+        )
+        add_chat_routes(app, ChatDeps(state, providers, sessions, options.chat))
+        if options.demo:
+            add_demo_routes(app, default_data_dir())
+        if daemon is not None:
+            daemon.on_generation = lambda _generation: refresh.set()
+        runner = web.AppRunner(app, access_log=None)
+        await asyncio.to_thread(state.load)
+        served.set(state.snapshot.generation)
+        await _start_site(runner, options.host, options.port)
+        click.echo(
+            f"samops: serving on http://{options.host}:{options.port} ({describe})", err=True
+        )
+        listener = None
+        if engine.dialect.name == "postgresql":  # notifications first, the poll as fallback
+
+            def heard() -> None:
+                loop.call_soon_threadsafe(refresh.set)
+
+            listener = GenerationListener(engine, heard)
+            listener.start()
+        tasks = {
+            asyncio.create_task(
+                _watch_generations(state, refresh, stop, served.set), name="samops-generations"
+            ),
+            asyncio.create_task(stop.wait(), name="samops-stop"),
+        }
+        if daemon is not None:
+            tasks.add(asyncio.create_task(daemon.run(stop), name="samops-daemon"))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            stop.set()
+            for task in done:
+                task.result()  # surfaces the error of a root task that died
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if listener is not None:
+                await asyncio.to_thread(listener.stop)
+            await runner.cleanup()
+            await sessions.close()
+            await providers.close()
+            state.close()
+            log.info("stopped")
+
+
+async def _watch_generations(
+    state: ServingState,
+    refresh: asyncio.Event,
+    stop: asyncio.Event,
+    report: Callable[[float], None],
+) -> None:
+    """Load new generations: at once when the daemon announces one, else by polling."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(refresh.wait(), timeout=GENERATION_POLL_SECONDS)
+        refresh.clear()
+        try:
+            snapshot = await asyncio.to_thread(state.load)
+        except Exception as exc:  # the database may be down: keep serving the last snapshot
+            log.warning("cannot load the serving state", extra={"error": str(exc)[:200]})
+            continue
+        report(snapshot.generation)
+
+
+def server_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Listening and chat options shared by ``run`` and ``serve``."""
+    options = [
+        click.option(
+            "--host",
+            envvar="SAMOPS_HOST",
+            default="127.0.0.1",
+            show_default=True,
+            help="Address to listen on. [env: SAMOPS_HOST]",
+        ),
+        click.option(
+            "--port",
+            envvar="SAMOPS_PORT",
+            default=8080,
+            show_default=True,
+            type=int,
+            help="Port to listen on. [env: SAMOPS_PORT]",
+        ),
+        click.option(
+            "--account-number",
+            envvar="SAMOPS_ACCOUNT_NUMBER",
+            default="0000-0000-0000",
+            show_default=True,
+            help="Smarter account number of host-based routes "
+            "(<client>.<account>.api.<domain>). [env: SAMOPS_ACCOUNT_NUMBER]",
+        ),
+        click.option(
+            "--api-domain",
+            envvar="SAMOPS_API_DOMAIN",
+            default="localhost",
+            show_default=True,
+            help="Domain of host-based routes. [env: SAMOPS_API_DOMAIN]",
+        ),
+        click.option(
+            "--max-tool-rounds",
+            envvar="SAMOPS_MAX_TOOL_ROUNDS",
+            default=4,
+            show_default=True,
+            type=click.IntRange(0, 20),
+            help="Most tool rounds in one chat turn. [env: SAMOPS_MAX_TOOL_ROUNDS]",
+        ),
+        click.option(
+            "--log-format",
+            envvar="SAMOPS_LOG_FORMAT",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="[env: SAMOPS_LOG_FORMAT]",
+        ),
+        click.option(
+            "--log-level",
+            envvar="SAMOPS_LOG_LEVEL",
+            default="info",
+            show_default=True,
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            help="[env: SAMOPS_LOG_LEVEL]",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _chat_settings(account_number: str, api_domain: str, max_tool_rounds: int) -> ChatSettings:
+    return ChatSettings(
+        account_number=account_number,
+        api_domain=api_domain.lower(),
+        max_tool_rounds=max_tool_rounds,
+    )
+
+
+def _run_async(main: Awaitable[None], engine: Engine) -> None:
+    try:
+        asyncio.run(main)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.dispose()
+    sys.exit(0)
+
+
+@click.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--repo",
+    envvar="SAMOPS_REPO",
+    type=click.Path(path_type=Path),
+    help="Follow this local git repository (watched for commits). [env: SAMOPS_REPO]",
+)
+@click.option(
+    "--url",
+    envvar="SAMOPS_URL",
+    help="Follow a remote repository: samops keeps its own clone in the data "
+    "directory and fetches on a timer and on webhooks. [env: SAMOPS_URL]",
+)
+@click.option(
+    "--ref",
+    envvar="SAMOPS_REF",
+    default="HEAD",
+    show_default=True,
+    help="The ref to follow (with --url: the branch). [env: SAMOPS_REF]",
+)
+@click.option(
+    "--path",
+    "subpath",
+    envvar="SAMOPS_PATH",
+    default="",
+    help="Folder inside the repository holding the manifests. [env: SAMOPS_PATH]",
+)
+@database_options
+@server_options
+@click.option(
+    "--webhook-secret",
+    envvar="SAMOPS_WEBHOOK_SECRET",
+    help="Enables POST /hooks/git; deliveries must be signed with it. [env: SAMOPS_WEBHOOK_SECRET]",
+)
+@click.option(
+    "--poll-interval",
+    envvar="SAMOPS_POLL_INTERVAL",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds between fetches of a remote repository (jittered 10%). "
+    "[env: SAMOPS_POLL_INTERVAL]",
+)
+@click.option(
+    "--allow-plaintext-secrets",
+    is_flag=True,
+    envvar="SAMOPS_ALLOW_PLAINTEXT_SECRETS",
+    help="Accept plaintext Secret values (a warning). [env: SAMOPS_ALLOW_PLAINTEXT_SECRETS]",
+)
+@click.option("--allow-empty", is_flag=True, help="Allow a revision that deletes every LLM client.")
+@click.option(
+    "--demo", is_flag=True, help="Also serve the example manifests' demo API (make run uses this)."
+)
+def run(
+    path: Path | None,
+    repo: Path | None,
+    url: str | None,
+    ref: str,
+    subpath: str,
+    database_url: str | None,
+    source_name: str,
+    host: str,
+    port: int,
+    account_number: str,
+    api_domain: str,
+    max_tool_rounds: int,
+    log_format: str,
+    log_level: str,
+    webhook_secret: str | None,
+    poll_interval: float,
+    allow_plaintext_secrets: bool,
+    allow_empty: bool,
+    demo: bool,
+) -> None:
+    """Follow a repository and serve chat: every commit is validated and applied at once.
+
+    PATH is a directory of manifests; --repo follows a local git repository (a commit, merge,
+    reset or checkout that moves --ref is applied at once); --url follows a remote one.
+    Invalid commits are recorded and change nothing; the last good state keeps serving.
+
+    \b
+    Examples:
+      samops run --repo . --path manifests
+      samops run --url https://git.example.com/team/bots.git --ref main --webhook-secret "$S"
+    """
+    configure_logging(log_format, log_level)
+    logctx.install()
+    follower = choose_follower(path, repo, url, ref, subpath, default_data_dir())
+    try:
+        engine = open_database(database_url)
+        if not follower.remote:
+            follower.read()  # fail now, clearly, on a wrong path or ref
+    except (DatabaseError, SourceError) as exc:
+        _fail(str(exc))
+    registry = CollectorRegistry()
+    daemon = Daemon(
+        engine=engine,
+        follower=follower,
+        leader=leader_lock_for(engine, source_name),
+        metrics=ReconcilerMetrics(registry),
+        settings=DaemonSettings(
+            source_name=source_name,
+            poll_interval_seconds=poll_interval,
+            allow_empty=allow_empty,
+            load_options=LoadOptions(allow_plaintext_secrets=allow_plaintext_secrets),
+        ),
+    )
+    options = ServerOptions(
+        host,
+        port,
+        webhook_secret,
+        _chat_settings(account_number, api_domain, max_tool_rounds),
+        demo=demo,
+    )
+    _run_async(
+        serve_until_stopped(
+            engine=engine,
+            registry=registry,
+            options=options,
+            describe=f"following {follower.describe()}",
+            daemon=daemon,
+        ),
+        engine,
+    )
+
+
+@click.command()
+@database_options
+@server_options
+def serve(
+    database_url: str | None,
+    source_name: str,
+    host: str,
+    port: int,
+    account_number: str,
+    api_domain: str,
+    max_tool_rounds: int,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Serve chat from a shared database, without reconciling (a replica).
+
+    Run any number of these behind a load balancer, next to one or more `samops run` on the
+    same PostgreSQL database; each follows the applied generation within moments.
+    """
+    configure_logging(log_format, log_level)
+    logctx.install()
+    try:
+        engine = open_database(database_url)
+    except DatabaseError as exc:
+        _fail(str(exc))
+    options = ServerOptions(
+        host, port, None, _chat_settings(account_number, api_domain, max_tool_rounds)
+    )
+    _run_async(
+        serve_until_stopped(
+            engine=engine,
+            registry=CollectorRegistry(),
+            options=options,
+            describe="serve-only replica",
+        ),
+        engine,
+    )

@@ -1,0 +1,117 @@
+"""Upstream model providers, called through the ``openai`` SDK's async client.
+
+Used by the chat turn. One ``AsyncOpenAI`` client per (base URL, key) is kept for the life of
+the process and shared by every request (connection reuse matters for latency). The SDK
+retries 408/409/429/5xx with exponential backoff (``max_retries``) and applies the timeout.
+
+The built-in provider ``openai`` needs no manifest: its base URL comes from
+``OPENAI_BASE_URL`` (default the public API) and its key from ``OPENAI_API_KEY``. When no key
+is set, ``samops run`` points it at the project's scripted upstream so the demo works offline.
+
+The SDK's exceptions are translated here, at one choke point, into ``UpstreamError`` with the
+HTTP status samops answers (502 for a failing or refusing upstream, 504 for a timeout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import openai
+
+from serve.state import ProviderTarget, Snapshot
+
+BUILTIN = "openai"
+
+
+class UpstreamError(Exception):
+    """The model provider failed; ``status`` is what samops answers (502 or 504)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    timeout_seconds: float = 60.0
+    max_retries: int = 2
+    aiohttp_transport: bool = True
+    """The SDK's aiohttp transport (measured faster than its default, see bench/chat.py)."""
+
+
+class Providers:
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.settings = settings
+        self._clients: dict[tuple[str | None, str], openai.AsyncOpenAI] = {}
+        # One connection pool for every provider client: the SDK's own HTTP client class, so
+        # its transport package (httpx, or httpx2 in newer SDKs) is the SDK's business.
+        self._http = (
+            openai.DefaultAioHttpClient()
+            if settings.aiohttp_transport
+            else openai.DefaultAsyncHttpxClient()
+        )
+
+    def target(self, snapshot: Snapshot, name: str) -> ProviderTarget:
+        found = snapshot.providers.get(name)
+        if found is not None:
+            return found
+        if name == BUILTIN:
+            return ProviderTarget(
+                BUILTIN, self.settings.openai_base_url, self.settings.openai_api_key
+            )
+        raise UpstreamError(502, "unknown_provider", f"the provider {name!r} is not configured")
+
+    def client(self, target: ProviderTarget) -> openai.AsyncOpenAI:
+        if target.error:
+            raise UpstreamError(502, "provider_unavailable", target.error)
+        key = target.api_key or "samops-no-key"
+        cache_key = (target.base_url, hashlib.sha256(key.encode()).hexdigest())
+        client = self._clients.get(cache_key)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                base_url=target.base_url,
+                api_key=key,
+                http_client=self._http,
+                max_retries=self.settings.max_retries,
+                timeout=self.settings.timeout_seconds,
+            )
+            self._clients[cache_key] = client
+        return client
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+@contextmanager
+def translated_upstream_errors(provider: str) -> Iterator[None]:
+    """The one place where the SDK's errors become samops' answers."""
+    try:
+        yield
+    except openai.APITimeoutError:
+        raise UpstreamError(
+            504, "upstream_timeout", f"the provider {provider!r} did not answer in time"
+        ) from None
+    except openai.APIConnectionError as exc:
+        raise UpstreamError(
+            502,
+            "upstream_unreachable",
+            f"the provider {provider!r} cannot be reached: {exc.__class__.__name__}",
+        ) from None
+    except openai.AuthenticationError:
+        raise UpstreamError(
+            502,
+            "upstream_refused_credentials",
+            f"the provider {provider!r} refused samops' credentials (check its api_key Secret)",
+        ) from None
+    except openai.APIStatusError as exc:
+        raise UpstreamError(
+            502,
+            "upstream_error",
+            f"the provider {provider!r} answered HTTP {exc.status_code} after retries",
+        ) from None

@@ -1,0 +1,58 @@
+"""Secret values, resolved on the serving host at use time, never stored.
+
+Used when a connection or provider is compiled for serving. The database holds only how to
+obtain a value: an environment variable, a file, or a value sealed to the daemon's key (opened
+with the private key in ``SAMOPS_SECRETS_PRIVATE_KEY_FILE``). A value that cannot be obtained
+raises ``SecretUnavailable`` with a sentence naming the Secret, never the value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler.sealing import SealingError, unseal
+
+PRIVATE_KEY_ENV = "SAMOPS_SECRETS_PRIVATE_KEY_FILE"
+
+
+class SecretUnavailable(Exception):
+    """A Secret's value cannot be obtained on this host."""
+
+
+def resolve_secret(name: str, config: Mapping[str, Any]) -> str:
+    """The value of Secret ``name`` from its canonical ``spec.config``."""
+    source = config.get("valueFrom") or {}
+    if source.get("env"):
+        value = os.environ.get(source["env"])
+        if value is None:
+            raise SecretUnavailable(
+                f"Secret {name!r} reads the environment variable {source['env']}, which is not "
+                "set on this host"
+            )
+        return value
+    if source.get("file"):
+        try:
+            return Path(source["file"]).read_text().removesuffix("\n")
+        except OSError as exc:
+            raise SecretUnavailable(
+                f"Secret {name!r} reads {source['file']}: {exc.strerror}"
+            ) from None
+    if config.get("encryptedValue"):
+        key_file = os.environ.get(PRIVATE_KEY_ENV)
+        if not key_file:
+            raise SecretUnavailable(
+                f"Secret {name!r} is sealed, and {PRIVATE_KEY_ENV} does not name the daemon's "
+                "private key file"
+            )
+        try:
+            private_key = Path(key_file).read_text().strip()
+            return unseal(config["encryptedValue"], secret_name=name, private_key=private_key)
+        except (OSError, SealingError) as exc:
+            raise SecretUnavailable(f"Secret {name!r} cannot be opened: {exc}") from None
+    raise SecretUnavailable(
+        f"Secret {name!r} holds a plaintext value, which samops never stores; serve it with "
+        "valueFrom or encryptedValue"
+    )

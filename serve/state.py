@@ -1,0 +1,398 @@
+"""The serving snapshot: every LLM client compiled for one generation, swapped atomically.
+
+Publish stage, on every serving process. ``ServingState.load`` reads the database when the
+generation moved, works out which rows changed, and rebuilds only their dependants:
+
+    secret -> connections, providers;  connection -> plugins;  plugin -> clients;
+    key -> clients;  provider -> clients
+
+Clients whose dependencies did not change are reused as they are (the same objects), and SQL
+connection pools of changed connections are closed. The new ``Snapshot`` replaces the old one
+in a single assignment: a request takes ``state.snapshot`` once and uses that generation from
+start to end.
+
+New generations are noticed through the daemon's callback in ``samops run``, and by a cheap
+poll of the state row (a few milliseconds apart) in every process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sqlalchemy import Engine
+
+from reconciler.sam.functions import canonical_function
+from reconciler.state import Identity, ResourceState
+from reconciler.store.read import read_actual, read_state
+from serve.secrets import SecretUnavailable, resolve_secret
+from serve.tools.functions import FunctionSettings, ToolError, function_tool_schema, run_function
+from serve.tools.plugins import ApiExecutor, SqlExecutor, StaticExecutor, sql_engine
+
+log = logging.getLogger("samops.state")
+Execute = Callable[[Mapping[str, Any]], Awaitable[str]]
+UI_FIELDS = (
+    "appName",
+    "appAssistant",
+    "appWelcomeMessage",
+    "appExamplePrompts",
+    "appPlaceholder",
+    "appInfoUrl",
+    "appBackgroundImageUrl",
+    "appLogoUrl",
+    "appFileAttachment",
+    "subdomain",
+    "customDomain",
+    "deployed",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """One OpenAI tool and what runs when the model calls it."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    execute: Execute
+
+    def openai(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPlugin:
+    name: str
+    kind: str
+    directive: str
+    search_terms: tuple[str, ...]
+    system_role: str
+    model: str | None
+    temperature: float | None
+    max_tokens: int | None
+    tool: Tool
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPolicy:
+    """Which key a client requires. ``required`` is False for public clients (no key, or an
+    inactive one, as in Smarter); an expired key is still required, and refused."""
+
+    required: bool = False
+    token: str | None = None
+    digests: tuple[str, ...] = ()
+    expires_at: dt.datetime | None = None
+
+    def expired(self, now: dt.datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledClient:
+    name: str
+    provider: str
+    model: str
+    temperature: float
+    max_tokens: int
+    system_role: str
+    plugins: tuple[CompiledPlugin, ...]
+    functions: tuple[Tool, ...]
+    key: KeyPolicy
+    ui: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderTarget:
+    """Where a provider's requests go; ``api_key`` is resolved on this host."""
+
+    name: str
+    base_url: str | None
+    api_key: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStatus:
+    """What is known of a key by its digest, so that a deactivated or expired key presented
+    to any client is refused (even to a client that became public by the deactivation)."""
+
+    token: str
+    active: bool
+    expires_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    generation: int
+    revision: str | None
+    clients: Mapping[str, CompiledClient]
+    providers: Mapping[str, ProviderTarget]
+    tokens: Mapping[str, TokenStatus] = field(default_factory=dict)
+
+
+EMPTY = Snapshot(0, None, {}, {})
+
+
+@dataclass
+class ServingSettings:
+    data_dir: Path = Path("data")
+    """Relative SQLite paths of SqlConnections are read from here."""
+    functions: FunctionSettings = field(default_factory=FunctionSettings)
+
+
+def _failing(message: str) -> Execute:
+    async def execute(_arguments: Mapping[str, Any]) -> str:
+        raise ToolError(message)
+
+    return execute
+
+
+class ServingState:
+    def __init__(
+        self, engine: Engine, http: aiohttp.ClientSession, settings: ServingSettings | None = None
+    ) -> None:
+        self.engine = engine
+        self.http = http
+        self.settings = settings or ServingSettings()
+        self.snapshot = EMPTY
+        self._states: dict[Identity, ResourceState] = {}
+        self._plugins: dict[str, CompiledPlugin] = {}
+        self._sql_engines: dict[str, Engine] = {}
+        self.rebuilt: set[str] = set()
+        """Clients rebuilt by the last load (for tests and logs)."""
+
+    # --- loading ----------------------------------------------------------------------------
+
+    def load(self) -> Snapshot:
+        """Read the database if the generation moved; rebuild what changed; swap. Blocking."""
+        with self.engine.connect() as connection:
+            state = read_state(connection)
+            if state.generation == self.snapshot.generation and self.snapshot is not EMPTY:
+                connection.rollback()
+                return self.snapshot
+            actual = read_actual(connection)
+            connection.rollback()
+        changed = {
+            i for i in set(actual) | set(self._states) if self._states.get(i) != actual.get(i)
+        }
+        self._states = actual
+        self.snapshot = self._compile(state.generation, state.last_applied_revision, changed)
+        log.info(
+            "serving generation",
+            extra={"generation": state.generation, "rebuilt_clients": len(self.rebuilt)},
+        )
+        return self.snapshot
+
+    def _of(self, kind: str) -> dict[str, Mapping[str, Any]]:
+        return {name: s.fields for (k, name), s in self._states.items() if k == kind}
+
+    def _compile(self, generation: int, revision: str | None, changed: set[Identity]) -> Snapshot:
+        secrets = self._of("Secret")
+        changed_names: dict[str, set[str]] = defaultdict(set)
+        for kind, name in changed:
+            changed_names[kind].add(name)
+        dirty_secrets = changed_names["Secret"]
+        connections: dict[str, Mapping[str, Any]] = {}
+        for kind in ("SqlConnection", "ApiConnection"):
+            for name, fields in self._of(kind).items():
+                connections[f"{kind}/{name}"] = fields
+        dirty_connections = {  # changed (or removed), or using a changed secret
+            f"{kind}/{name}"
+            for kind in ("SqlConnection", "ApiConnection")
+            for name in changed_names[kind]
+        } | {
+            key
+            for key, fields in connections.items()
+            if _secret_names(fields["spec"]["connection"]) & dirty_secrets
+        }
+        for key in dirty_connections:
+            engine = self._sql_engines.pop(key, None)
+            if engine is not None:
+                engine.dispose()  # pools of changed connections are closed
+        providers = {
+            name: self._provider(name, fields, secrets)
+            for name, fields in self._of("Provider").items()
+        }
+        dirty_providers = changed_names["Provider"] | {
+            name
+            for name, fields in self._of("Provider").items()
+            if _secret_names(fields["spec"]["provider"]) & dirty_secrets
+        }
+        plugin_kinds = ("Plugin", "SqlPlugin", "ApiPlugin")
+        dirty_plugins = set().union(*(changed_names[k] for k in plugin_kinds))
+        plugins: dict[str, tuple[str, Mapping[str, Any]]] = {}
+        for kind in plugin_kinds:
+            for name, fields in self._of(kind).items():
+                plugins[name] = (kind, fields)
+                connection = fields["spec"].get("connection")
+                prefix = "SqlConnection" if kind == "SqlPlugin" else "ApiConnection"
+                if connection and f"{prefix}/{connection}" in dirty_connections:
+                    dirty_plugins.add(name)
+        for name in list(self._plugins):
+            if name not in plugins or name in dirty_plugins:
+                del self._plugins[name]
+        for name, (kind, fields) in plugins.items():
+            if name not in self._plugins:
+                self._plugins[name] = self._plugin(name, kind, fields, connections, secrets)
+        dirty_tokens = changed_names["SmarterAuthToken"]
+        tokens = self._of("SmarterAuthToken")
+        clients: dict[str, CompiledClient] = {}
+        self.rebuilt = set()
+        previous = self.snapshot.clients
+        for name, fields in self._of("LLMClient").items():
+            spec = fields["spec"]
+            reuse = (
+                name in previous
+                and name not in changed_names["LLMClient"]
+                and not set(spec["plugins"]) & dirty_plugins
+                and spec.get("apiKey") not in dirty_tokens
+                and spec["config"]["provider"] not in dirty_providers
+            )
+            if reuse:
+                clients[name] = previous[name]
+            else:
+                clients[name] = self._client(name, fields, tokens)
+                self.rebuilt.add(name)
+        token_status = {
+            digest: TokenStatus(
+                name,
+                bool(config["isActive"]),
+                dt.datetime.fromisoformat(config["expiresAt"]) if config.get("expiresAt") else None,
+            )
+            for name, fields in tokens.items()
+            for config in [fields["spec"]["config"]]
+            for digest in config["digest"]
+        }
+        return Snapshot(generation, revision, clients, providers, token_status)
+
+    # --- compiling --------------------------------------------------------------------------
+
+    def _secret(self, name: str | None, secrets: Mapping[str, Mapping[str, Any]]) -> str | None:
+        if name is None:
+            return None
+        return resolve_secret(name, secrets[name]["spec"]["config"])
+
+    def _provider(
+        self, name: str, fields: Mapping[str, Any], secrets: Mapping[str, Mapping[str, Any]]
+    ) -> ProviderTarget:
+        config = fields["spec"]["provider"]
+        try:
+            key = self._secret(config.get("api_key"), secrets)
+        except SecretUnavailable as exc:
+            return ProviderTarget(name, config["base_url"], None, str(exc))
+        return ProviderTarget(name, config["base_url"], key)
+
+    def _plugin(
+        self,
+        name: str,
+        kind: str,
+        fields: Mapping[str, Any],
+        connections: Mapping[str, Mapping[str, Any]],
+        secrets: Mapping[str, Mapping[str, Any]],
+    ) -> CompiledPlugin:
+        spec = fields["spec"]
+        prompt = spec["prompt"]
+        description = fields["metadata"].get("description") or f"The {name} plugin."
+        executor: Any
+        try:
+            if kind == "Plugin":
+                executor = StaticExecutor(spec["data"]["staticData"])
+            elif kind == "SqlPlugin":
+                key = f"SqlConnection/{spec['connection']}"
+                config = connections[key]["spec"]["connection"]
+                engine = self._sql_engines.get(key)
+                if engine is None:
+                    engine = sql_engine(
+                        config,
+                        self._secret(config.get("password"), secrets),
+                        self.settings.data_dir,
+                    )
+                    self._sql_engines[key] = engine
+                executor = SqlExecutor(spec["sqlData"], engine)
+            else:
+                config = connections[f"ApiConnection/{spec['connection']}"]["spec"]["connection"]
+                executor = ApiExecutor(
+                    spec["apiData"], config, self._secret(config.get("apiKey"), secrets), self.http
+                )
+            tool = Tool(name, description, executor.schema(), executor)
+        except (SecretUnavailable, ToolError) as exc:
+            log.warning(
+                "plugin cannot run on this host", extra={"plugin": name, "reason": str(exc)}
+            )
+            tool = Tool(name, description, {"type": "object", "properties": {}}, _failing(str(exc)))
+        selector = spec["selector"]
+        return CompiledPlugin(
+            name=name,
+            kind=kind,
+            directive=selector["directive"],
+            search_terms=tuple(t.lower() for t in selector["searchTerms"]),
+            system_role=prompt["systemRole"],
+            model=prompt.get("model"),
+            temperature=prompt.get("temperature"),
+            max_tokens=prompt.get("maxTokens"),
+            tool=tool,
+        )
+
+    def _function(self, name: str) -> Tool:
+        canonical = canonical_function(name) or name
+        schema = function_tool_schema(canonical)["function"]
+
+        async def execute(arguments: Mapping[str, Any]) -> str:
+            return await run_function(
+                canonical, dict(arguments), settings=self.settings.functions, http=self.http
+            )
+
+        return Tool(canonical, schema["description"], schema["parameters"], execute)
+
+    def _client(
+        self, name: str, fields: Mapping[str, Any], tokens: Mapping[str, Mapping[str, Any]]
+    ) -> CompiledClient:
+        spec = fields["spec"]
+        config = spec["config"]
+        key = KeyPolicy()
+        token_name = spec.get("apiKey")
+        if token_name is not None and token_name in tokens:
+            token = tokens[token_name]["spec"]["config"]
+            if token["isActive"]:
+                expires = token.get("expiresAt")
+                key = KeyPolicy(
+                    True,
+                    token_name,
+                    tuple(token["digest"]),
+                    dt.datetime.fromisoformat(expires) if expires else None,
+                )
+        return CompiledClient(
+            name=name,
+            provider=config["provider"],
+            model=config["defaultModel"],
+            temperature=config["defaultTemperature"],
+            max_tokens=config["defaultMaxTokens"],
+            system_role=config.get("defaultSystemRole") or "",
+            plugins=tuple(self._plugins[p] for p in spec["plugins"] if p in self._plugins),
+            functions=tuple(self._function(f) for f in spec["functions"]),
+            key=key,
+            ui={k: config.get(k) for k in UI_FIELDS},
+        )
+
+    def close(self) -> None:
+        for engine in self._sql_engines.values():
+            engine.dispose()
+        self._sql_engines.clear()
+
+
+def _secret_names(config: Mapping[str, Any]) -> set[str]:
+    names = {config.get(k) for k in ("password", "proxyPassword", "apiKey", "api_key")}
+    return {n for n in names if isinstance(n, str)}

@@ -1,0 +1,1 @@
+"""Tool executors: what runs when the model calls a tool."""

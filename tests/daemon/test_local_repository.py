@@ -1,0 +1,128 @@
+"""``samops run`` follows a local repository: commits apply at once, without a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+from reconciler.store import schema
+from reconciler.store.db import open_database
+from tests.conftest import GitRepo
+from tests.daemon.conftest import DaemonProcess, set_role, wait_for
+
+
+def test_commit_is_applied_and_served_without_restart(
+    start_daemon: Callable[..., DaemonProcess], repo: GitRepo
+) -> None:
+    daemon = start_daemon("--repo", str(repo.root), "--path", "manifests")
+    first = repo.git("rev-parse", "HEAD")
+    daemon.applied(first)
+    _, ready = wait_for(
+        lambda: (r := daemon.request("GET", "/readyz"))[0] == 200 and r, what="ready"
+    )
+    assert ready == {"status": "ready", "revision": first, "served_generation": 1}
+
+    second = set_role(repo, "Be very brief.")
+
+    status = daemon.applied(second)
+    assert status["generation"] == 2
+    assert status["last_sync"]["updated"] == 1
+
+
+def test_burst_of_commits_coalesces_and_the_last_wins(
+    start_daemon: Callable[..., DaemonProcess], repo: GitRepo, database_url: str
+) -> None:
+    daemon = start_daemon("--repo", str(repo.root), "--path", "manifests")
+    daemon.applied(repo.git("rev-parse", "HEAD"))
+    last = ""
+    for n in range(10):
+        last = set_role(repo, f"Role number {n}.")
+
+    daemon.applied(last)
+
+    engine = open_database(database_url)
+    with engine.connect() as connection:
+        syncs = connection.execute(select(func.count()).select_from(schema.syncs)).scalar_one()
+        role = connection.execute(
+            select(schema.llm_clients.c.default_system_role).where(
+                schema.llm_clients.c.name == "support"
+            )
+        ).scalar_one()
+    engine.dispose()
+    assert role == "Role number 9."
+    assert syncs - 1 < 10, f"{syncs - 1} passes for 10 commits: nothing coalesced"
+
+
+def test_invalid_commit_keeps_serving_then_the_next_valid_one_applies(
+    start_daemon: Callable[..., DaemonProcess], repo: GitRepo
+) -> None:
+    daemon = start_daemon("--repo", str(repo.root), "--path", "manifests")
+    good = repo.git("rev-parse", "HEAD")
+    daemon.applied(good)
+    support = repo.root / "manifests/clients/support.yaml"
+    original = support.read_text()
+    support.write_text(original.replace("defaultModel", "defaultModle"))
+    bad = repo.commit("typo")
+
+    status = daemon.attempted(bad)
+
+    assert status["last_applied_revision"] == good
+    assert status["last_sync"]["outcome"] == "invalid"
+    assert status["last_sync"]["errors"][0]["message"] == "unknown key 'defaultModle'"
+    assert daemon.request("GET", "/readyz")[1]["revision"] == good
+
+    support.write_text(original.replace("Charlie", "Chuck"))
+    fixed = repo.commit("fix")
+    status = daemon.applied(fixed)
+    outcomes = [s["outcome"] for s in status["history"]]
+    assert outcomes[:3] == ["applied", "invalid", "applied"]
+
+
+def test_reset_and_checkout_move_the_followed_ref(
+    start_daemon: Callable[..., DaemonProcess], repo: GitRepo
+) -> None:
+    daemon = start_daemon("--repo", str(repo.root), "--path", "manifests")
+    first = repo.git("rev-parse", "HEAD")
+    daemon.applied(first)
+    second = set_role(repo, "Second.")
+    daemon.applied(second)
+
+    repo.git("reset", "--hard", "--quiet", first)
+    daemon.applied(first)
+
+    repo.git("checkout", "--quiet", "-b", "feature")
+    third = set_role(repo, "On a branch.")
+    daemon.applied(third)
+    repo.git("checkout", "--quiet", "main")
+    status = daemon.applied(first)
+    assert status["generation"] == 5
+
+
+def test_suspend_holds_commits_until_resume(
+    start_daemon: Callable[..., DaemonProcess], repo: GitRepo, database_url: str
+) -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli import cli
+
+    def samops(*args: str) -> None:
+        result = CliRunner().invoke(cli, list(args), env={"SAMOPS_DATABASE_URL": database_url})
+        assert result.exit_code == 0, result.output
+
+    daemon = start_daemon("--repo", str(repo.root), "--path", "manifests")
+    first = repo.git("rev-parse", "HEAD")
+    daemon.applied(first)
+    samops("suspend", "--reason", "incident 42")
+    wait_for(lambda: daemon.metric("samops_suspended") == 1, what="suspension seen")
+    held = set_role(repo, "Held back.")
+    samops("reconcile")
+    wait_for(lambda: "suspended: not applying" in daemon.log.read_text(), what="a skipped pass")
+    status = daemon.status()
+    assert (status["last_applied_revision"], status["suspended"]) == (first, True)
+    assert status["suspended_reason"] == "incident 42"
+
+    samops("resume")
+
+    status = daemon.applied(held)
+    assert status["suspended"] is False

@@ -1,0 +1,101 @@
+"""Hostile manifests fail fast, with a clear error and no traceback.
+
+Each case runs the real ``samops validate`` in a child process under a memory cap and a
+timeout, so an unbounded expansion would show as a killed or timed-out process rather than
+hang the suite. (How fast each case fails is measured in bench/, not asserted here.)
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MEMORY_CAP_BYTES = 1024 * 1024 * 1024
+TIMEOUT_SECONDS = 20
+
+BILLION_LAUGHS = "\n".join(
+    [
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+        *(
+            f"{c}: &{c} [{', '.join(['*' + p] * 9)}]"
+            for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+        ),
+    ]
+)
+
+
+def _cap_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP_BYTES, MEMORY_CAP_BYTES))
+
+
+def run_validate(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", str(folder), "--format", "text"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+        preexec_fn=_cap_memory,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(
+            BILLION_LAUGHS.encode(), "aliases expand to more than 10,000 nodes", id="billion-laughs"
+        ),
+        pytest.param(b"a: &a [*a]\n", "a self-referencing alias", id="recursive-alias"),
+        pytest.param(b"[" * 200_000, "nesting is deeper than 64 levels", id="deep-flow-nesting"),
+        pytest.param(
+            "".join(f"{' ' * i}k:\n" for i in range(0, 400, 2)).encode(),
+            "nesting is deeper than 64 levels",
+            id="deep-block-nesting",
+        ),
+        pytest.param(b"x: " + b"a" * (1024 * 1024 + 1), "over the limit of", id="oversized-file"),
+        pytest.param(b"kind: Plugin\nname: caf\xe9\n", "not valid UTF-8", id="latin-1-bytes"),
+        pytest.param(
+            b"x: !!python/object/apply:os.system ['true']\n",
+            "the YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed",
+            id="python-object-tag",
+        ),
+        pytest.param(b"a: [1, 2\n", "invalid YAML", id="unclosed-flow"),
+    ],
+)
+def test_hostile_file_fails_fast_with_a_clear_error(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    (tmp_path / "hostile.yaml").write_bytes(content)
+    done = run_validate(tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith(f"{tmp_path}/hostile.yaml:"), first
+    assert expected in first
+
+
+def test_symlink_leaving_the_directory_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("secret: do not read me\n")
+    source = tmp_path / "manifests"
+    source.mkdir()
+    (source / "link.yaml").symlink_to(outside)
+    (source / "linked-dir").symlink_to(tmp_path, target_is_directory=True)
+    done = run_validate(source)
+    assert done.returncode == 1
+    assert "do not read me" not in done.stdout
+    assert done.stdout.count("points outside the manifest source") == 2
+
+
+def test_symlink_inside_the_directory_is_followed(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.yaml").write_text("not: [a manifest\n")
+    os.symlink("real/a.yaml", tmp_path / "alias.yaml")
+    done = run_validate(tmp_path)
+    assert done.returncode == 1
+    assert f"{tmp_path}/alias.yaml:2:1: error: invalid YAML" in done.stdout

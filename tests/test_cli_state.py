@@ -1,0 +1,125 @@
+"""``samops plan``, ``apply``, ``status``, ``get``, ``describe`` and ``db upgrade``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from reconciler.cli import cli
+from tests.conftest import MANIFESTS
+
+
+def run(database_url: str, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        cli, list(args), env={"SAMOPS_DATABASE_URL": database_url}, catch_exceptions=False
+    )
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(MANIFESTS, tmp_path / "manifests"))
+
+
+def test_plan_detailed_exitcode(database_url: str, manifests: Path) -> None:
+    assert run(database_url, "plan", str(manifests), "--detailed-exitcode")[0] == 2
+    assert run(database_url, "apply", str(manifests))[0] == 0
+    assert run(database_url, "plan", str(manifests), "--detailed-exitcode") == (
+        0,
+        "No changes: the database matches the revision.\n",
+    )
+    (manifests / "clients" / "support.yaml").write_text("kind: Nope\n")
+    code, output = run(database_url, "plan", str(manifests), "--detailed-exitcode")
+    assert code == 1
+    assert "unknown kind 'Nope'" in output
+
+
+def test_apply_dry_run_changes_nothing(database_url: str, manifests: Path) -> None:
+    code, output = run(database_url, "apply", str(manifests), "--dry-run")
+    assert code == 0
+    assert output.splitlines()[-1] == "Plan: 11 to create, 0 to update, 0 to delete."
+    assert json.loads(run(database_url, "status", "--format", "json")[1])["generation"] == 0
+
+
+def test_apply_then_status_get_and_describe(database_url: str, manifests: Path) -> None:
+    code, output = run(database_url, "apply", str(manifests))
+    assert code == 0
+    assert output.splitlines()[-1].endswith(": generation 1.")
+    code, output = run(database_url, "apply", str(manifests))
+    assert output.strip().endswith("is already applied (generation 1); nothing written.")
+
+    document = json.loads(run(database_url, "status", "--format", "json")[1])
+    assert set(document) == {
+        "version",
+        "source",
+        "last_applied_revision",
+        "last_attempted_revision",
+        "generation",
+        "updated_at",
+        "suspended",
+        "suspended_reason",
+        "last_sync",
+        "history",
+        "resources",
+    }
+    assert document["resources"]["LLMClient"] == 3
+    assert document["last_sync"]["outcome"] == "applied"
+    assert "generation:        1" in run(database_url, "status")[1]
+
+    code, table = run(database_url, "get", "llmclient")
+    assert code == 0
+    assert table.splitlines()[0].split() == ["NAME", "PROVIDER", "MODEL", "API", "KEY", "FILE"]
+    assert [line.split()[0] for line in table.splitlines()[1:]] == [
+        "lab_assistant",
+        "stackademy_advisor",
+        "support",
+    ]
+
+    code, described = run(database_url, "describe", "SqlPlugin", "Stackademy-Catalogue")
+    assert code == 0
+    assert yaml.safe_load(described)["metadata"]["name"] == "stackademy_catalogue"
+
+
+def test_describe_output_reapplies_as_an_empty_plan(database_url: str, manifests: Path) -> None:
+    run(database_url, "apply", str(manifests))
+    target = manifests / "clients" / "stackademy.yaml"
+    target.write_text(run(database_url, "describe", "LLMClient", "stackademy_advisor")[1])
+    assert run(database_url, "plan", str(manifests), "--detailed-exitcode")[0] == 0
+
+
+def test_invalid_apply_exits_1_and_status_shows_the_errors(
+    database_url: str, manifests: Path
+) -> None:
+    run(database_url, "apply", str(manifests))
+    support = manifests / "clients" / "support.yaml"
+    support.write_text(support.read_text().replace("defaultModel", "defaultModle"))
+    code, output = run(database_url, "apply", str(manifests))
+    assert code == 1
+    assert "is invalid: nothing applied; the last good state stays." in output
+    status = run(database_url, "status")[1]
+    assert "last sync:         invalid" in status
+    assert "support.yaml:12:5: unknown key 'defaultModle'" in status
+
+
+def test_describe_unknown_resource_is_an_error(database_url: str) -> None:
+    code, output = run(database_url, "describe", "Plugin", "nope")
+    assert code == 1
+    assert "there is no Plugin named 'nope'" in output
+
+
+def test_unreachable_database_is_a_sentence(tmp_path: Path) -> None:
+    code, output = run("postgresql://nobody@127.0.0.1:1/none", "status")
+    assert code == 1
+    assert output.startswith("error: cannot use the database postgresql://nobody@127.0.0.1:1/")
+    assert "Traceback" not in output
+
+
+def test_db_upgrade(database_url: str) -> None:
+    code, output = run(database_url, "db", "upgrade")
+    assert code == 0
+    assert output.strip().endswith(": schema up to date")

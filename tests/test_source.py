@@ -1,0 +1,125 @@
+"""Sources read exactly one revision: git objects at a commit, or a directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler.sam.revision import validate_source
+from reconciler.source import DirectorySource, GitSource, SourceError, blob_sha
+from tests.conftest import GitRepo
+
+SECRET = """\
+apiVersion: smarter.sh/v1
+kind: Secret
+metadata:
+  name: {name}
+spec:
+  config:
+    valueFrom:
+      env: {env}
+"""
+
+
+def test_git_source_reads_the_commit_not_the_working_tree(git_repo: GitRepo) -> None:
+    git_repo.write("manifests/s.yaml", SECRET.format(name="committed", env="A"))
+    first = git_repo.commit("first")
+    git_repo.write("manifests/s.yaml", "this: [is not even valid YAML\n")
+    git_repo.write("manifests/new.yaml", SECRET.format(name="untracked", env="B"))
+
+    snapshot = GitSource(git_repo.root, ref="HEAD", path="manifests").read()
+
+    assert snapshot.revision == first
+    assert [f.path for f in snapshot.files] == ["manifests/s.yaml"]
+    assert b"committed" in snapshot.files[0].data
+    revision = validate_source(GitSource(git_repo.root, path="manifests"))
+    assert revision.valid
+    assert [r.name for r in revision.resources] == ["committed"]
+
+
+def test_git_source_reads_older_revisions_and_branches(git_repo: GitRepo) -> None:
+    git_repo.write("s.yaml", SECRET.format(name="one", env="A"))
+    first = git_repo.commit("one")
+    git_repo.git("checkout", "--quiet", "-b", "feature")
+    git_repo.write("s.yaml", SECRET.format(name="two", env="A"))
+    git_repo.commit("two")
+    git_repo.git("checkout", "--quiet", "main")
+
+    names = {
+        ref: validate_source(GitSource(git_repo.root, ref=ref)).resources[0].name
+        for ref in (first, "main", "feature")
+    }
+
+    assert names == {first: "one", "main": "one", "feature": "two"}
+
+
+def test_blob_sha_matches_git(git_repo: GitRepo) -> None:
+    content = SECRET.format(name="x", env="Y")
+    git_repo.write("x.yaml", content)
+    git_repo.commit()
+    assert blob_sha(content.encode()) == git_repo.git("rev-parse", "HEAD:x.yaml")
+    assert GitSource(git_repo.root).read().files[0].blob == blob_sha(content.encode())
+
+
+def test_git_symlink_leaving_the_path_is_refused(git_repo: GitRepo) -> None:
+    git_repo.write("private/creds.yaml", "password: hunter2\n")
+    git_repo.write("manifests/ok.yaml", SECRET.format(name="ok", env="A"))
+    os.symlink("../private/creds.yaml", git_repo.root / "manifests" / "link.yaml")
+    os.symlink("/etc/hostname", git_repo.root / "manifests" / "abs.yaml")
+    os.symlink("ok.yaml", git_repo.root / "manifests" / "inside.yaml")
+    git_repo.commit()
+
+    snapshot = GitSource(git_repo.root, path="manifests").read()
+
+    assert sorted(d.file for d in snapshot.diagnostics) == [
+        "manifests/abs.yaml",
+        "manifests/link.yaml",
+    ]
+    assert all(d.code == "symlink-escape" for d in snapshot.diagnostics)
+    assert sorted(f.path for f in snapshot.files) == ["manifests/inside.yaml", "manifests/ok.yaml"]
+    assert all(b"hunter2" not in f.data for f in snapshot.files)
+
+
+def test_git_file_over_the_limit_is_refused_before_reading(git_repo: GitRepo) -> None:
+    git_repo.write("big.yaml", "x: " + "a" * 2000 + "\n")
+    git_repo.commit()
+    snapshot = GitSource(git_repo.root, max_file_bytes=1000).read()
+    assert snapshot.files == []
+    assert [d.code for d in snapshot.diagnostics] == ["file-too-large"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "path", "message"),
+    [
+        pytest.param("no-such-branch", "", "the ref 'no-such-branch' is not a commit", id="ref"),
+        pytest.param("HEAD", "missing", "the path 'missing' does not exist", id="path"),
+        pytest.param("HEAD", "a.yaml", "is a file, not a folder", id="file-as-path"),
+    ],
+)
+def test_git_source_problems_are_sentences(
+    git_repo: GitRepo, ref: str, path: str, message: str
+) -> None:
+    git_repo.write("a.yaml", SECRET.format(name="a", env="A"))
+    git_repo.commit()
+    with pytest.raises(SourceError, match=message):
+        GitSource(git_repo.root, ref=ref, path=path).read()
+
+
+def test_not_a_repository_is_a_sentence(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="is not a git repository"):
+        GitSource(tmp_path).read()
+    with pytest.raises(SourceError, match="does not exist"):
+        GitSource(tmp_path / "nope").read()
+
+
+def test_directory_source_skips_dot_folders_and_other_files(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "x.yaml").write_text("ignored: true\n")
+    (tmp_path / "notes.txt").write_text("not a manifest")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "s.yml").write_text(SECRET.format(name="s", env="A"))
+    snapshot = DirectorySource(tmp_path).read()
+    assert [f.path for f in snapshot.files] == [f"{tmp_path}/b/s.yml"]
+    assert snapshot.revision.startswith("dir:")
