@@ -86,6 +86,7 @@ def test_force_push_rewrites_what_is_served(
     work, bare = remote
     daemon = follow(start_daemon, bare, "--webhook-secret", SECRET)
     base = work.git("rev-parse", "HEAD")
+    daemon.applied(base)  # else the first fetch may already see `ahead` (generation 1, not 2)
     ahead = set_role(work, "Will be rewritten.")
     work.git("push", "--quiet", "origin", "main")
     daemon.request("POST", "/hooks/git", GITHUB_PUSH, github_headers(GITHUB_PUSH))
