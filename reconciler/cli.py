@@ -119,6 +119,11 @@ def _read_revision(
 ) -> Revision:
     if path is not None and repo is not None:
         raise click.UsageError("give either PATH or --repo, not both")
+    if repo is None and (ref != "HEAD" or subpath):
+        raise click.UsageError(
+            "--ref and --path read a git repository: add --repo (e.g. --repo .), or give the "
+            "folder as PATH"
+        )
     source: DirectorySource | GitSource = (
         GitSource(repo, ref=ref, path=subpath)
         if repo is not None

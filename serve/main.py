@@ -298,7 +298,11 @@ def _chat_settings(account_number: str, api_domain: str, max_tool_rounds: int) -
 
 def _run_async(main: Awaitable[None], engine: Engine) -> None:
     try:
-        asyncio.run(main)  # type: ignore[arg-type]
+        if os.environ.get("XUV"):
+            import uvloop
+            uvloop.run(main)
+        else:
+            asyncio.run(main)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         pass
     finally:

@@ -311,3 +311,16 @@ def test_help_explains_every_command() -> None:
     ):
         code, output = run(group, sub, "--help")
         assert code == 0 and "Usage: " in output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("--path", "clients"), id="path"),
+        pytest.param(("--ref", "main~1"), id="ref"),
+    ],
+)
+def test_git_options_without_a_repository_are_usage(args: tuple[str, ...]) -> None:
+    code, output = run("validate", str(MANIFESTS), *args)
+    assert code == 2
+    assert "add --repo" in output

@@ -16,8 +16,8 @@ from __future__ import annotations
 import copy
 import types
 import typing
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -83,6 +83,10 @@ class Resource:
     model: Document
     source: YamlDocument
     partial: bool = False
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """The document as read (keys by alias, names normalised), before validation: what
+    reference checks read, so a document with an error elsewhere still has its references
+    checked in the same run."""
 
     @property
     def kind(self) -> str:
@@ -351,7 +355,50 @@ def _translate(error: Any, model: type[Document], resource: YamlDocument) -> Dia
         position=resource.position_of(loc),
         path=path,
         value=value,
+        hint=_value_hint(kind, error.get("ctx") or {}),
     )
+
+
+def _value_hint(kind: str, context: Mapping[str, Any]) -> str | None:
+    """What to write instead, for pydantic's own error types (our validators' messages
+    already say it)."""
+    bound = {
+        "greater_than": "a number above {gt}",
+        "greater_than_equal": "a number of at least {ge}",
+        "less_than": "a number below {lt}",
+        "less_than_equal": "a number of at most {le}",
+        "string_too_long": "at most {max_length} characters",
+        "string_too_short": "at least {min_length} characters",
+        "too_short": "at least {min_length} items",
+        "too_long": "at most {max_length} items",
+        "literal_error": "one of {expected}",
+        "enum": "one of {expected}",
+    }.get(kind)
+    if bound is not None:
+        try:
+            return "write " + bound.format(**context)
+        except KeyError:
+            return None
+    return {
+        "int_parsing": "write a whole number, without quotes",
+        "int_type": "write a whole number, without quotes",
+        "int_from_float": "write a whole number, without a fraction",
+        "float_parsing": "write a number, without quotes",
+        "float_type": "write a number, without quotes",
+        "bool_parsing": "write true or false, without quotes",
+        "bool_type": "write true or false, without quotes",
+        "string_type": "write text; quote it if YAML reads it as another type",
+        "list_type": "write a list: [a, b] or one '- item' per line",
+        "model_type": "write a mapping: one 'key: value' per line, indented below this key",
+        "model_attributes_type": "write a mapping: one 'key: value' per line, indented",
+        "dict_type": "write a mapping: one 'key: value' per line, indented below this key",
+        "date_from_datetime_parsing": "write a date as YYYY-MM-DD",
+        "date_parsing": "write a date as YYYY-MM-DD",
+        "datetime_parsing": "write a time as YYYY-MM-DDTHH:MM:SSZ",
+        "datetime_from_date_parsing": "write a time as YYYY-MM-DDTHH:MM:SSZ",
+        "url_parsing": "write a full URL such as https://api.example.com/",
+        "url_scheme": "write a URL starting with http:// or https://",
+    }.get(kind)
 
 
 # --- entry point ----------------------------------------------------------------------------
@@ -406,10 +453,10 @@ def load_document(
         diagnostics.extend(_translate(e, model, document) for e in exc.errors())
         recovered, more = _recover(model, prepared, exc, document)
         diagnostics.extend(more)
-        return Resource(recovered, document, partial=True), diagnostics
+        return Resource(recovered, document, partial=True, data=prepared), diagnostics
     if isinstance(validated, Secret) and validated.spec.config.value is not None:
         diagnostics.append(_plaintext_secret(document, options))
-    return Resource(validated, document), diagnostics
+    return Resource(validated, document, data=prepared), diagnostics
 
 
 RECOVERY_ROUNDS = 4

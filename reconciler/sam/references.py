@@ -9,22 +9,17 @@ manifest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.sam.base import closest
 from reconciler.sam.diagnostics import Diagnostic, Severity, join_path
 from reconciler.sam.functions import canonical_function, known_function_names
 from reconciler.sam.kinds import (
     KINDS,
-    ApiConnection,
-    ApiPlugin,
     LLMClient,
-    PluginDocument,
-    Provider,
     SmarterAuthToken,
-    SqlConnection,
-    SqlPlugin,
 )
 from reconciler.sam.load import Resource
 from reconciler.sam.yamlread import Path
@@ -47,11 +42,10 @@ def check_revision(resources: Iterable[Resource]) -> tuple[list[Resource], list[
     """Drop duplicate identities (keeping the first) and check every reference."""
     unique, diagnostics = _unique(resources)
     index = {(r.kind, r.name): r for r in unique}
-    checkable = [r for r in unique if r.has_spec]
-    for reference in _references(checkable):
+    for reference in _references(unique):
         diagnostics.extend(_resolve(reference, index))
-    diagnostics.extend(_functions(checkable))
-    diagnostics.extend(_client_keys(checkable, index))
+    diagnostics.extend(_functions(unique))
+    diagnostics.extend(_client_keys([r for r in unique if r.has_spec], index))
     return unique, diagnostics
 
 
@@ -81,40 +75,57 @@ def _unique(resources: Iterable[Resource]) -> tuple[list[Resource], list[Diagnos
     return list(seen.values()), diagnostics
 
 
+PLUGIN_KINDS = ("Plugin", "SqlPlugin", "ApiPlugin")
+# Where each kind names other resources: (path, kinds it may name, sensitive). "*" stands for
+# every item of a list. Read from the document's data, not its model, so that a document with
+# an error elsewhere (which has no complete model) still has its references checked.
+REFERENCE_FIELDS: dict[str, tuple[tuple[Path, tuple[str, ...], bool], ...]] = {
+    "LLMClient": (
+        (("spec", "config", "provider"), ("Provider",), False),
+        (("spec", "plugins", "*"), PLUGIN_KINDS, False),
+        (("spec", "apiKey"), ("SmarterAuthToken",), False),
+    ),
+    "Plugin": ((("spec", "prompt", "provider"), ("Provider",), False),),
+    "SqlPlugin": (
+        (("spec", "prompt", "provider"), ("Provider",), False),
+        (("spec", "connection"), ("SqlConnection",), False),
+    ),
+    "ApiPlugin": (
+        (("spec", "prompt", "provider"), ("Provider",), False),
+        (("spec", "connection"), ("ApiConnection",), False),
+    ),
+    "SqlConnection": (
+        (("spec", "connection", "password"), ("Secret",), True),
+        (("spec", "connection", "proxyPassword"), ("Secret",), True),
+    ),
+    "ApiConnection": (
+        (("spec", "connection", "apiKey"), ("Secret",), True),
+        (("spec", "connection", "proxyPassword"), ("Secret",), True),
+    ),
+    "Provider": ((("spec", "provider", "api_key"), ("Secret",), True),),
+}
+assert set(REFERENCE_FIELDS) <= set(KINDS)
+
+
+def _values_at(data: Any, pattern: Path, at: Path = ()) -> Iterator[tuple[Path, Any]]:
+    """(path, value) of every value matching ``pattern`` in nested data."""
+    if not pattern:
+        yield at, data
+        return
+    head, rest = pattern[0], pattern[1:]
+    if head == "*" and isinstance(data, list):
+        for i, item in enumerate(data):
+            yield from _values_at(item, rest, (*at, i))
+    elif isinstance(data, Mapping) and head in data:
+        yield from _values_at(data[head], rest, (*at, head))
+
+
 def _references(resources: Iterable[Resource]) -> Iterator[Reference]:
-    plugin_kinds = ("Plugin", "SqlPlugin", "ApiPlugin")
     for r in resources:
-        m = r.model
-        if isinstance(m, LLMClient):
-            yield Reference(
-                r, ("spec", "config", "provider"), m.spec.config.provider, ("Provider",)
-            )
-            for i, plugin in enumerate(m.spec.plugins):
-                yield Reference(r, ("spec", "plugins", i), plugin, plugin_kinds)
-            if m.spec.api_key is not None:
-                yield Reference(r, ("spec", "apiKey"), m.spec.api_key, ("SmarterAuthToken",))
-        if isinstance(m, PluginDocument):
-            yield Reference(
-                r, ("spec", "prompt", "provider"), m.spec.prompt.provider, ("Provider",)
-            )
-        if isinstance(m, SqlPlugin):
-            yield Reference(r, ("spec", "connection"), m.spec.connection, ("SqlConnection",))
-        if isinstance(m, ApiPlugin):
-            yield Reference(r, ("spec", "connection"), m.spec.connection, ("ApiConnection",))
-        if isinstance(m, SqlConnection):
-            c = m.spec.connection
-            for key, value in (("password", c.password), ("proxyPassword", c.proxy_password)):
-                if value is not None:
-                    yield Reference(r, ("spec", "connection", key), value, ("Secret",), True)
-        if isinstance(m, ApiConnection):
-            a = m.spec.connection
-            for key, value in (("apiKey", a.api_key), ("proxyPassword", a.proxy_password)):
-                if value is not None:
-                    yield Reference(r, ("spec", "connection", key), value, ("Secret",), True)
-        if isinstance(m, Provider) and m.spec.provider.api_key is not None:
-            yield Reference(
-                r, ("spec", "provider", "api_key"), m.spec.provider.api_key, ("Secret",), True
-            )
+        for pattern, kinds, sensitive in REFERENCE_FIELDS.get(r.kind, ()):
+            for path, value in _values_at(r.data, pattern):
+                if isinstance(value, str) and value:
+                    yield Reference(r, path, value, kinds, sensitive)
 
 
 def _resolve(ref: Reference, index: dict[tuple[str, str], Resource]) -> Iterator[Diagnostic]:
@@ -154,18 +165,18 @@ def _resolve(ref: Reference, index: dict[tuple[str, str], Resource]) -> Iterator
 
 def _functions(resources: Iterable[Resource]) -> Iterator[Diagnostic]:
     for r in resources:
-        if not isinstance(r.model, LLMClient):
+        if r.kind != "LLMClient":
             continue
-        for i, name in enumerate(r.model.spec.functions):
-            if canonical_function(name) is None:
+        for path, name in _values_at(r.data, ("spec", "functions", "*")):
+            if isinstance(name, str) and canonical_function(name) is None:
                 suggestion = closest(name, known_function_names())
                 yield Diagnostic(
                     Severity.ERROR,
                     "unknown-function",
                     f"unknown built-in function {name!r}",
                     file=r.file,
-                    position=r.position_of(("spec", "functions", i)),
-                    path=join_path(("spec", "functions", i)),
+                    position=r.position_of(path),
+                    path=join_path(path),
                     hint=(f"did you mean {suggestion!r}? " if suggestion else "")
                     + "known functions: "
                     + ", ".join(known_function_names()),

@@ -90,3 +90,24 @@ def test_errors_in_one_document_do_not_hide_its_reference_errors() -> None:
         "missing-reference",
         "unknown-function",
     ]
+
+
+def test_unrecoverable_document_still_has_its_references_checked() -> None:
+    """An undeclared placeholder fails the whole ``sqlData`` (and so the document cannot be
+    recovered), yet the same run reports the connection that does not exist."""
+    revision = validate_text("""\
+        apiVersion: smarter.sh/v1
+        kind: SqlPlugin
+        metadata: {name: courses, pluginClass: sql}
+        spec:
+          connection: nodb
+          selector: {directive: always}
+          prompt: {systemRole: Look courses up., provider: nope}
+          sqlData:
+            sqlQuery: SELECT * FROM courses WHERE id = {x}
+        """)
+    assert [(d.code, d.path) for d in revision.diagnostics] == [
+        ("missing-reference", "spec.connection"),
+        ("missing-reference", "spec.prompt.provider"),
+        ("invalid-value", "spec.sqlData.sqlQuery"),
+    ]

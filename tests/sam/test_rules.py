@@ -1316,6 +1316,14 @@ def test_duplicate_identity_across_files_is_reported(
 
 # --- hints ----------------------------------------------------------------------------------
 
+CLIENT_CONFIG = """\
+apiVersion: smarter.sh/v1
+kind: LLMClient
+metadata: {{name: bot}}
+spec:
+  config: {config}
+"""
+
 
 @pytest.mark.parametrize(
     ("text", "hint"),
@@ -1345,6 +1353,31 @@ def test_duplicate_identity_across_files_is_reported(
             "add a Secret manifest with this name, or fix the reference (the value is not "
             "shown: it may be a pasted credential)",
             id="missing-secret",
+        ),
+        pytest.param(
+            CLIENT_CONFIG.format(config="{defaultTemperature: 3}"),
+            "write a number of at most 1.0",
+            id="number-above-its-bound",
+        ),
+        pytest.param(
+            CLIENT_CONFIG.format(config="{defaultMaxTokens: 0}"),
+            "write a number above 0",
+            id="number-below-its-bound",
+        ),
+        pytest.param(
+            CLIENT_CONFIG.format(config="{deployed: maybe}"),
+            "write true or false, without quotes",
+            id="not-a-boolean",
+        ),
+        pytest.param(
+            CLIENT_CONFIG.format(config="{defaultMaxTokens: many}"),
+            "write a whole number, without quotes",
+            id="not-a-number",
+        ),
+        pytest.param(
+            CLIENT_CONFIG.format(config="[gpt-4o]"),
+            "write a mapping: one 'key: value' per line, indented below this key",
+            id="not-a-mapping",
         ),
     ],
 )
