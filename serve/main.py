@@ -298,11 +298,7 @@ def _chat_settings(account_number: str, api_domain: str, max_tool_rounds: int) -
 
 def _run_async(main: Awaitable[None], engine: Engine) -> None:
     try:
-        if os.environ.get("XUV"):
-            import uvloop
-            uvloop.run(main)
-        else:
-            asyncio.run(main)  # type: ignore[arg-type]
+        asyncio.run(main)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         pass
     finally:
