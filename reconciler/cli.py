@@ -23,11 +23,18 @@ from sqlalchemy import Engine
 from reconciler import apikeys, report, sealing
 from reconciler.apply import DEFAULT_SOURCE, ApplyError, ApplyResult, apply_revision, plan_revision
 from reconciler.plan import plan_to_json, render_markdown, render_text
+from reconciler.review import Level, review_revisions
+from reconciler.review_render import (
+    DEFAULT_MAX_CHARS,
+    render_review_markdown,
+    render_review_text,
+    review_to_json,
+)
 from reconciler.sam.base import NAME_MAX_CHARS, NAME_PATTERN, normalise_name
 from reconciler.sam.kinds import KINDS
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_json, as_text, dumps
-from reconciler.sam.revision import Revision, validate_source
+from reconciler.sam.revision import ParseCache, Revision, validate_source
 from reconciler.sam.schema import all_kinds_schema, kind_schema
 from reconciler.source import DirectorySource, GitSource, SourceError
 from reconciler.store.control import request_reconcile, set_suspended
@@ -44,6 +51,7 @@ from reconciler.store.status import status_document
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_CHANGES = 2  # plan --detailed-exitcode only
+EXIT_RISK = 3  # plan --base ... --fail-on only
 FORMATS = click.Choice(["text", "json"])
 
 
@@ -401,6 +409,29 @@ def secrets_encrypt(
     help="Exit 0 when there is nothing to change, 2 when there are changes, 1 on "
     "error (like terraform plan).",
 )
+@click.option(
+    "--base",
+    metavar="REF",
+    help="Review mode: plan from this commit of the repository (--repo, default .) to "
+    "--head, with risk flags; no database is read. See docs/review.md.",
+)
+@click.option(
+    "--head",
+    metavar="REF",
+    help="Review mode: the commit under review (default HEAD; needs --base).",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["high", "medium", "low"]),
+    help="Review mode: exit 3 when a risk flag of this level or above is raised.",
+)
+@click.option(
+    "--max-chars",
+    type=click.IntRange(2000),
+    default=DEFAULT_MAX_CHARS,
+    show_default=True,
+    help="Review mode, markdown: cap on the output's size (GitHub comments hold 65,536).",
+)
 def plan(
     path: Path | None,
     repo: Path | None,
@@ -411,15 +442,40 @@ def plan(
     source_name: str,
     output_format: str,
     detailed_exitcode: bool,
+    base: str | None,
+    head: str | None,
+    fail_on: Level | None,
+    max_chars: int,
 ) -> None:
     """Show what `samops apply` would change in the database, without changing it.
+
+    With --base (review mode), show instead what merging --head onto --base would change,
+    computed between the two commits by the same plan function, with risk flags: the plan for
+    a pull request, before it is merged (markdown fits a PR comment).
 
     \b
     Examples:
       samops plan manifests
       samops plan --repo . --ref main --path manifests --format markdown
       samops plan manifests --detailed-exitcode || echo "drift or error"
+      samops plan --base origin/main --head HEAD --path manifests --format markdown
+      samops plan --base main --head feature --path manifests --fail-on high
     """
+    if base is not None or head is not None or fail_on is not None:
+        _review(
+            path,
+            repo,
+            ref,
+            subpath,
+            allow_plaintext_secrets,
+            base=base,
+            head=head,
+            output_format=output_format,
+            fail_on=fail_on,
+            detailed_exitcode=detailed_exitcode,
+            max_chars=max_chars,
+        )
+        return
     revision = _read_revision(path, repo, ref, subpath, allow_plaintext_secrets)
     _valid_or_exit(revision)
     engine = _engine(database_url)
@@ -435,6 +491,56 @@ def plan(
     else:
         click.echo(render_text(changes, color=sys.stdout.isatty()))
     if detailed_exitcode and not changes.empty:
+        sys.exit(EXIT_CHANGES)
+
+
+def _review(
+    path: Path | None,
+    repo: Path | None,
+    ref: str,
+    subpath: str,
+    allow_plaintext_secrets: bool,
+    *,
+    base: str | None,
+    head: str | None,
+    output_format: str,
+    fail_on: Level | None,
+    detailed_exitcode: bool,
+    max_chars: int,
+) -> None:
+    """``plan --base --head``: print the review; exit 1 for an invalid head, 3 for a risk
+    flag at --fail-on or above, 2 for changes with --detailed-exitcode."""
+    if base is None:
+        raise click.UsageError("--head and --fail-on review a change: give --base REF too")
+    if path is not None:
+        raise click.UsageError("review mode reads git commits: use --repo, not PATH")
+    if ref != "HEAD":
+        raise click.UsageError("review mode takes --base and --head, not --ref")
+    options = LoadOptions(allow_plaintext_secrets=allow_plaintext_secrets)
+    cache = ParseCache()
+    try:
+        before, after = (
+            validate_source(
+                GitSource(repo or Path("."), ref=commit, path=subpath),
+                options=options,
+                cache=cache,
+            )
+            for commit in (base, head or "HEAD")
+        )
+    except SourceError as exc:
+        _fail(str(exc))
+    result = review_revisions(before, after)
+    if output_format == "json":
+        click.echo(json.dumps(review_to_json(result), indent=2))
+    elif output_format == "markdown":
+        click.echo(render_review_markdown(result, max_chars=max_chars), nl=False)
+    else:
+        click.echo(render_review_text(result, color=sys.stdout.isatty()))
+    if not result.head_valid:
+        sys.exit(EXIT_FAILED)
+    if fail_on is not None and result.flagged(fail_on):
+        sys.exit(EXIT_RISK)
+    if detailed_exitcode and not result.plan.empty:
         sys.exit(EXIT_CHANGES)
 
 

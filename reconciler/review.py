@@ -1,0 +1,312 @@
+"""Pull-request review: the plan between two revisions and the risks it carries, as data.
+
+Beside Plan, for reviewers. ``review_revisions`` takes two validated revisions of a manifest
+repository (the pull request's base and head): the base's desired state plays the part of the
+database, so the plan is computed by the very ``compute_plan`` that ``apply`` uses, and no
+database is needed. Risk flags are then read off the two states by pure functions, one per
+rule, each returning ``RiskFlag``s with a level and a sentence saying why:
+
+    high    a client becomes public; SQL or API access added to a client; a connection's
+            target moves; a plaintext secret appears; a deployed client is removed; a prune
+            of many resources
+    medium  a key revoked or rotated out; a model, provider or provider endpoint changes
+    low     a key gains a digest (rotation begins); a temperature is raised
+
+An invalid head is part of the review (its errors, with positions), not an exception: the
+renderers show them and the CLI's exit code says so. Secrets stay fingerprints, as in plans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from reconciler.plan import Plan, compute_plan
+from reconciler.sam.diagnostics import Diagnostic
+from reconciler.sam.revision import Revision
+from reconciler.state import Identity, ResourceState, desired_state
+from reconciler.store.mapping import get_path
+
+Level = Literal["high", "medium", "low"]
+LEVELS: tuple[Level, ...] = ("high", "medium", "low")
+PLUGIN_KINDS = ("Plugin", "SqlPlugin", "ApiPlugin")
+DATA_ACCESS_PLUGINS = {"SqlPlugin": "SQL", "ApiPlugin": "API"}
+CONNECTION_TARGETS = {
+    "SqlConnection": ("dbEngine", "hostname", "port", "database", "username"),
+    "ApiConnection": ("baseUrl",),
+}
+MANY_DELETES = 10
+"""A prune of this many resources is flagged, whatever the repository's size ..."""
+MOST_DELETED_FRACTION = 0.5
+"""... and so is one that removes more than this share of at least four resources."""
+
+States = Mapping[Identity, ResourceState]
+
+
+@dataclass(frozen=True, slots=True)
+class RiskFlag:
+    level: Level
+    code: str
+    kind: str
+    name: str
+    reason: str
+
+    def at_least(self, level: Level) -> bool:
+        return LEVELS.index(self.level) <= LEVELS.index(level)
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    base: str
+    head: str
+    plan: Plan
+    flags: tuple[RiskFlag, ...]
+    head_errors: tuple[Diagnostic, ...]
+    base_errors: int
+    """Errors of the base revision: its complete resources still make the "before" side."""
+
+    @property
+    def head_valid(self) -> bool:
+        return not self.head_errors
+
+    def flagged(self, level: Level) -> list[RiskFlag]:
+        return [f for f in self.flags if f.at_least(level)]
+
+
+def review_revisions(base: Revision, head: Revision) -> Review:
+    """The review of merging ``head`` onto ``base``. With an invalid head the plan is empty:
+    a revision that does not validate is never applied, so it has no plan to review."""
+    before = desired_state(r for r in base.resources if not r.partial)
+    if not head.valid:
+        return Review(
+            base.revision, head.revision, Plan(()), (), tuple(head.errors), len(base.errors)
+        )
+    after = desired_state(head.resources)
+    plan = compute_plan(after, before)
+    return Review(
+        base.revision, head.revision, plan, risk_flags(before, after, plan), (), len(base.errors)
+    )
+
+
+# --- the rules ------------------------------------------------------------------------------
+
+
+def risk_flags(before: States, after: States, plan: Plan) -> tuple[RiskFlag, ...]:
+    """Every rule's flags, highest level first, then in plan order."""
+    flags = [flag for rule in RULES for flag in rule(before, after, plan)]
+    return tuple(sorted(flags, key=lambda f: LEVELS.index(f.level)))
+
+
+Rule = Callable[[States, States, Plan], Iterator[RiskFlag]]
+
+
+def _field(state: ResourceState | None, *path: str) -> Any:
+    return None if state is None else get_path(state.fields, path)
+
+
+def _pairs(before: States, after: States, kind: str) -> Iterator[tuple[str, Any, Any]]:
+    """(name, before, after) of each resource of ``kind`` on either side, in name order."""
+    names = sorted({n for k, n in before if k == kind} | {n for k, n in after if k == kind})
+    for name in names:
+        yield name, before.get((kind, name)), after.get((kind, name))
+
+
+def _key_gate(states: States, client: ResourceState | None) -> str | None:
+    """The name of the key that guards ``client``, or None when the client is public."""
+    token_name = _field(client, "spec", "apiKey")
+    token = states.get(("SmarterAuthToken", token_name)) if token_name else None
+    return token_name if _field(token, "spec", "config", "isActive") else None
+
+
+def clients_made_public(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
+    for name, old, new in _pairs(before, after, "LLMClient"):
+        guard = _key_gate(before, old)
+        if new is None or guard is None or _key_gate(after, new) is not None:
+            continue
+        now = _field(new, "spec", "apiKey")
+        token = after.get(("SmarterAuthToken", now)) if now else None
+        if now is None:
+            why = f"its spec.apiKey ({guard!r}) was removed"
+        elif token is None:
+            why = f"its key {now!r} is no longer declared"
+        else:
+            why = f"its key {now!r} is no longer active"
+        yield RiskFlag(
+            "high",
+            "client-public",
+            "LLMClient",
+            name,
+            f"anyone who can reach the server may use it: {why}",
+        )
+
+
+def keys_revoked_or_rotated(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
+    for name, old, new in _pairs(before, after, "SmarterAuthToken"):
+        if old is None or not _field(old, "spec", "config", "isActive"):
+            continue
+        if new is None or not _field(new, "spec", "config", "isActive"):
+            what = "removed" if new is None else "deactivated"
+            yield RiskFlag(
+                "medium",
+                "key-revoked",
+                "SmarterAuthToken",
+                name,
+                f"the key is {what}: requests presenting it will be refused",
+            )
+            continue
+        old_digests = set(_field(old, "spec", "config", "digest") or ())
+        new_digests = set(_field(new, "spec", "config", "digest") or ())
+        if old_digests - new_digests:
+            yield RiskFlag(
+                "medium",
+                "key-rotated",
+                "SmarterAuthToken",
+                name,
+                f"{len(old_digests - new_digests)} digest(s) removed: callers still using "
+                "that key will be refused",
+            )
+        elif new_digests - old_digests:
+            yield RiskFlag(
+                "low",
+                "key-rotation-started",
+                "SmarterAuthToken",
+                name,
+                f"{len(new_digests - old_digests)} digest(s) added: a new key is accepted "
+                "alongside the old one",
+            )
+
+
+def data_access_added(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
+    for name, old, new in _pairs(before, after, "LLMClient"):
+        if new is None:
+            continue
+        had = set(_field(old, "spec", "plugins") or ())
+        for plugin in _field(new, "spec", "plugins") or ():
+            kind = next((k for k in PLUGIN_KINDS if (k, plugin) in after), None)
+            if plugin in had or kind not in DATA_ACCESS_PLUGINS:
+                continue
+            connection = _field(after[(kind, plugin)], "spec", "connection")
+            access = DATA_ACCESS_PLUGINS[kind]
+            yield RiskFlag(
+                "high",
+                "data-access-added",
+                "LLMClient",
+                name,
+                f"the {kind} {plugin!r} gives it {access} access through {connection!r}",
+            )
+
+
+def connection_targets_moved(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
+    for kind, keys in CONNECTION_TARGETS.items():
+        for name, old, new in _pairs(before, after, kind):
+            if old is None or new is None:
+                continue
+            moved = [
+                f"{key} {_field(old, 'spec', 'connection', key)!r} -> "
+                f"{_field(new, 'spec', 'connection', key)!r}"
+                for key in keys
+                if _field(old, "spec", "connection", key) != _field(new, "spec", "connection", key)
+            ]
+            if moved:
+                yield RiskFlag(
+                    "high",
+                    "connection-target",
+                    kind,
+                    name,
+                    "its plugins will reach another target: " + ", ".join(moved),
+                )
+
+
+def models_changed(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
+    watched = [("LLMClient", ("spec", "config"), ("provider", "defaultModel"))]
+    watched += [(kind, ("spec", "prompt"), ("provider", "model")) for kind in PLUGIN_KINDS]
+    watched += [("Provider", ("spec", "provider"), ("base_url", "default_model"))]
+    for kind, at, keys in watched:
+        for name, old, new in _pairs(before, after, kind):
+            if old is None or new is None:
+                continue
+            changed = [
+                f"{key} {_field(old, *at, key)!r} -> {_field(new, *at, key)!r}"
+                for key in keys
+                if _field(old, *at, key) != _field(new, *at, key)
+            ]
+            if changed:
+                yield RiskFlag(
+                    "medium",
+                    "model-changed",
+                    kind,
+                    name,
+                    "answers will come from another model or endpoint: " + ", ".join(changed),
+                )
+
+
+def temperatures_raised(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
+    watched = [("LLMClient", ("spec", "config", "defaultTemperature"))]
+    watched += [(kind, ("spec", "prompt", "temperature")) for kind in PLUGIN_KINDS]
+    for kind, path in watched:
+        for name, old, new in _pairs(before, after, kind):
+            was, now = _field(old, *path), _field(new, *path)
+            if isinstance(was, int | float) and isinstance(now, int | float) and now > was:
+                yield RiskFlag(
+                    "low",
+                    "temperature-raised",
+                    kind,
+                    name,
+                    f"{'.'.join(path)} {was} -> {now}: answers become less predictable",
+                )
+
+
+def plaintext_secrets(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
+    for name, old, new in _pairs(before, after, "Secret"):
+        fingerprint = _field(new, "spec", "config", "valueFingerprint")
+        if fingerprint is not None and fingerprint != _field(
+            old, "spec", "config", "valueFingerprint"
+        ):
+            yield RiskFlag(
+                "high",
+                "plaintext-secret",
+                "Secret",
+                name,
+                "a secret value is written in plaintext in git: anyone who can read the "
+                "repository can read it (use valueFrom or 'samops secrets encrypt')",
+            )
+
+
+def deployed_clients_removed(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
+    for name, old, new in _pairs(before, after, "LLMClient"):
+        if new is None and _field(old, "spec", "config", "deployed"):
+            yield RiskFlag(
+                "high",
+                "deployed-client-removed",
+                "LLMClient",
+                name,
+                "a deployed client is removed: its users will get 404s",
+            )
+
+
+def mass_prune(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
+    deleted = plan.count("delete")
+    share = deleted / len(before) if before else 0.0
+    if deleted >= MANY_DELETES or (len(before) >= 4 and share > MOST_DELETED_FRACTION):
+        yield RiskFlag(
+            "high",
+            "mass-prune",
+            "(revision)",
+            "",
+            f"{deleted} of {len(before)} resources are removed ({share:.0%}): check that a "
+            "path or a merge did not drop files by mistake",
+        )
+
+
+RULES: tuple[Rule, ...] = (
+    clients_made_public,
+    keys_revoked_or_rotated,
+    data_access_added,
+    connection_targets_moved,
+    models_changed,
+    temperatures_raised,
+    plaintext_secrets,
+    deployed_clients_removed,
+    mass_prune,
+)
