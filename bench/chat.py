@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import free_port, percentile
+from serve import eventloop
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = {"role": "user", "content": "hello there"}
@@ -138,11 +139,11 @@ def run(*, requests: int) -> dict[str, Any]:
             )
             print(
                 f"  {'scenario':<28} {'overhead med/p99 ms':>20} {'latency med/p99 ms':>20}"
-                f" {'req/s':>8} {'vs direct':>22}"
+                f" {'req/s':>8} {'vs direct':>32}"
             )
             for concurrency in (1, 16, 64):
                 count = requests if concurrency > 1 else max(100, requests // 4)
-                base = asyncio.run(
+                base = eventloop.run(
                     _load(
                         direct,
                         {"model": "gpt-4o-mini", "messages": [PLAIN]},
@@ -156,7 +157,9 @@ def run(*, requests: int) -> dict[str, Any]:
                     ("openai route + tool round", ours, {"model": "support", "messages": [TOOL]}),
                     ("smarter route", smarter, {"messages": [PLAIN]}),
                 ):
-                    figures = asyncio.run(_load(url, body, concurrency=concurrency, requests=count))
+                    figures = eventloop.run(
+                        _load(url, body, concurrency=concurrency, requests=count)
+                    )
                     results[f"{label} c={concurrency}"] = _line(
                         f"{label} c={concurrency}", figures, base
                     )
@@ -175,15 +178,18 @@ def _line(label: str, figures: Figures, base: Figures) -> dict[str, float]:
     )
     median = statistics.median(figures.latencies)
     latency = f"{median * 1000:.2f}/{percentile(figures.latencies, 0.99) * 1000:.2f}"
+    added = (median - statistics.median(base.latencies)) * 1000
     ratio = (
-        f"{median / statistics.median(base.latencies):.2f}x lat, "
+        f"+{added:.2f} ms, {median / statistics.median(base.latencies):.2f}x lat, "
         f"{figures.throughput / base.throughput:.2f}x req/s"
     )
-    print(f"  {label:<28} {overhead:>20} {latency:>20} {figures.throughput:>8.0f} {ratio:>22}")
+    print(f"  {label:<28} {overhead:>20} {latency:>20} {figures.throughput:>8.0f} {ratio:>32}")
     return {
         "overhead_median_ms": statistics.median(figures.overheads) if figures.overheads else 0.0,
         "overhead_p99_ms": percentile(figures.overheads, 0.99) if figures.overheads else 0.0,
         "latency_median_ms": median * 1000,
+        "latency_p99_ms": percentile(figures.latencies, 0.99) * 1000,
+        "added_latency_median_ms": added,
         "throughput": figures.throughput,
     }
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from serve.providers import Providers, translated_upstream_errors
+from serve.providers import Providers, translated_upstream_errors, upstream_clock
 from serve.state import CompiledClient, CompiledPlugin, Snapshot, Tool
 from serve.tools.functions import ToolError
 
@@ -147,8 +147,7 @@ class Turn:
         client = self.upstream()
         while True:
             with_tools = result.rounds < self.max_tool_rounds
-            started = time.perf_counter()
-            with translated_upstream_errors(self.client.provider):
+            with translated_upstream_errors(self.client.provider), upstream_clock() as clock:
                 # The SDK's client (auth, retries with backoff, timeouts, error classes)
                 # without its typed transformation of the request body, which took over a
                 # third of the server's CPU (profiled with py-spy under bench/chat.py's load):
@@ -158,7 +157,7 @@ class Turn:
                     cast_to=object,
                     body=self.request(conversation, with_tools=with_tools),
                 )
-            result.upstream_seconds += time.perf_counter() - started
+            result.upstream_seconds += clock.seconds
             answer = _without_nulls(raw)
             message = answer["choices"][0]["message"]
             ours = self.our_round(message.get("tool_calls") or [], with_tools)

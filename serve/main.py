@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 import aiohttp
 import click
@@ -44,15 +47,29 @@ from reconciler.follow import (
 from reconciler.leader import leader_lock_for
 from reconciler.logs import configure_logging
 from reconciler.metrics import ReconcilerMetrics
+from reconciler.sam.kinds import DIGEST_PATTERN
 from reconciler.sam.load import LoadOptions
+from reconciler.sam.render import as_text
+from reconciler.sam.revision import Revision
 from reconciler.source import SourceError
 from reconciler.store.db import DatabaseError, default_data_dir, open_database
-from serve import logctx
+from serve import eventloop, logctx
 from serve.app import ServerDeps, create_app
 from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
 from serve.demo import add_demo_routes
 from serve.notify import GenerationListener
-from serve.providers import Providers, ProviderSettings
+from serve.preview import (
+    Answer,
+    LocalPreviewSource,
+    PreviewDeps,
+    PreviewError,
+    Validator,
+    add_preview_route,
+    chat_once,
+    preview_source_for,
+    require_valid,
+)
+from serve.providers import Providers, ProviderSettings, UpstreamError
 from serve.scripted import create_scripted_app
 from serve.sessions import SessionStore
 from serve.state import ServingSettings, ServingState
@@ -84,6 +101,8 @@ class ServerOptions:
     webhook_secret: str | None
     chat: ChatSettings
     demo: bool = False
+    admin_key_digest: str | None = None
+    """Enables the preview route (``serve/preview.py``) for the key with this digest."""
 
 
 async def _start_site(runner: web.AppRunner, host: str, port: int) -> None:
@@ -158,6 +177,18 @@ async def serve_until_stopped(
             )
         )
         add_chat_routes(app, ChatDeps(state, providers, sessions, options.chat))
+        add_preview_route(
+            app,
+            PreviewDeps(
+                admin_key_digest=options.admin_key_digest,
+                source=preview_source_for(
+                    daemon.follower if daemon is not None else None,
+                    daemon.settings.load_options if daemon is not None else LoadOptions(),
+                ),
+                http=http,
+                serving=state.settings,
+            ),
+        )
         if options.demo:
             add_demo_routes(app, default_data_dir())
         if daemon is not None:
@@ -296,9 +327,20 @@ def _chat_settings(account_number: str, api_domain: str, max_tool_rounds: int) -
     )
 
 
+def _digest(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not re.fullmatch(DIGEST_PATTERN, value.strip()):
+        raise click.BadParameter(
+            "expected sha256:<64 hex> or sha512:<128 hex> (the digest line of "
+            "`samops keys create`, or `samops keys digest` of the key), never the key itself"
+        )
+    return value.strip()
+
+
 def _run_async(main: Awaitable[None], engine: Engine) -> None:
     try:
-        asyncio.run(main)  # type: ignore[arg-type]
+        eventloop.run(main)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         pass
     finally:
@@ -360,6 +402,14 @@ def _run_async(main: Awaitable[None], engine: Engine) -> None:
 @click.option(
     "--demo", is_flag=True, help="Also serve the example manifests' demo API (make run uses this)."
 )
+@click.option(
+    "--admin-key-digest",
+    envvar="SAMOPS_ADMIN_KEY_DIGEST",
+    callback=lambda _ctx, _param, value: _digest(value),
+    help="Digest (sha256:<hex>) of the admin key that may use the preview route, "
+    "POST /api/v1/preview/llm-clients/{name}/prompt/ (off without it). Make one with "
+    "`samops keys create admin`. [env: SAMOPS_ADMIN_KEY_DIGEST]",
+)
 def run(
     path: Path | None,
     repo: Path | None,
@@ -380,6 +430,7 @@ def run(
     allow_plaintext_secrets: bool,
     allow_empty: bool,
     demo: bool,
+    admin_key_digest: str | None,
 ) -> None:
     """Follow a repository and serve chat: every commit is validated and applied at once.
 
@@ -420,6 +471,7 @@ def run(
         webhook_secret,
         _chat_settings(account_number, api_domain, max_tool_rounds),
         demo=demo,
+        admin_key_digest=admin_key_digest,
     )
     _run_async(
         serve_until_stopped(
@@ -470,3 +522,141 @@ def serve(
         ),
         engine,
     )
+
+
+@click.command("chat")
+@click.argument("client")
+@click.argument("message")
+@click.option(
+    "--ref",
+    help="Answer with the configuration of this commit, branch or tag of --repo, without "
+    "applying it (default: the state applied in the database).",
+)
+@click.option(
+    "--repo",
+    envvar="SAMOPS_REPO",
+    default=Path("."),
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="The git repository --ref is read from (git objects, never the working tree). "
+    "[env: SAMOPS_REPO]",
+)
+@click.option(
+    "--path",
+    "subpath",
+    envvar="SAMOPS_PATH",
+    default="",
+    help="Folder inside the repository holding the manifests. [env: SAMOPS_PATH]",
+)
+@click.option(
+    "--allow-plaintext-secrets",
+    is_flag=True,
+    envvar="SAMOPS_ALLOW_PLAINTEXT_SECRETS",
+    help="Accept plaintext Secret values in --ref (a warning). "
+    "[env: SAMOPS_ALLOW_PLAINTEXT_SECRETS]",
+)
+@database_options
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: the answer; json: the completion, the plugins selected and the tool calls made.",
+)
+def chat(
+    client: str,
+    message: str,
+    ref: str | None,
+    repo: Path,
+    subpath: str,
+    allow_plaintext_secrets: bool,
+    database_url: str | None,
+    source_name: str,
+    output_format: str,
+) -> None:
+    """Send MESSAGE ('-': standard input) to CLIENT and print its answer: one turn, no session.
+
+    With --ref, the answer uses the configuration at that revision of --repo, validated but
+    NOT applied: preview a branch before merging it. Without --ref, the state applied in the
+    database. Nothing is written either way. Client API keys are not required here (whoever
+    runs this has the repository or the database); tools really run, with this host's
+    secrets. The upstream is OPENAI_BASE_URL / OPENAI_API_KEY, as for the server; without
+    OPENAI_API_KEY, samops' scripted upstream answers (offline).
+
+    \b
+    Examples:
+      samops chat support --ref my-branch --path manifests "Any coupons?"
+      samops chat support "#system"              # the applied system prompt, offline
+      echo "Any coupons?" | samops chat support - --format json
+
+    Exit codes: 0 answered; 1 unknown client or ref, invalid revision, upstream failure.
+    """
+    configure_logging("text", "warning")
+    if message == "-":
+        message = sys.stdin.read()
+    try:
+        revision = None
+        engine = None
+        if ref is not None:
+            source = LocalPreviewSource(
+                repo, subpath, Validator(LoadOptions(allow_plaintext_secrets))
+            )
+            revision = require_valid(source.read(ref), ref)
+        else:
+            engine = open_database(database_url)
+        answer = asyncio.run(_chat_once(client, message, revision, engine))
+    except PreviewError as exc:
+        if exc.revision is not None and output_format == "text":
+            click.echo(as_text(exc.revision), err=True)
+        _chat_failed(output_format, exc.to_json())
+    except (DatabaseError, UpstreamError) as exc:
+        code = getattr(exc, "code", "database_error")
+        _chat_failed(output_format, {"error": {"code": code, "message": str(exc)}})
+    finally:
+        if engine is not None:
+            engine.dispose()
+    if output_format == "json":
+        data = answer.data()
+        click.echo(
+            json.dumps(
+                {
+                    "client": answer.client,
+                    "revision": answer.revision,
+                    "ref": ref,
+                    "completion": {
+                        k: v
+                        for k, v in data.items()
+                        if k not in ("plugins_selected", "tool_calls_made", "revision")
+                    },
+                    "plugins_selected": data["plugins_selected"],
+                    "tool_calls_made": data["tool_calls_made"],
+                },
+                indent=2,
+            )
+        )
+    else:
+        click.echo(answer.text)
+
+
+async def _chat_once(
+    client: str, message: str, revision: Revision | None, engine: Engine | None
+) -> Answer:
+    async with offline_upstream() as openai_url:
+        return await chat_once(
+            client,
+            message,
+            revision=revision,
+            engine=engine,
+            providers=ProviderSettings(
+                openai_base_url=openai_url, openai_api_key=os.environ.get("OPENAI_API_KEY")
+            ),
+            serving=ServingSettings(data_dir=default_data_dir()),
+        )
+
+
+def _chat_failed(output_format: str, document: dict[str, Any]) -> NoReturn:
+    if output_format == "json":
+        click.echo(json.dumps(document, indent=2))
+        sys.exit(1)
+    _fail(document["error"]["message"])

@@ -14,10 +14,13 @@ HTTP status samops answers (502 for a failing or refusing upstream, 504 for a ti
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import openai
 
@@ -50,11 +53,16 @@ class Providers:
         self.settings = settings
         self._clients: dict[tuple[str | None, str], openai.AsyncOpenAI] = {}
         # One connection pool for every provider client: the SDK's own HTTP client class, so
-        # its transport package (httpx, or httpx2 in newer SDKs) is the SDK's business.
+        # its transport package (httpx, or httpx2 in newer SDKs) is the SDK's business. Its
+        # event hooks time each exchange on the wire (see ``UpstreamClock``).
+        hooks: dict[str, list[Callable[..., Any]]] = {
+            "request": [_sending],
+            "response": [_answered],
+        }
         self._http = (
-            openai.DefaultAioHttpClient()
+            openai.DefaultAioHttpClient(event_hooks=hooks)
             if settings.aiohttp_transport
-            else openai.DefaultAsyncHttpxClient()
+            else openai.DefaultAsyncHttpxClient(event_hooks=hooks)
         )
 
     def target(self, snapshot: Snapshot, name: str) -> ProviderTarget:
@@ -86,6 +94,44 @@ class Providers:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+class UpstreamClock:
+    """Time spent on the wire with upstreams during one chat turn: from the moment the SDK
+    hands a request to its HTTP client until the answer's headers arrive, summed over the
+    turn's calls (tool rounds, retries). Everything else, the SDK's own work included, is
+    samops' overhead (``x-samops-overhead-ms``): an honest figure, not just our code's."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+_clock: contextvars.ContextVar[UpstreamClock | None] = contextvars.ContextVar(
+    "samops_upstream_clock", default=None
+)
+_SENT = "samops_sent_at"
+
+
+@contextmanager
+def upstream_clock() -> Iterator[UpstreamClock]:
+    """Measure the wire time of the upstream calls made in this block (same task)."""
+    clock = UpstreamClock()
+    token = _clock.set(clock)
+    try:
+        yield clock
+    finally:
+        _clock.reset(token)
+
+
+async def _sending(request: Any) -> None:
+    request.extensions[_SENT] = time.perf_counter()
+
+
+async def _answered(response: Any) -> None:
+    clock = _clock.get()
+    sent = response.request.extensions.get(_SENT)
+    if clock is not None and sent is not None:
+        clock.seconds += time.perf_counter() - sent
 
 
 @contextmanager

@@ -43,6 +43,8 @@ from typing import Any
 
 from aiohttp import web
 
+from serve import eventloop
+
 Json = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -495,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     announce = functools.partial(print, flush=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(app, host=args.host, port=args.port, started=announce))
+            eventloop.run(serve(app, host=args.host, port=args.port, started=announce))
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         sys.exit(f"cannot listen on {args.host}:{args.port} ({reason}); pick another --port")

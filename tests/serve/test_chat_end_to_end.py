@@ -141,6 +141,19 @@ def upstream_requests(upstream: LoopbackServer) -> list[dict[str, Any]]:
     return list(recorded)
 
 
+def test_overhead_header_excludes_the_upstreams_time(samops: DaemonProcess) -> None:
+    """The upstream waits 300 ms; samops' overhead is what remains of the total, so the
+    header cannot contain that wait."""
+    started = time.perf_counter()
+    raw = sdk(samops).chat.completions.with_raw_response.create(
+        model="support", messages=[{"role": "user", "content": "slowly #delay=300"}]
+    )
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    overhead_ms = float(raw.headers["x-samops-overhead-ms"])
+    assert elapsed_ms >= 300
+    assert 0 < overhead_ms < elapsed_ms - 300
+
+
 def test_openai_sdk_chats_with_a_public_client(
     samops: DaemonProcess, upstream: LoopbackServer
 ) -> None:
