@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := reconciler serve tests bench
+SOURCES := reconciler serve tests bench integrations
 
 .PHONY: venv run test check format lint types bench clean
 
