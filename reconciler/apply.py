@@ -2,8 +2,9 @@
 
 The last stage before Publish. ``apply_revision`` runs these steps:
 
-1. **up to date?** read the state row without a write transaction; the same revision again
-   (already applied, or already refused as invalid) returns at once and writes nothing;
+1. **already attempted?** read the state row without a write transaction; the same revision
+   again returns at once and writes nothing, reporting what it was recorded as: ``up-to-date``
+   when it is applied, ``invalid`` or ``refused`` (with ``repeated``) when it was turned down;
 2. **invalid?** a revision with errors records a failed sync (with its diagnostics) and
    changes nothing else: the last good state keeps serving;
 3. **plan** inside the write transaction, against the rows as they are now (the state row is
@@ -15,8 +16,9 @@ The last stage before Publish. ``apply_revision`` runs these steps:
    also ``NOTIFY samops_generation`` (sent in the transaction, delivered only on commit).
 
 A failure in steps 3-5 rolls the transaction back; the attempt is then recorded as ``failed``
-in a transaction of its own. Prune is scoped: only rows whose ``source`` is this source are
-ever deleted.
+in a transaction of its own. Database errors reach the caller as sentences (translated in
+``store/db.py``), never as SQL with its parameters. Prune is scoped: only rows whose
+``source`` is this source are ever deleted.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from reconciler.sam.diagnostics import Diagnostic
 from reconciler.sam.revision import Revision
 from reconciler.state import desired_state
 from reconciler.store import schema
+from reconciler.store.db import translated_errors
 from reconciler.store.read import read_actual, read_state
 from reconciler.store.write import write_plan
 
 Outcome = Literal["applied", "unchanged", "up-to-date", "invalid", "refused", "failed"]
 DEFAULT_SOURCE = "default"
+ALLOW_EMPTY_HINT = "(pass --allow-empty if that is intended)"
 GENERATION_CHANNEL = "samops_generation"
 """PostgreSQL channel on which each applied generation is announced (after commit)."""
 
@@ -56,6 +60,8 @@ class ApplyResult:
     plan: Plan = field(default_factory=lambda: Plan(()))
     errors: list[Diagnostic] = field(default_factory=list)
     message: str = ""
+    repeated: bool = False
+    """The revision had already been attempted with this outcome; nothing was written now."""
 
     @property
     def ok(self) -> bool:
@@ -132,20 +138,30 @@ def apply_revision(
     """Make the rows of ``source`` equal ``revision`` in one transaction (see module doc)."""
     started, started_clock = _now(), time.perf_counter()
     rev = revision.revision
-    with engine.connect() as connection:  # 1. read-only look: nothing to do?
+    with engine.connect() as connection:  # 1. read-only look: attempted already?
         current = read_state(connection)
         last_outcome = _last_outcome(connection)
         connection.rollback()
-    if (
-        current.last_attempted_revision == rev
-        and current.source == source
-        and (
-            current.last_applied_revision == rev
-            or (not revision.valid and last_outcome == "invalid")
-            or (last_outcome == "refused" and not allow_empty)
-        )
-    ):
-        return ApplyResult("up-to-date", rev, current.generation)
+    if current.last_attempted_revision == rev and current.source == source:
+        short = rev[:12]
+        if current.last_applied_revision == rev:
+            return ApplyResult("up-to-date", rev, current.generation)
+        if not revision.valid and last_outcome == "invalid":
+            message = f"revision {short} was already attempted and was invalid: nothing written"
+            return ApplyResult(
+                "invalid",
+                rev,
+                current.generation,
+                errors=revision.errors,
+                message=message,
+                repeated=True,
+            )
+        if last_outcome == "refused" and not allow_empty:
+            message = (
+                f"revision {short} was already attempted and was refused: it would delete every "
+                f"LLM client; nothing written {ALLOW_EMPTY_HINT}"
+            )
+            return ApplyResult("refused", rev, current.generation, message=message, repeated=True)
 
     attempt = _Attempt(source, rev, started, started_clock)
     if not revision.valid:  # 2. invalid: record it, change nothing else
@@ -156,15 +172,12 @@ def apply_revision(
 
     desired = desired_state(revision.resources)
     try:
-        with engine.begin() as connection:
+        with translated_errors(str(engine.url)), engine.begin() as connection:
             state = read_state(connection, for_update=True)  # 3. plan against rows as they are
             actual = read_actual(connection, source=source)
             plan = compute_plan(desired, actual)
             if plan.deletes_every("LLMClient", actual) and not allow_empty:  # 4. guard
-                message = (
-                    "refused: this revision would delete every LLM client (pass "
-                    "--allow-empty if that is intended)"
-                )
+                message = f"refused: this revision would delete every LLM client {ALLOW_EMPTY_HINT}"
                 _record(
                     connection,
                     attempt,

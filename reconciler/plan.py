@@ -72,11 +72,13 @@ def _shown(key: str, value: Any) -> Any:
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Leaf paths of nested mappings; lists and scalars are leaves."""
+    """Leaf paths of nested mappings; lists, scalars and nested empty mappings are leaves.
+    A whole resource that is empty (the ``before`` of a create, the ``after`` of a delete)
+    has no leaves: it must not show as a field with the path ``""``."""
     if isinstance(value, Mapping) and value:
         for key, inner in value.items():
             yield from _flatten(_shown(key, inner), f"{prefix}.{key}" if prefix else key)
-    else:
+    elif prefix or not isinstance(value, Mapping):
         yield prefix, value
 
 

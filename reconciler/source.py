@@ -3,7 +3,9 @@
 First stage of the pipeline. A ``GitSource`` reads the tree of a commit through git's object
 database (never the working tree, so uncommitted edits cannot leak into production); a
 ``DirectorySource`` reads a plain folder, for local editing. Both return ``SourceFile``s
-carrying the git blob SHA of their content, so later stages can cache by content.
+carrying the git blob SHA of their content, so later stages can cache by content, and a path
+relative to the source's root (the repository, or the directory given), so the same files give
+the same paths (and revision) whatever the working directory or the spelling of the folder.
 
 Both refuse what a hostile repository could use to read outside itself: symlinks whose target
 leaves the source root, and files over the size limit (checked before reading them).
@@ -37,7 +39,8 @@ class SourceError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SourceFile:
-    """One manifest file of a revision. ``path`` is what messages show."""
+    """One manifest file of a revision. ``path`` is relative to the source's root, in POSIX
+    form: what messages show and what the database records as a resource's ``file``."""
 
     path: str
     blob: str
@@ -85,7 +88,8 @@ def _escaping_link(path: str, target: str) -> Diagnostic:
 
 @dataclass(frozen=True, slots=True)
 class DirectorySource:
-    """Every ``.yaml``/``.yml`` file under ``root`` (dot-directories skipped)."""
+    """Every ``.yaml``/``.yml`` file under ``root`` (dot-directories skipped), with paths
+    relative to ``root``."""
 
     root: Path
     max_file_bytes: int = 1024 * 1024
@@ -113,12 +117,16 @@ class DirectorySource:
     def _check_link(self, path: Path, real_root: Path, snapshot: Snapshot) -> bool:
         target = path.resolve()
         if not target.is_relative_to(real_root):
-            snapshot.diagnostics.append(_escaping_link(str(path), os.readlink(path)))
+            snapshot.diagnostics.append(_escaping_link(self._shown(path), os.readlink(path)))
             return False
         return True
 
+    def _shown(self, path: Path) -> str:
+        """``path`` (found by walking ``root``) relative to ``root``, like a git path."""
+        return path.relative_to(self.root).as_posix()
+
     def _read_file(self, path: Path, real_root: Path, snapshot: Snapshot) -> None:
-        shown = str(path)
+        shown = self._shown(path)
         if path.is_symlink() and not self._check_link(path, real_root, snapshot):
             return
         try:

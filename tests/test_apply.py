@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, func, select
 
-from reconciler.apply import apply_revision, plan_revision
+from reconciler.apply import ApplyError, apply_revision, plan_revision
 from reconciler.sam.revision import Revision, validate_source
 from reconciler.source import GitSource
 from reconciler.store import schema
 from reconciler.store.read import read_actual
 from reconciler.store.status import status_document as status
-from tests.conftest import MANIFESTS, GitRepo, validate_text
+from tests.conftest import MANIFESTS, GitRepo, rendered, validate_text
 
 
 @pytest.fixture
@@ -143,8 +144,13 @@ def test_invalid_revision_is_recorded_and_changes_nothing(
     assert document["last_sync"]["errors"][0]["path"] == "spec.config.defaultTemprature"
     assert document["generation"] == 1
     with counting_commits(engine) as commits:
-        assert apply_revision(engine, bad).outcome == "up-to-date"
-    assert commits == []
+        again = apply_revision(engine, bad)
+    assert (again.outcome, again.ok, again.repeated, commits) == ("invalid", False, True, [])
+    assert again.message == f"revision {bad_sha[:12]} was already attempted and was invalid: " + (
+        "nothing written"
+    )
+    assert again.errors == bad.errors
+    assert len(status(engine)["history"]) == 2  # no new sync row
 
     shutil.copy(MANIFESTS / "clients/support.yaml", broken)
     example_repo.commit("fix the typo")
@@ -169,7 +175,12 @@ def test_deleting_every_client_is_refused_unless_allowed(
         assert (
             connection.execute(select(func.count()).select_from(schema.llm_clients)).scalar() == 3
         )
-    assert apply_revision(engine, revision).outcome == "up-to-date"
+    with counting_commits(engine) as commits:
+        again = apply_revision(engine, revision)
+    assert (again.outcome, again.ok, again.repeated, commits) == ("refused", False, True, [])
+    assert "already attempted and was refused" in again.message
+    assert "--allow-empty" in again.message
+    assert len(status(engine)["history"]) == 2  # no new sync row
     allowed = apply_revision(engine, revision, allow_empty=True)
     assert allowed.outcome == "applied"
     assert allowed.plan.count("delete") == 3
@@ -248,3 +259,148 @@ def test_publish_happens_after_commit(engine: Engine, example_repo: GitRepo) -> 
     apply_revision(engine, at_head(example_repo), on_committed=on_committed)
     apply_revision(engine, at_head(example_repo), on_committed=on_committed)
     assert seen == [(1, 3)]
+
+
+KEY_FILE = "manifests/keys/stackademy-advisor-key.yaml"
+CLIENT_FILE = "manifests/clients/stackademy.yaml"
+
+
+def digest(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def replace_in(repo: GitRepo, path: str, old: str, new: str) -> None:
+    target = repo.root / path
+    assert old in target.read_text()
+    target.write_text(target.read_text().replace(old, new))
+
+
+def add_key(repo: GitRepo, name: str, digests: list[str]) -> None:
+    repo.write(
+        f"manifests/keys/{name}.yaml",
+        f"""\
+        apiVersion: smarter.sh/v1
+        kind: SmarterAuthToken
+        metadata: {{name: {name}}}
+        spec: {{config: {{isActive: true, digest: [{", ".join(digests)}]}}}}
+        """,
+    )
+
+
+def rename_key(repo: GitRepo) -> None:
+    replace_in(repo, KEY_FILE, "name: stackademy_advisor_key", "name: advisor_key")
+    replace_in(repo, CLIENT_FILE, "apiKey: stackademy_advisor_key", "apiKey: advisor_key")
+
+
+def move_digest(repo: GitRepo) -> None:
+    """The client's key gets a new digest; its old digest moves to another key."""
+    (old,) = [
+        line.split("- ")[1]
+        for line in (repo.root / KEY_FILE).read_text().splitlines()
+        if "- sha256:" in line
+    ]
+    replace_in(repo, KEY_FILE, old, digest("new"))
+    add_key(repo, "another_key", [digest("other"), old])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [pytest.param(rename_key, id="rename"), pytest.param(move_digest, id="move-digest")],
+)
+def test_key_digest_changing_hands_in_one_commit_applies(
+    engine: Engine, example_repo: GitRepo, change: Callable[[GitRepo], None]
+) -> None:
+    add_key(example_repo, "another_key", [digest("other")])
+    example_repo.commit("another key")
+    apply_revision(engine, at_head(example_repo))
+    change(example_repo)
+    example_repo.commit("a digest changes hands")
+    revision = at_head(example_repo)
+
+    result = apply_revision(engine, revision)
+
+    assert result.outcome == "applied"
+    assert plan_revision(engine, revision).empty
+    with engine.connect() as connection:
+        digests = connection.execute(select(schema.api_token_digests.c.digest)).scalars().all()
+    assert len(digests) == len(set(digests))
+
+
+def test_a_digest_listed_by_two_keys_is_an_error_naming_both() -> None:
+    token = """\
+        ---
+        apiVersion: smarter.sh/v1
+        kind: SmarterAuthToken
+        metadata: {{name: {name}}}
+        spec: {{config: {{isActive: true, digest: [{digests}]}}}}\n"""
+    text = token.format(name="one", digests=digest("a")) + token.format(
+        name="two", digests=f"{digest('b')}, {digest('a')}"
+    )
+    revision = validate_text(text)
+    assert rendered(revision.errors) == [
+        "m.yaml:10:115: spec.config.digest[1]: error: this key digest is also listed by the "
+        "SmarterAuthToken 'one' at m.yaml:5"
+    ]
+    assert revision.errors[0].related == ("m.yaml:5",)
+
+
+def test_a_refused_statement_is_a_sentence_without_sql_or_values(engine: Engine) -> None:
+    shared = digest("shared")
+    key = """\
+        apiVersion: smarter.sh/v1
+        kind: SmarterAuthToken
+        metadata: {{name: {name}}}
+        spec: {{config: {{isActive: true, digest: [{digest}]}}}}
+        """
+    apply_revision(engine, validate_text(key.format(name="ours", digest=shared)), source="a")
+    theirs = validate_text(key.format(name="theirs", digest=shared))
+
+    with pytest.raises(ApplyError) as raised:
+        apply_revision(engine, theirs, source="b")
+
+    message = str(raised.value)
+    assert message.startswith(
+        f"applying {theirs.revision[:12]} failed and changed nothing: the database refused the "
+        "change: "
+    )
+    assert "another source" in message
+    recorded = status(engine)["last_sync"]
+    assert recorded["outcome"] == "failed"
+    shown = message + str(recorded["errors"])
+    for leak in (shared.removeprefix("sha256:"), "INSERT", "[SQL", "sqlalche.me", "parameters"):
+        assert leak not in shown
+
+
+def test_one_commit_changing_a_client_everywhere_is_one_update(
+    engine: Engine, example_repo: GitRepo
+) -> None:
+    apply_revision(engine, at_head(example_repo))
+    add_key(example_repo, "advisor_key_2", [digest("two")])
+    replace_in(example_repo, CLIENT_FILE, "apiKey: stackademy_advisor_key", "apiKey: advisor_key_2")
+    replace_in(example_repo, CLIENT_FILE, "defaultTemperature: 0.2", "defaultTemperature: 0.4")
+    replace_in(example_repo, CLIENT_FILE, "    - stackademy_enrolment\n", "")
+    replace_in(example_repo, CLIENT_FILE, "    - calculator", "    - calculator\n    - weather")
+    example_repo.commit("client: key, config, plugins, functions")
+    revision = at_head(example_repo)
+
+    result = apply_revision(engine, revision)
+
+    assert result.outcome == "applied"
+    assert [(c.action, c.kind, c.name) for c in result.plan.changes] == [
+        ("create", "SmarterAuthToken", "advisor_key_2"),
+        ("update", "LLMClient", "stackademy_advisor"),
+    ]
+    assert [f.path for f in result.plan.changes[1].fields] == [
+        "spec.config.defaultTemperature",
+        "spec.plugins",
+        "spec.functions",
+        "spec.apiKey",
+    ]
+    assert plan_revision(engine, revision).empty
+    with engine.connect() as connection:
+        spec = read_actual(connection)[("LLMClient", "stackademy_advisor")].fields["spec"]
+    assert (spec["apiKey"], spec["plugins"], spec["functions"]) == (
+        "advisor_key_2",
+        ["stackademy_catalogue"],
+        ["calculator", "get_current_weather"],
+    )

@@ -106,6 +106,55 @@ def test_invalid_apply_exits_1_and_status_shows_the_errors(
     assert "support.yaml:12:5: unknown key 'defaultModle'" in status
 
 
+def history(database_url: str) -> list[str]:
+    document = json.loads(run(database_url, "status", "--format", "json")[1])
+    return [sync["outcome"] for sync in document["history"]]
+
+
+def test_applying_an_invalid_revision_again_still_fails(database_url: str, manifests: Path) -> None:
+    run(database_url, "apply", str(manifests))
+    (manifests / "clients" / "support.yaml").write_text("kind: Nope\n")
+    first = run(database_url, "apply", str(manifests))
+    again = run(database_url, "apply", str(manifests))
+    assert (first[0], again[0]) == (1, 1)
+    assert "is invalid: nothing applied" in again[1]
+    assert "already applied" not in again[1]
+    assert history(database_url) == ["invalid", "applied"]  # the second attempt wrote nothing
+
+
+def test_apply_refuses_to_delete_every_client_until_allowed(
+    database_url: str, manifests: Path
+) -> None:
+    run(database_url, "apply", str(manifests))
+    shutil.rmtree(manifests / "clients")
+    code, output = run(database_url, "apply", str(manifests))
+    assert code == 1
+    assert "would delete every LLM client (pass --allow-empty" in output
+    code, output = run(database_url, "apply", str(manifests))
+    assert code == 1
+    assert "already attempted and was refused" in output and "--allow-empty" in output
+    assert history(database_url) == ["refused", "applied"]
+    code, output = run(database_url, "apply", str(manifests), "--allow-empty")
+    assert code == 0
+    assert "Plan: 0 to create, 0 to update, 3 to delete." in output
+
+
+def test_plan_is_the_same_from_any_working_directory(
+    database_url: str, manifests: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    absolute = run(database_url, "plan", str(manifests), "--format", "json")[1]
+    monkeypatch.chdir(manifests.parent)
+    relative = run(database_url, "plan", "manifests", "--format", "json")[1]
+    assert json.loads(absolute) == json.loads(relative)
+    assert json.loads(absolute)["changes"][0]["file"] == "secrets/stackademy-api-token.yaml"
+    assert run(database_url, "apply", str(manifests))[0] == 0
+    monkeypatch.chdir(manifests)
+    assert run(database_url, "plan", ".", "--detailed-exitcode") == (
+        0,
+        "No changes: the database matches the revision.\n",
+    )
+
+
 def test_describe_unknown_resource_is_an_error(database_url: str) -> None:
     code, output = run(database_url, "describe", "Plugin", "nope")
     assert code == 1

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 
-from reconciler.plan import compute_plan, plan_to_json, render_markdown, render_text
+from reconciler.plan import (
+    FieldChange,
+    compute_plan,
+    diff_fields,
+    plan_to_json,
+    render_markdown,
+    render_text,
+)
 from reconciler.sealing import generate_keypair, seal
 from reconciler.state import ResourceState, desired_state
 from tests.conftest import validate_text
@@ -73,6 +80,21 @@ def test_update_lists_exactly_the_changed_fields() -> None:
         ("spec.config.defaultSystemRole", "Be brief.", "Be thorough."),
         ("spec.config.defaultTemperature", 0.5, 0.9),
     ]
+
+
+def test_json_fields_of_a_create_and_a_delete_are_exactly_the_leaves() -> None:
+    secret = state(SECRET.format(config="valueFrom: {env: A}"))
+    created = plan_to_json(compute_plan(secret, {}))["changes"][0]["fields"]
+    deleted = plan_to_json(compute_plan({}, secret))["changes"][0]["fields"]
+    leaves = [
+        ("metadata.name", "token"),
+        ("metadata.tags", []),
+        ("metadata.annotations", []),
+        ("spec.config.valueFrom.env", "A"),
+    ]
+    assert created == [{"path": p, "before": None, "after": v} for p, v in leaves]
+    assert deleted == [{"path": p, "before": v, "after": None} for p, v in leaves]
+    assert diff_fields({}, {"spec": {"headers": {}}}) == (FieldChange("spec.headers", None, {}),)
 
 
 def test_plaintext_secret_change_shows_fingerprints_not_values() -> None:

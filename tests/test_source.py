@@ -121,5 +121,22 @@ def test_directory_source_skips_dot_folders_and_other_files(tmp_path: Path) -> N
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "s.yml").write_text(SECRET.format(name="s", env="A"))
     snapshot = DirectorySource(tmp_path).read()
-    assert [f.path for f in snapshot.files] == [f"{tmp_path}/b/s.yml"]
+    assert [f.path for f in snapshot.files] == ["b/s.yml"]
     assert snapshot.revision.startswith("dir:")
+
+
+def test_directory_paths_do_not_depend_on_how_the_folder_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "manifests" / "keys").mkdir(parents=True)
+    (tmp_path / "manifests" / "keys" / "s.yaml").write_text(SECRET.format(name="s", env="A"))
+    os.symlink("/etc/hostname", tmp_path / "manifests" / "keys" / "out.yaml")
+    absolute = DirectorySource(tmp_path / "manifests").read()
+    monkeypatch.chdir(tmp_path)
+    relative = DirectorySource(Path("manifests")).read()
+    monkeypatch.chdir(tmp_path / "manifests")
+    here = DirectorySource(Path(".")).read()
+
+    assert absolute == relative == here
+    assert [f.path for f in absolute.files] == ["keys/s.yaml"]
+    assert [d.file for d in absolute.diagnostics] == ["keys/out.yaml"]

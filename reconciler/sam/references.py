@@ -46,6 +46,7 @@ def check_revision(resources: Iterable[Resource]) -> tuple[list[Resource], list[
         diagnostics.extend(_resolve(reference, index))
     diagnostics.extend(_functions(unique))
     diagnostics.extend(_client_keys([r for r in unique if r.has_spec], index))
+    diagnostics.extend(_shared_digests(unique))
     return unique, diagnostics
 
 
@@ -216,4 +217,38 @@ def _client_keys(
                 path=join_path(path),
                 related=(token.where(),),
                 hint="'samops keys create NAME' makes a key and prints its digest",
+            )
+
+
+def _digests(token: Resource) -> Iterator[tuple[Path, str]]:
+    """(path, digest) of each digest a SmarterAuthToken lists (one string, or a list)."""
+    for path, value in _values_at(token.data, ("spec", "config", "digest")):
+        items = [(path, value)] if isinstance(value, str) else []
+        if isinstance(value, list):
+            items = [((*path, i), item) for i, item in enumerate(value)]
+        yield from ((p, d) for p, d in items if isinstance(d, str) and d)
+
+
+def _shared_digests(resources: Iterable[Resource]) -> Iterator[Diagnostic]:
+    """A digest listed by two SmarterAuthTokens: a presented key must identify one token (and
+    the database holds each digest once). Twice in one token is the model's error."""
+    first: dict[str, tuple[Resource, Path]] = {}
+    for r in resources:
+        if r.kind != "SmarterAuthToken":
+            continue
+        for path, digest in _digests(r):
+            owner, owner_path = first.setdefault(digest, (r, path))
+            if owner is r:
+                continue
+            where = f"{owner.file}:{owner.position_of(owner_path).line}"
+            yield Diagnostic(
+                Severity.ERROR,
+                "duplicate-digest",
+                f"this key digest is also listed by the SmarterAuthToken {owner.name!r} at {where}",
+                file=r.file,
+                position=r.position_of(path),
+                path=join_path(path),
+                related=(where,),
+                hint="a key belongs to one SmarterAuthToken; to rename a key or move it to "
+                "another, remove its digest from the old one in the same commit",
             )

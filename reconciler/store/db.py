@@ -4,9 +4,13 @@ Used by every command that touches state. SQLite is the default (a file in the d
 directory); PostgreSQL is chosen with ``SAMOPS_DATABASE_URL``. Migrations are Alembic's, run
 in-process at start (``open_database``) and by ``samops db upgrade``.
 
-SQLAlchemy's exceptions that mean "the database cannot be reached or used" are translated
-here into ``DatabaseError`` with a sentence and a hint, so commands never print a driver
-traceback.
+SQLAlchemy's driver exceptions are translated here, and only here, into ``DatabaseError``
+with a sentence and a hint, so commands never print a driver traceback:
+
+- ``OperationalError``: the database cannot be reached or used right now;
+- any other ``DBAPIError`` (``IntegrityError``, ``DataError``...): the database refused a
+  statement. The sentence is built from the error's structured parts (constraint, table and
+  column names), never from the SQL statement or its parameters, which hold manifest data.
 """
 
 from __future__ import annotations
@@ -105,6 +109,38 @@ def translated_errors(url: str) -> Iterator[None]:
             f"no driver for the database URL {redacted(url)} (hint: PostgreSQL URLs start "
             "with postgresql://, SQLite ones with sqlite:///)"
         ) from exc
+    except sqlalchemy.exc.DBAPIError as exc:
+        raise DatabaseError(refusal(exc)) from exc
+
+
+UNIQUE_VIOLATION = "23505"
+
+
+def refusal(exc: sqlalchemy.exc.DBAPIError) -> str:
+    """A sentence for a statement the database refused, without the statement or its values.
+
+    PostgreSQL (psycopg) gives structured fields: an integrity error's primary message names
+    only relations, columns and constraints; other errors are named by class and SQLSTATE, as
+    their messages may quote a value. sqlite3's messages name constraints and columns, never
+    values (``UNIQUE constraint failed: api_tokens.name``).
+    """
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)
+    sqlstate = getattr(diag, "sqlstate", None) or ""
+    if sqlstate.startswith("23"):
+        reason = str(diag.message_primary)  # type: ignore[union-attr]
+    elif sqlstate:
+        reason = f"{type(orig).__name__} (SQLSTATE {sqlstate})"
+    else:
+        reason = str(orig).strip().splitlines()[0] if orig is not None else type(exc).__name__
+    unique = sqlstate == UNIQUE_VIOLATION or reason.startswith("UNIQUE constraint failed")
+    hint = (
+        " (hint: another row already holds this value; a resource name or key digest may "
+        "also be declared by another source sharing this database)"
+        if unique
+        else ""
+    )
+    return f"the database refused the change: {reason}{hint}"
 
 
 def _alembic_config(engine: Engine) -> Config:

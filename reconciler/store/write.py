@@ -7,6 +7,12 @@ last, in reverse dependency order, after the clients that listed a plugin have b
 A plugin that changes kind under the same name (Plugin -> SqlPlugin) is one ``delete`` and one
 ``create`` in the plan; here it becomes an in-place change of the ``plugins`` row, so the
 clients' links to it stay valid within the transaction.
+
+A key digest belongs to one token (``api_token_digests.digest`` is unique, across sources too:
+a presented key must identify one token). A digest may move between tokens in one revision (a
+renamed key is a create before a delete; a rotation may move a digest to another key), so the
+digests of every token the plan updates or deletes are released first; the revision itself
+never lists a digest twice (``sam/references.py`` checks it).
 """
 
 from __future__ import annotations
@@ -125,6 +131,7 @@ def write_plan(
 ) -> None:
     """Apply every change of ``plan`` through ``connection`` (the caller owns the transaction)."""
     writer = _Writer(connection, source=source, revision=revision)
+    _release_digests(connection, plan)
     retyped = _plugins_changing_kind(plan)
     for change in plan.changes:
         spec = KIND_TABLES[change.kind]
@@ -139,6 +146,15 @@ def write_plan(
             writer.create(spec, state)
         else:
             writer.update(spec, state)
+
+
+def _release_digests(connection: Connection, plan: Plan) -> None:
+    """Remove the digests of the tokens that the plan updates or deletes (see module doc)."""
+    names = [c.name for c in plan.changes if c.kind == "SmarterAuthToken" and c.action != "create"]
+    if names:
+        tokens = select(schema.api_tokens.c.id).where(schema.api_tokens.c.name.in_(names))
+        digests = schema.api_token_digests
+        connection.execute(delete(digests).where(digests.c.token_id.in_(tokens)))
 
 
 def _plugins_changing_kind(plan: Plan) -> dict[str, Identity]:
