@@ -7,6 +7,7 @@ Options that name a source or a policy can also be set by environment (``SAMOPS_
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -31,6 +32,7 @@ from reconciler.review_render import (
     review_to_json,
 )
 from reconciler.sam.base import NAME_MAX_CHARS, NAME_PATTERN, normalise_name
+from reconciler.sam.diagnostics import Diagnostic
 from reconciler.sam.kinds import KINDS
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_json, as_text, dumps
@@ -138,11 +140,25 @@ def _read_revision(
         else DirectorySource(path or Path("."))
     )
     try:
-        return validate_source(
+        revision = validate_source(
             source, options=LoadOptions(allow_plaintext_secrets=allow_plaintext_secrets)
         )
     except SourceError as exc:
         _fail(str(exc))
+    folder = (path or Path(".")).as_posix()
+    if repo is None and folder != ".":  # show paths that open from here
+        revision.diagnostics = [_under(folder, d) for d in revision.diagnostics]
+    return revision
+
+
+def _under(folder: str, diagnostic: Diagnostic) -> Diagnostic:
+    """A diagnostic of a directory source (paths relative to it) as seen from the folder
+    it was given as."""
+    return dataclasses.replace(
+        diagnostic,
+        file=f"{folder.rstrip('/')}/{diagnostic.file}" if diagnostic.file else "",
+        related=tuple(f"{folder.rstrip('/')}/{r}" for r in diagnostic.related),
+    )
 
 
 def _engine(database_url: str | None) -> Engine:
@@ -619,6 +635,8 @@ def apply(
 
 def _apply_summary(result: ApplyResult) -> str:
     short = result.revision[:12]
+    if result.repeated:
+        return result.message
     return {
         "applied": f"Applied {short}: generation {result.generation}.",
         "unchanged": f"Applied {short}: nothing to change (generation {result.generation}).",

@@ -117,7 +117,8 @@ def test_applying_an_invalid_revision_again_still_fails(database_url: str, manif
     first = run(database_url, "apply", str(manifests))
     again = run(database_url, "apply", str(manifests))
     assert (first[0], again[0]) == (1, 1)
-    assert "is invalid: nothing applied" in again[1]
+    assert "is invalid: nothing applied" in first[1]
+    assert "was already attempted and was invalid: nothing written" in again[1]
     assert "already applied" not in again[1]
     assert history(database_url) == ["invalid", "applied"]  # the second attempt wrote nothing
 
