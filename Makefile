@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := reconciler serve tests bench integrations
 
-.PHONY: venv run test check format lint types bench clean
+.PHONY: venv run test check format lint types bench soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "samops needs Python >= 3.11 (set PYTHON=...)")'
@@ -51,6 +51,12 @@ check: lint types test
 
 bench: venv
 	$(BIN)/python -m bench
+
+# Chat load against a real `samops run` while a commit lands every second, with the fault
+# drills (docs/soak.md). SOAK_SECONDS=30 for a shorter run; SOAK_ARGS=--no-drills to skip them.
+SOAK_SECONDS ?= 120
+soak: venv
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -48,19 +48,22 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def _commit(repo: Path, n: int) -> str:
+def _commit(repo: Path, n: int) -> tuple[str, float]:
+    """Commit a change; (its SHA, ``perf_counter()`` when ``git commit`` returned)."""
     path = repo / "manifests/clients/lab.yaml"
     text = path.read_text().split("    defaultSystemRole:")[0]
     rest = path.read_text().split("    defaultTemperature:", 1)[1]
     path.write_text(f"{text}    defaultSystemRole: Sample {n}.\n    defaultTemperature:{rest}")
     _git(repo, "commit", "--quiet", "-am", f"sample {n}")
-    return _git(repo, "rev-parse", "HEAD")
+    committed = time.perf_counter()  # the clock starts here, not after the rev-parse below
+    return _git(repo, "rev-parse", "HEAD"), committed
 
 
 def _applied(connection: http.client.HTTPConnection) -> str | None:
     connection.request("GET", "/api/v1/status")
     response = connection.getresponse()
-    return json.loads(response.read())["last_applied_revision"]
+    revision: str | None = json.loads(response.read())["last_applied_revision"]
+    return revision
 
 
 def run(*, commits: int, database_url: str | None) -> dict[str, float]:
@@ -97,8 +100,7 @@ def run(*, commits: int, database_url: str | None) -> dict[str, float]:
             connection = _connect(port, _git(repo, "rev-parse", "HEAD"))
             samples = []
             for n in range(commits):
-                sha = _commit(repo, n)
-                started = time.perf_counter()
+                sha, started = _commit(repo, n)
                 deadline = started + 10
                 while _applied(connection) != sha:
                     if time.perf_counter() > deadline:

@@ -1,10 +1,21 @@
 """The daemon: follow a source and keep the database equal to its latest revision.
 
-The loop is level-based: whatever woke it (a ref moved, a webhook, the poll timer, a retry,
-``samops reconcile``), a pass recomputes from the followed ref and the database, so bursts
-coalesce (ten quick commits cause a couple of passes, and the last state wins) and nothing is
-lost if an event is. One pass: [fetch] -> read -> validate -> apply -> publish, recorded once
-in metrics and one log line carrying the revision.
+The loop is level-based: whatever woke it (a ref moved, a webhook, the poll timer,
+``samops reconcile``, leadership gained), a pass recomputes from the followed ref and the
+database, so nothing is lost if an event is, and the last state always wins. One pass:
+[fetch] -> read -> validate -> apply -> publish, recorded once in metrics and one log line
+carrying the revision.
+
+When a pass runs is the ``Pacer``'s decision (pure, so it is tested without a clock):
+
+- an isolated wake-up passes after a short debounce (``debounce_seconds``; each event within
+  it restarts it, since one commit makes several file-system events), so a commit applies in
+  tens of milliseconds;
+- wake-ups that arrive while a pass runs, or while a burst settles, make a burst: the next pass
+  waits for ``burst_quiet_seconds`` without events (at most ``burst_max_wait_seconds`` after
+  the first unserved wake-up), so ten quick commits cause a couple of passes;
+- a wake-up stays owed until a pass has served it: a transient failure anywhere (the
+  leadership/control check, git, the database) leaves it owed.
 
 What the loop does next depends on how a pass ended (the kopf/Flux split):
 
@@ -12,11 +23,15 @@ What the loop does next depends on how a pass ended (the kopf/Flux split):
 - invalid or refused: recorded by apply; nothing is retried until the ref moves (apply itself
   returns at once for an already-recorded revision);
 - transient failure (git fetch, database): retry after a capped, jittered exponential backoff,
-  while the server keeps serving the last applied state.
+  while the server keeps serving the last applied state. A new event retries at once.
 
-Only the leader applies (see ``leader.py``); a standby checks for leadership every
-``control_poll_seconds``. Suspension and reconcile requests arrive through the state row.
-Blocking work (git, the database) runs in a worker thread, never on the event loop.
+Before every pass, and every ``control_poll_seconds`` without events, the control check reads
+leadership (only the leader applies, see ``leader.py``), suspension and reconcile requests from
+the database. A failed check is an outage, not a failed pass: it never grows the pass backoff,
+it is retried every ``control_poll_seconds``, the owed pass runs as soon as the database
+answers, and the outage is logged once when it starts, then at most once per backoff interval,
+and once (info) when it ends. Blocking work (git, the database) runs in a worker thread, never
+on the event loop.
 """
 
 from __future__ import annotations
@@ -57,18 +72,140 @@ class DaemonSettings:
     """How the daemon paces itself. Every duration is in seconds."""
 
     source_name: str = "default"
+    """Name of the followed source: only its rows are pruned; leadership is per source."""
     debounce_seconds: float = 0.01
-    """Quiet time after a wake-up before a pass, so a burst of events is one pass."""
+    """Wait after an isolated wake-up before its pass; each further event within it restarts
+    it (one commit moves a ref with several file-system events)."""
+    burst_quiet_seconds: float = 0.1
+    """In a burst (wake-ups while a pass runs or a burst settles), wait for this long without
+    events before the next pass."""
+    burst_max_wait_seconds: float = 1.0
+    """Longest wait from the first unserved wake-up to its pass, even if events never stop."""
     poll_interval_seconds: float = 60.0
     """Fetch period for a remote repository (webhooks make it sooner)."""
     poll_jitter: float = 0.1
     """Random spread of the poll period, as a fraction of it (avoids herds of fetches)."""
     retry_initial_seconds: float = 0.5
+    """Wait before retrying a pass that failed transiently; doubles per failure (±20 %)."""
     retry_max_seconds: float = 60.0
+    """Cap of the retry wait; also of the interval between outage warnings."""
     control_poll_seconds: float = 1.0
-    """How often suspension, reconcile requests and leadership are checked without events."""
+    """Period of the control check (leadership, suspension, reconcile requests) without
+    events; also how often an unreachable database is tried again."""
     allow_empty: bool = False
+    """Apply a revision that deletes every client (refused otherwise)."""
     load_options: LoadOptions = field(default_factory=LoadOptions)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+class Pacer:
+    """When the next pass is due: debounce, bursts and retry backoff.
+
+    Pure bookkeeping: every method takes the current (monotonic) time, so the rules are
+    tested with made-up times. A wake-up is owed from when it arrives until a pass that started
+    after it succeeds (or ends with a recorded outcome such as invalid)."""
+
+    def __init__(
+        self,
+        settings: DaemonSettings,
+        jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2),  # noqa: S311
+    ) -> None:
+        self.settings = settings
+        self.jitter = jitter
+        self.owed_since: float | None = None
+        """Time of the first wake-up that no pass has served yet (None: nothing owed)."""
+        self.last_wake = 0.0
+        self.burst = False
+        self.running = False
+        self.backoff = 0.0
+        """The last retry wait (before jitter), 0 after a pass that did not fail."""
+        self.retry_at = 0.0
+
+    def woke(self, now: float) -> None:
+        """An event. It ends a retry backoff: what it signals (a moved ref, a request, a new
+        leader) may well succeed now, and is worth a pass at once."""
+        if self.running or (self.owed_since is not None and self.burst):
+            self.burst = True
+        if self.owed_since is None:
+            self.owed_since = now
+        self.last_wake = now
+        self.retry_at = 0.0
+
+    def due(self) -> float | None:
+        """When the owed pass may run (None when nothing is owed)."""
+        if self.owed_since is None:
+            return None
+        quiet = self.settings.burst_quiet_seconds if self.burst else self.settings.debounce_seconds
+        settled = min(
+            self.last_wake + quiet, self.owed_since + self.settings.burst_max_wait_seconds
+        )
+        return max(settled, self.retry_at)
+
+    def started(self) -> float | None:
+        """A pass starts: it serves everything owed so far. Returns that, for ``failed``."""
+        served, self.owed_since = self.owed_since, None
+        self.running, self.burst = True, False
+        return served
+
+    def succeeded(self) -> None:
+        self.running = False
+        self.backoff = self.retry_at = 0.0
+
+    def failed(self, now: float, served: float | None) -> float:
+        """The pass failed transiently: what it served is owed again, after a backoff that
+        doubles per failed pass. Returns the wait in seconds."""
+        self.running = False
+        initial, cap = self.settings.retry_initial_seconds, self.settings.retry_max_seconds
+        self.backoff = initial if self.backoff == 0.0 else min(cap, self.backoff * 2)
+        delay = self.backoff * self.jitter()
+        self.retry_at = now + delay
+        if served is not None:
+            self.owed_since = served if self.owed_since is None else min(served, self.owed_since)
+        return delay
+
+
+class Outage:
+    """Reports an unreachable database without flooding the log: one warning when the outage
+    starts, then at most one per interval (from ``retry_initial_seconds``, doubling up to
+    ``retry_max_seconds``), one info line when it ends; every failed check at debug."""
+
+    def __init__(self, settings: DaemonSettings) -> None:
+        self.settings = settings
+        self.since: float | None = None
+        self.failures = 0
+        self.interval = 0.0
+        self.next_warning = 0.0
+
+    def failed(self, now: float, error: str) -> None:
+        self.failures += 1
+        fields = {"error": error, "failed_checks": self.failures}
+        if self.since is None:
+            self.since, self.interval = now, self.settings.retry_initial_seconds
+        elif now < self.next_warning:
+            log.debug("database check failed", extra=fields)
+            return
+        else:
+            self.interval = min(self.settings.retry_max_seconds, self.interval * 2)
+            fields["down_s"] = round(now - self.since, 1)
+        self.next_warning = now + self.interval
+        log.warning(
+            "database unavailable; serving the last applied state, retrying every "
+            f"{self.settings.control_poll_seconds:g} s",
+            extra=fields,
+        )
+
+    def recovered(self, now: float) -> None:
+        if self.since is None:
+            return
+        log.info(
+            "database reachable again",
+            extra={"down_s": round(now - self.since, 1), "failed_checks": self.failures},
+        )
+        self.since, self.failures = None, 0
 
 
 class Daemon:
@@ -89,14 +226,20 @@ class Daemon:
         self.settings = settings
         self.on_generation = on_generation
         self.cache = ParseCache()
+        self.pacer = Pacer(settings)
+        self.outage = Outage(settings)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._fetch_wanted = True
+        self._blocked = False
+        """The owed pass cannot run (standby, suspended, database down) until a control check
+        says otherwise: wait for the next one instead of spinning."""
         self._is_leader = False
-        self._backoff = 0.0
-        self._retry: asyncio.TimerHandle | None = None
+        self._control_seen = False
         self._last_request: dt.datetime | None = None
         self.passes = 0
+        self.last_pass_revision: str | None = None
+        """The revision the last pass read (None when it failed before reading one)."""
 
     # --- waking up ----------------------------------------------------------------------
 
@@ -105,13 +248,14 @@ class Daemon:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        loop.call_soon_threadsafe(self._woke, reason, fetch)
+
+    def _woke(self, reason: str, fetch: bool) -> None:
         log.debug("wake-up", extra={"reason": reason})
-
-        def wake() -> None:
-            self._fetch_wanted = self._fetch_wanted or fetch
-            self._wake.set()
-
-        loop.call_soon_threadsafe(wake)
+        self._fetch_wanted = self._fetch_wanted or fetch
+        self.pacer.woke(time.monotonic())
+        self._blocked = False
+        self._wake.set()
 
     async def _poll_remote(self, stop: asyncio.Event) -> None:
         interval = self.settings.poll_interval_seconds
@@ -135,77 +279,88 @@ class Daemon:
             else None
         )
         log.info("following", extra={"source": self.follower.describe()})
-        self.trigger("start", fetch=True)
+        self._woke("start", True)
         try:
             while not stop.is_set():
-                woke = await self._wait(stop)
+                await self._sleep(stop)
                 if stop.is_set():
                     break
-                await self._step(woke)
+                await self._step()
         finally:
             watch.stop()
             if poller is not None:
                 poller.cancel()
-            if self._retry is not None:
-                self._retry.cancel()
             await asyncio.to_thread(self.leader.release)
 
-    async def _wait(self, stop: asyncio.Event) -> bool:
-        stopper = asyncio.ensure_future(stop.wait())
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait(
-                {stopper, waker},
-                timeout=self.settings.control_poll_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            stopper.cancel()
-            waker.cancel()
-        woke = self._wake.is_set()
-        if woke:  # let a burst of events settle into one pass
-            await asyncio.sleep(self.settings.debounce_seconds)
+    async def _sleep(self, stop: asyncio.Event) -> None:
+        """Until the owed pass is due, the control check is, or ``stop``."""
+        poll_at = time.monotonic() + self.settings.control_poll_seconds
+        while not stop.is_set():
+            due = None if self._blocked else self.pacer.due()
+            timeout = (poll_at if due is None else min(poll_at, due)) - time.monotonic()
+            if timeout <= 0:
+                return
             self._wake.clear()
-        return woke
+            stopper = asyncio.ensure_future(stop.wait())
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait(
+                    {stopper, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                stopper.cancel()
+                waker.cancel()
 
-    async def _step(self, woke: bool) -> None:
+    async def _step(self) -> None:
+        """The control check, then the owed pass if it is due and allowed."""
         try:
             leader, control = await asyncio.to_thread(self._leadership_and_control)
         except TRANSIENT as exc:
-            log.warning("database unavailable", extra={"error": str(exc).splitlines()[0]})
-            self._schedule_retry()
+            self.outage.failed(time.monotonic(), _first_line(exc))
+            self._blocked = True
             return
+        self.outage.recovered(time.monotonic())
+        was_blocked, self._blocked = self._blocked, False
+        self._observe(leader, control)
+        due = self.pacer.due()
+        if due is None or due > time.monotonic():
+            return
+        if not leader:
+            self._blocked = True
+            return
+        if control.suspended:
+            if not was_blocked:  # once per wake-up, not once per control check
+                log.info("suspended: not applying", extra={"reason": control.suspended_reason})
+            self._blocked = True
+            return
+        await self._pass()
+
+    def _observe(self, leader: bool, control: Control) -> None:
         if leader and not self._is_leader:
             log.info("leading: this process applies revisions")
-            woke, self._fetch_wanted = True, True
+            self._woke("leading", True)
         self._is_leader = leader
         self.metrics.leader.set(1 if leader else 0)
         self.metrics.suspended.set(1 if control.suspended else 0)
         requested = control.reconcile_requested_at
-        if self.passes and requested != self._last_request:  # `samops reconcile` since then
-            woke, self._fetch_wanted = True, True
-        self._last_request = requested
-        if not leader or not woke:
-            return
-        if control.suspended:
-            log.info("suspended: not applying", extra={"reason": control.suspended_reason})
-            return
+        if self._control_seen and requested != self._last_request:  # `samops reconcile`
+            self._woke("reconcile requested", True)
+        self._control_seen, self._last_request = True, requested
+
+    async def _pass(self) -> None:
         fetch, self._fetch_wanted = self._fetch_wanted, False
+        served = self.pacer.started()
         try:
             await asyncio.to_thread(self.reconcile_once, fetch=fetch)
         except TRANSIENT as exc:
-            self.metrics.reconciles.labels(outcome="failed").inc()
-            log.warning(
-                "reconcile failed; retrying",
-                extra={
-                    "error": str(exc).splitlines()[0],
-                    "retry_in_s": round(self._next_backoff(), 2),
-                },
-            )
+            delay = self.pacer.failed(time.monotonic(), served)
             self._fetch_wanted = self._fetch_wanted or fetch
-            self._schedule_retry()
+            fields: dict[str, object] = {"error": _first_line(exc), "retry_in_s": round(delay, 2)}
+            if self.last_pass_revision:
+                fields = {"revision": self.last_pass_revision, **fields}
+            log.warning("reconcile failed; retrying", extra=fields)
         else:
-            self._backoff = 0.0
+            self.pacer.succeeded()
 
     def _leadership_and_control(self) -> tuple[bool, Control]:
         leader = self.leader.try_acquire()
@@ -213,19 +368,6 @@ class Daemon:
             control = read_control(connection)
             connection.rollback()
         return leader, control
-
-    def _next_backoff(self) -> float:
-        if self._backoff == 0.0:
-            return self.settings.retry_initial_seconds
-        return min(self.settings.retry_max_seconds, self._backoff * 2)
-
-    def _schedule_retry(self) -> None:
-        self._backoff = self._next_backoff()
-        delay = self._backoff * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not secrecy
-        if self._retry is not None:
-            self._retry.cancel()
-        assert self._loop is not None
-        self._retry = self._loop.call_later(delay, self.trigger, "retry")
 
     # --- one pass (worker thread) ---------------------------------------------------------
 
@@ -260,15 +402,17 @@ class Daemon:
             return result
         finally:
             self.passes += 1
+            self.last_pass_revision = revision_id or None
             outcome = result.outcome if result is not None else "failed"
             self._summarise(outcome, revision_id, time.perf_counter() - started, result)
 
     def _summarise(
         self, outcome: str, revision: str, elapsed: float, result: ApplyResult | None
     ) -> None:
+        """Metrics and the log line of a pass; a failed pass is logged by the loop, which
+        knows when it retries."""
         self.metrics.duration.observe(elapsed)
-        if outcome != "failed":
-            self.metrics.reconciles.labels(outcome=outcome).inc()
+        self.metrics.reconciles.labels(outcome=outcome).inc()
         if result is None:
             return
         self.metrics.generation.set(result.generation)
@@ -285,7 +429,9 @@ class Daemon:
                 f"+{result.plan.count('create')} ~{result.plan.count('update')}"
                 f" -{result.plan.count('delete')}"
             )
-        if outcome == "invalid":
+        if result.repeated:  # already recorded and logged when it was first attempted
+            log.debug(result.message, extra=fields)
+        elif outcome == "invalid":
             fields["errors"] = len(result.errors)
             first = result.errors[0]
             log.warning(

@@ -88,9 +88,10 @@ def _field_lines(fields: Iterable[FieldChange], *, action: str) -> list[str]:
 
 
 def _section(change: Change) -> list[str]:
+    name, file = html.escape(change.name, quote=False), html.escape(change.file, quote=False)
     title = (
         f"{SYMBOLS[change.action]} {change.action} {change.kind} "
-        f"<code>{html.escape(change.name, quote=False)}</code> (<code>{html.escape(change.file, quote=False)}</code>)"
+        f"<code>{name}</code> (<code>{file}</code>)"
     )
     if change.action == "delete":
         return [f"- {title}"]

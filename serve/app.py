@@ -16,12 +16,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy.exc
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from sqlalchemy import Engine, text
 
 from reconciler.store.read import read_state
 from reconciler.store.status import status_document
+from serve.bodies import BodyTooLarge, read_body
 from serve.webhooks import verify
 
 log = logging.getLogger("samops.serve")
@@ -98,7 +100,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    document = await asyncio.to_thread(status_document, request.app[DEPS].engine)
+    try:
+        document = await asyncio.to_thread(status_document, request.app[DEPS].engine)
+    except sqlalchemy.exc.SQLAlchemyError as exc:  # an outage is not a server bug
+        return error_response(
+            503, "database_unavailable", f"the database cannot be reached: {type(exc).__name__}"
+        )
     return web.json_response(document)
 
 
@@ -110,11 +117,9 @@ async def git_webhook(request: web.Request) -> web.Response:
         return error_response(
             404, "webhook_disabled", "the git webhook is off: start samops with --webhook-secret"
         )
-    declared = request.content_length or 0  # refused before reading when declared too large
-    body = (
-        await request.content.read(WEBHOOK_MAX_BYTES + 1) if declared <= WEBHOOK_MAX_BYTES else b""
-    )
-    if declared > WEBHOOK_MAX_BYTES or len(body) > WEBHOOK_MAX_BYTES:
+    try:
+        body = await read_body(request, WEBHOOK_MAX_BYTES)
+    except BodyTooLarge:
         counter.labels(provider="unknown", result="too_large").inc()
         return error_response(
             413, "payload_too_large", f"webhook payloads are limited to {WEBHOOK_MAX_BYTES} bytes"

@@ -33,6 +33,7 @@ from aiohttp import web
 
 from reconciler.apikeys import digests_match, presented_digests
 from serve import logctx
+from serve.bodies import BodyTooLarge, read_body
 from serve.chat import DEFAULT_MAX_TOOL_ROUNDS, Turn, TurnResult, text_of
 from serve.providers import Providers, UpstreamError
 from serve.sessions import SESSION_KEY, SessionStore, TurnRecord, new_session_key
@@ -140,15 +141,11 @@ def _client(snapshot: Snapshot, name: str) -> CompiledClient:
 
 
 async def _json_body(request: web.Request, settings: ChatSettings) -> dict[str, Any]:
-    if (request.content_length or 0) > settings.max_body_bytes:
-        raise ChatError(
-            413, "body_too_large", f"request bodies are limited to {settings.max_body_bytes} bytes"
-        )
-    raw = await request.content.read(settings.max_body_bytes + 1)
-    if len(raw) > settings.max_body_bytes:
-        raise ChatError(
-            413, "body_too_large", f"request bodies are limited to {settings.max_body_bytes} bytes"
-        )
+
+    try:
+        raw = await read_body(request, settings.max_body_bytes)
+    except BodyTooLarge as exc:
+        raise ChatError(413, "body_too_large", str(exc)) from None
     try:
         body = json.loads(raw or b"{}")
     except ValueError:
@@ -181,7 +178,7 @@ def _headers(
     return {
         "x-samops-overhead-ms": f"{max(0.0, elapsed - upstream) * 1000:.3f}",
         "x-samops-generation": str(snapshot.generation),
-        "x-request-id": request["request_id"],
+        "x-request-id": logctx.request_id.get() or "",
     }
 
 
@@ -436,7 +433,6 @@ async def cors_preflight(_request: web.Request) -> web.Response:
 async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every request gets an id (the caller's ``X-Request-Id`` or a new one) for the logs."""
     identifier = (request.headers.get("X-Request-Id") or uuid.uuid4().hex)[:100]
-    request["request_id"] = identifier
     token = logctx.request_id.set(identifier)
     try:
         return await handler(request)  # type: ignore[no-any-return]

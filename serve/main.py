@@ -332,8 +332,8 @@ def _digest(value: str | None) -> str | None:
         return None
     if not re.fullmatch(DIGEST_PATTERN, value.strip()):
         raise click.BadParameter(
-            "expected sha256:<64 hex> or sha512:<128 hex> (the digest line of "
-            "`samops keys create`, or `samops keys digest` of the key), never the key itself"
+            "expected sha256:<64 hex> or sha512:<128 hex> (the digest in the manifest that "
+            "`samops keys create` prints, or `samops keys digest`), never the key itself"
         )
     return value.strip()
 

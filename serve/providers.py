@@ -139,7 +139,13 @@ def translated_upstream_errors(provider: str) -> Iterator[None]:
     """The one place where the SDK's errors become samops' answers."""
     try:
         yield
-    except openai.APITimeoutError:
+    except openai.APITimeoutError as exc:
+        if _connection_failed(exc):  # the SDK's aiohttp transport calls a refusal a timeout
+            raise UpstreamError(
+                502,
+                "upstream_unreachable",
+                f"the provider {provider!r} cannot be reached: the connection failed",
+            ) from None
         raise UpstreamError(
             504, "upstream_timeout", f"the provider {provider!r} did not answer in time"
         ) from None
@@ -161,3 +167,16 @@ def translated_upstream_errors(provider: str) -> Iterator[None]:
             "upstream_error",
             f"the provider {provider!r} answered HTTP {exc.status_code} after retries",
         ) from None
+
+
+def _connection_failed(exc: BaseException) -> bool:
+    """Whether an error's causes hold a failed connection (refused, unreachable, reset)
+    rather than an expired timer."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # cause chains are short; never loop on a cycle
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and not isinstance(seen, TimeoutError):
+            return True
+    return False

@@ -1,7 +1,8 @@
 """The serving snapshot: every LLM client compiled for one generation, swapped atomically.
 
 Publish stage, on every serving process. ``ServingState.load`` reads the database when the
-generation moved, works out which rows changed, and rebuilds only their dependants:
+generation moved and hands the rows to ``install``, which works out which rows changed and
+rebuilds only their dependants:
 
     secret -> connections, providers;  connection -> plugins;  plugin -> clients;
     key -> clients;  provider -> clients
@@ -12,7 +13,9 @@ in a single assignment: a request takes ``state.snapshot`` once and uses that ge
 start to end.
 
 New generations are noticed through the daemon's callback in ``samops run``, and by a cheap
-poll of the state row (a few milliseconds apart) in every process.
+poll of the state row (a few milliseconds apart) in every process. A preview (``samops chat
+--ref``, the preview route) calls ``install`` on a throwaway state, without a database, with
+the desired state of a revision that is not applied (``serve/preview.py``).
 """
 
 from __future__ import annotations
@@ -162,8 +165,13 @@ def _failing(message: str) -> Execute:
 
 class ServingState:
     def __init__(
-        self, engine: Engine, http: aiohttp.ClientSession, settings: ServingSettings | None = None
+        self,
+        engine: Engine | None,
+        http: aiohttp.ClientSession,
+        settings: ServingSettings | None = None,
     ) -> None:
+        """``engine`` is None for a state that is only ever given states by ``install``
+        (a preview of a revision that is not applied)."""
         self.engine = engine
         self.http = http
         self.settings = settings or ServingSettings()
@@ -178,6 +186,8 @@ class ServingState:
 
     def load(self) -> Snapshot:
         """Read the database if the generation moved; rebuild what changed; swap. Blocking."""
+        if self.engine is None:
+            raise RuntimeError("this serving state has no database: use install()")
         with self.engine.connect() as connection:
             state = read_state(connection)
             if state.generation == self.snapshot.generation and self.snapshot is not EMPTY:
@@ -185,15 +195,24 @@ class ServingState:
                 return self.snapshot
             actual = read_actual(connection)
             connection.rollback()
-        changed = {
-            i for i in set(actual) | set(self._states) if self._states.get(i) != actual.get(i)
-        }
-        self._states = actual
-        self.snapshot = self._compile(state.generation, state.last_applied_revision, changed)
+        snapshot = self.install(state.generation, state.last_applied_revision, actual)
         log.info(
             "serving generation",
             extra={"generation": state.generation, "rebuilt_clients": len(self.rebuilt)},
         )
+        return snapshot
+
+    def install(
+        self, generation: int, revision: str | None, states: Mapping[Identity, ResourceState]
+    ) -> Snapshot:
+        """Compile ``states`` (rows read from the database, or a revision's desired state)
+        as generation ``generation``, rebuilding only what changed since the last install;
+        swap. Blocking (secrets are read, SQL engines created)."""
+        changed = {
+            i for i in set(states) | set(self._states) if self._states.get(i) != states.get(i)
+        }
+        self._states = dict(states)
+        self.snapshot = self._compile(generation, revision, changed)
         return self.snapshot
 
     def _of(self, kind: str) -> dict[str, Mapping[str, Any]]:

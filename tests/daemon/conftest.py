@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MANIFESTS, PROJECT_ROOT, GitRepo
 
@@ -111,6 +113,17 @@ class DaemonProcess:
         )
         return found
 
+    def metrics(self) -> dict[str, Metric]:
+        """``/metrics`` parsed: families by name (a counter's family is named without
+        ``_total``; its samples keep it)."""
+        _, text = self.request("GET", "/metrics")
+        return {family.name: family for family in text_string_to_metric_families(str(text))}
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The log as JSON objects (start with ``--log-format json``)."""
+        lines = self.log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
     def metric(self, name: str) -> float | None:
         _, text = self.request("GET", "/metrics")
         for line in str(text).splitlines():
@@ -163,13 +176,18 @@ def start_daemon(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Da
 SUPPORT = (MANIFESTS / "clients/support.yaml").read_text()
 
 
-def set_role(repo: GitRepo, role: str) -> str:
-    """Commit the example support client with another system prompt; returns the commit."""
+def write_role(repo: GitRepo, role: str) -> None:
+    """Give the example support client another system prompt, in the working tree."""
     text = re.sub(
         r"    defaultSystemRole: >\n(      .*\n)+", f"    defaultSystemRole: {role}\n", SUPPORT
     )
     assert text != SUPPORT
     (repo.root / "manifests/clients/support.yaml").write_text(text)
+
+
+def set_role(repo: GitRepo, role: str) -> str:
+    """Commit the example support client with another system prompt; returns the commit."""
+    write_role(repo, role)
     return repo.commit(f"role: {role}")
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
-from sqlalchemy import func, select
+from prometheus_client.metrics_core import Metric
+from sqlalchemy import select
 
 from reconciler.store import schema
 from reconciler.store.db import open_database
@@ -22,19 +24,43 @@ def test_commit_is_applied_and_served_without_restart(
         lambda: (r := daemon.request("GET", "/readyz"))[0] == 200 and r, what="ready"
     )
     assert ready == {"status": "ready", "revision": first, "served_generation": 1}
+    before = time.time()
 
     second = set_role(repo, "Be very brief.")
 
     status = daemon.applied(second)
     assert status["generation"] == 2
     assert status["last_sync"]["updated"] == 1
+    metrics = daemon.metrics()
+    passes = samples(metrics["samops_reconciles"], "samops_reconciles_total", "outcome")
+    assert passes["applied"] == 2
+    assert passes.get("failed", 0) == 0
+    duration = metrics["samops_reconcile_duration_seconds"]
+    assert duration.type == "histogram"
+    count = samples(duration, "samops_reconcile_duration_seconds_count")[""]
+    buckets = samples(duration, "samops_reconcile_duration_seconds_bucket", "le")
+    assert count == sum(passes.values()) >= 2
+    assert buckets["+Inf"] == count
+    assert list(buckets.values()) == sorted(buckets.values())  # cumulative
+    assert samples(duration, "samops_reconcile_duration_seconds_sum")[""] > 0
+    applied_at = samples(
+        metrics["samops_last_applied_timestamp_seconds"], "samops_last_applied_timestamp_seconds"
+    )[""]
+    assert before <= applied_at <= time.time()
+    assert samples(metrics["samops_generation"], "samops_generation")[""] == 2
+
+
+def samples(family: Metric, name: str, label: str = "") -> dict[str, float]:
+    """The values of one sample name of a metric family, by the value of ``label``."""
+    return {s.labels.get(label, ""): s.value for s in family.samples if s.name == name}
 
 
 def test_burst_of_commits_coalesces_and_the_last_wins(
     start_daemon: Callable[..., DaemonProcess], repo: GitRepo, database_url: str
 ) -> None:
     daemon = start_daemon("--repo", str(repo.root), "--path", "manifests")
-    daemon.applied(repo.git("rev-parse", "HEAD"))
+    first = repo.git("rev-parse", "HEAD")
+    daemon.applied(first)
     last = ""
     for n in range(10):
         last = set_role(repo, f"Role number {n}.")
@@ -43,7 +69,15 @@ def test_burst_of_commits_coalesces_and_the_last_wins(
 
     engine = open_database(database_url)
     with engine.connect() as connection:
-        syncs = connection.execute(select(func.count()).select_from(schema.syncs)).scalar_one()
+        applied = (
+            connection.execute(
+                select(schema.syncs.c.revision)
+                .where(schema.syncs.c.outcome == "applied", schema.syncs.c.revision != first)
+                .order_by(schema.syncs.c.id)
+            )
+            .scalars()
+            .all()
+        )
         role = connection.execute(
             select(schema.llm_clients.c.default_system_role).where(
                 schema.llm_clients.c.name == "support"
@@ -51,7 +85,8 @@ def test_burst_of_commits_coalesces_and_the_last_wins(
         ).scalar_one()
     engine.dispose()
     assert role == "Role number 9."
-    assert syncs - 1 < 10, f"{syncs - 1} passes for 10 commits: nothing coalesced"
+    assert applied[-1] == last
+    assert len(applied) <= 3, f"{len(applied)} applied passes for 10 quick commits"
 
 
 def test_invalid_commit_keeps_serving_then_the_next_valid_one_applies(
