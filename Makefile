@@ -49,8 +49,10 @@ types: venv
 
 check: lint types test
 
+# Every benchmark scenario, about 5 minutes; a report in bench/reports/ (docs/bench.md).
+# BENCH_ARGS='--only chat --chat-requests 200' to choose; `$(BIN)/python -m bench --help`.
 bench: venv
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Chat load against a real `samops run` while a commit lands every second, with the fault
 # drills (docs/soak.md). SOAK_SECONDS=30 for a shorter run; SOAK_ARGS=--no-drills to skip them.

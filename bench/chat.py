@@ -8,24 +8,23 @@ answer, or one tool round = two upstream calls; OpenAI route or Smarter route):
 
 - overhead: the server's own ``x-samops-overhead-ms`` (time spent outside upstream calls),
   median and p99;
-- latency median/p99 and throughput, with ratios against the direct baseline.
+- latency median/p99, the latency added to the direct call, and throughput, with ratios
+  against the direct baseline.
 
 The machine is shared and has 2 cores for load generator, server and upstream together, so
-throughput is a floor, not a ceiling.
+throughput is a floor, not a ceiling. ``servers`` and ``load`` are shared with
+``bench/litellm.py``, which puts a LiteLLM proxy beside samops on the same upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,27 @@ from typing import Any
 import aiohttp
 
 from bench.common import free_port, percentile
+from bench.report import Column, Section, ratio
+from bench.soakkit import ROOT, samops_run, scripted_upstream, wait_ok
 from serve import eventloop
 
-ROOT = Path(__file__).resolve().parents[1]
 PLAIN = {"role": "user", "content": "hello there"}
 TOOL = {"role": "user", "content": 'call:calculator{"expression": "6*7"}'}
+CONCURRENCY = (1, 16, 64)
+OVERHEAD = "x-samops-overhead-ms"
+COLUMNS = [
+    Column("scenario", "scenario"),
+    Column("concurrency", "c"),
+    Column("requests", "requests"),
+    Column("overhead_median_ms", "overhead median ms", 2),
+    Column("overhead_p99_ms", "overhead p99 ms", 2),
+    Column("latency_median_ms", "latency median ms", 2),
+    Column("latency_p99_ms", "latency p99 ms", 2),
+    Column("added_latency_median_ms", "added ms (vs direct)", 2),
+    Column("latency_x", "latency x direct", 2),
+    Column("throughput", "req/s", 0),
+    Column("throughput_x", "req/s x direct", 2),
+]
 
 
 @dataclass
@@ -51,12 +66,33 @@ class Figures:
         return len(self.latencies) / self.seconds
 
 
-async def _load(url: str, body: dict[str, Any], *, concurrency: int, requests: int) -> Figures:
+@dataclass(frozen=True, slots=True)
+class Servers:
+    upstream: str  # base URL of the scripted upstream, ending in /v1
+    samops: str  # base URL of samops
+
+    @property
+    def direct(self) -> str:
+        return f"{self.upstream}/chat/completions"
+
+    @property
+    def openai(self) -> str:
+        return f"{self.samops}/v1/chat/completions"
+
+    @property
+    def smarter(self) -> str:
+        return f"{self.samops}/api/v1/llm-clients/support/prompt/"
+
+
+async def _load(
+    url: str, body: dict[str, Any], *, concurrency: int, requests: int, header: str
+) -> Figures:
     latencies: list[float] = []
     overheads: list[float] = []
     remaining = requests
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def worker() -> None:
             nonlocal remaining
@@ -67,7 +103,7 @@ async def _load(url: str, body: dict[str, Any], *, concurrency: int, requests: i
                     await response.read()
                     if response.status != 200:
                         raise RuntimeError(f"{url} answered {response.status}")
-                    overhead = response.headers.get("x-samops-overhead-ms")
+                    overhead = response.headers.get(header)
                 latencies.append(time.perf_counter() - started)
                 if overhead is not None:
                     overheads.append(float(overhead))
@@ -80,119 +116,102 @@ async def _load(url: str, body: dict[str, Any], *, concurrency: int, requests: i
         return Figures(latencies, overheads, time.perf_counter() - started)
 
 
-def _wait(url: str) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not become ready")
+def load(
+    url: str, body: dict[str, Any], *, concurrency: int, requests: int, header: str = OVERHEAD
+) -> Figures:
+    """Send ``requests`` requests from ``concurrency`` workers; ``header`` is the overhead."""
+    return eventloop.run(
+        _load(url, body, concurrency=concurrency, requests=requests, header=header)
+    )
 
 
-def run(*, requests: int) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        shutil.copytree(ROOT / "manifests", root / "manifests")
-        upstream_port, samops_port = free_port(), free_port()
-        python = sys.executable
-        upstream = subprocess.Popen(
-            [python, "-m", "serve.scripted", "--host", "127.0.0.1", "--port", str(upstream_port)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+@contextmanager
+def servers(root: Path) -> Iterator[Servers]:
+    """A scripted upstream and ``samops run`` on a copy of the example manifests (SQLite)."""
+    shutil.copytree(ROOT / "manifests", root / "manifests")
+    upstream_port, samops_port = free_port(), free_port()
+    with ExitStack() as stack:
+        upstream = scripted_upstream(upstream_port, root / "upstream.log")
+        stack.callback(upstream.stop)
         env = {
-            **os.environ,
             "OPENAI_API_KEY": "bench",
             "SAMOPS_DATA_DIR": str(root / "data"),
             "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
             "SAMOPS_DATABASE_URL": f"sqlite:///{root / 'samops.sqlite3'}",
         }
-        server = subprocess.Popen(
-            [
-                str(Path(python).parent / "samops"),
-                "run",
-                str(root / "manifests"),
-                "--port",
-                str(samops_port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            _wait(f"http://127.0.0.1:{samops_port}/readyz")
-            direct = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
-            ours = f"http://127.0.0.1:{samops_port}/v1/chat/completions"
-            smarter = f"http://127.0.0.1:{samops_port}/api/v1/llm-clients/support/prompt/"
-            print(
-                f"chat: samops vs the scripted upstream directly, {requests} requests per "
-                "scenario (c = concurrency)"
-            )
-            print(
-                f"  {'scenario':<28} {'overhead med/p99 ms':>20} {'latency med/p99 ms':>20}"
-                f" {'req/s':>8} {'vs direct':>32}"
-            )
-            for concurrency in (1, 16, 64):
-                count = requests if concurrency > 1 else max(100, requests // 4)
-                base = eventloop.run(
-                    _load(
-                        direct,
-                        {"model": "gpt-4o-mini", "messages": [PLAIN]},
-                        concurrency=concurrency,
-                        requests=count,
-                    )
-                )
-                _line(f"direct upstream c={concurrency}", base, base)
-                for label, url, body in (
-                    ("openai route", ours, {"model": "support", "messages": [PLAIN]}),
-                    ("openai route + tool round", ours, {"model": "support", "messages": [TOOL]}),
-                    ("smarter route", smarter, {"messages": [PLAIN]}),
-                ):
-                    figures = eventloop.run(
-                        _load(url, body, concurrency=concurrency, requests=count)
-                    )
-                    results[f"{label} c={concurrency}"] = _line(
-                        f"{label} c={concurrency}", figures, base
-                    )
-        finally:
-            for process in (server, upstream):
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=15)
-    return results
+        args = [str(root / "manifests")]
+        samops = samops_run(args, port=samops_port, env=env, log=root / "samops.log")
+        stack.callback(samops.stop)
+        wait_ok(f"http://127.0.0.1:{upstream_port}/v1/models", upstream)
+        wait_ok(f"http://127.0.0.1:{samops_port}/readyz", samops)
+        yield Servers(f"http://127.0.0.1:{upstream_port}/v1", f"http://127.0.0.1:{samops_port}")
 
 
-def _line(label: str, figures: Figures, base: Figures) -> dict[str, float]:
-    overhead = (
-        f"{statistics.median(figures.overheads):.2f}/{percentile(figures.overheads, 0.99):.2f}"
-        if figures.overheads
-        else "-"
+def requests_at(concurrency: int, requests: int) -> int:
+    """Requests per scenario: a quarter (at least 100) at concurrency 1, where it is slow."""
+    return requests if concurrency > 1 else max(100, requests // 4)
+
+
+def run(*, requests: int) -> Section:
+    rows: list[dict[str, Any]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="samops-bench-") as folder,
+        servers(Path(folder)) as urls,
+    ):
+        for concurrency in CONCURRENCY:
+            count = requests_at(concurrency, requests)
+            direct = {"model": "gpt-4o-mini", "messages": [PLAIN]}
+            base = load(urls.direct, direct, concurrency=concurrency, requests=count)
+            rows.append(row("direct to the upstream", concurrency, base, base))
+            for label, url, body in (
+                ("openai route", urls.openai, {"model": "support", "messages": [PLAIN]}),
+                (
+                    "openai route + tool round",
+                    urls.openai,
+                    {"model": "support", "messages": [TOOL]},
+                ),
+                ("smarter route", urls.smarter, {"messages": [PLAIN]}),
+            ):
+                figures = load(url, body, concurrency=concurrency, requests=count)
+                rows.append(row(label, concurrency, figures, base))
+    return Section(
+        "chat",
+        "Chat: samops vs calling the scripted upstream directly",
+        f"{requests:,} requests per scenario ({requests_at(1, requests):,} at c=1), c = "
+        "concurrent keep-alive workers; load generator, samops (SQLite, the example manifests) "
+        "and the scripted upstream share the machine. Overhead is samops' own "
+        "`x-samops-overhead-ms` (time outside upstream calls). Baseline: the same plain request "
+        "sent to the upstream directly at the same concurrency.",
+        COLUMNS,
+        rows,
+        [
+            "A tool round is two upstream calls (the model asks for `calculator`, samops runs "
+            "it and calls again), so its latency ratio counts both.",
+            "Goals: overhead median < 1 ms and p99 < 5 ms; 1,500 req/s at c=16.",
+        ],
     )
+
+
+def row(label: str, concurrency: int, figures: Figures, base: Figures) -> dict[str, Any]:
+    """One table row; ratios are against ``base`` (the direct call at the same concurrency)."""
     median = statistics.median(figures.latencies)
-    latency = f"{median * 1000:.2f}/{percentile(figures.latencies, 0.99) * 1000:.2f}"
-    added = (median - statistics.median(base.latencies)) * 1000
-    ratio = (
-        f"+{added:.2f} ms, {median / statistics.median(base.latencies):.2f}x lat, "
-        f"{figures.throughput / base.throughput:.2f}x req/s"
-    )
-    print(f"  {label:<28} {overhead:>20} {latency:>20} {figures.throughput:>8.0f} {ratio:>32}")
-    return {
-        "overhead_median_ms": statistics.median(figures.overheads) if figures.overheads else 0.0,
-        "overhead_p99_ms": percentile(figures.overheads, 0.99) if figures.overheads else 0.0,
+    base_median = statistics.median(base.latencies)
+    values = {
+        "scenario": label,
+        "concurrency": concurrency,
+        "requests": len(figures.latencies),
+        "overhead_median_ms": statistics.median(figures.overheads) if figures.overheads else None,
+        "overhead_p99_ms": percentile(figures.overheads, 0.99) if figures.overheads else None,
         "latency_median_ms": median * 1000,
         "latency_p99_ms": percentile(figures.latencies, 0.99) * 1000,
-        "added_latency_median_ms": added,
+        "added_latency_median_ms": (median - base_median) * 1000,
+        "latency_x": ratio(median, base_median),
         "throughput": figures.throughput,
+        "throughput_x": ratio(figures.throughput, base.throughput),
     }
-
-
-if __name__ == "__main__":
-    print(json.dumps(run(requests=int(sys.argv[1]) if len(sys.argv) > 1 else 1000)))
+    print(
+        f"  {label} c={concurrency}: {figures.throughput:,.0f} req/s, latency median "
+        f"{median * 1000:.2f} ms (+{(median - base_median) * 1000:.2f} ms vs direct)",
+        flush=True,
+    )
+    return values

@@ -1,7 +1,8 @@
-"""Validate: cost of a cold and a one-file-change validation, and of rejecting hostile files.
+"""Validate, in process: a cold and a one-file-change validation, and rejecting hostile files.
 
 Figures are ratios against a baseline measured in the same run on the same files (parsing
 them with PyYAML's C loader and nothing else), because this machine is shared and noisy.
+``generate`` writes the repository of N clients and N plugins that ``bench/scale.py`` uses too.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from bench.report import Column, Section, ratio
 from reconciler.sam.revision import ParseCache, validate_files
 from reconciler.sam.yamlread import read_yaml_documents
 from reconciler.source import DirectorySource, SourceFile, blob_sha
@@ -52,7 +55,8 @@ def _median_seconds(action: Callable[[], object], repeat: int) -> float:
     return statistics.median(samples)
 
 
-def _generate(root: Path, clients: int) -> None:
+def generate(root: Path, clients: int) -> None:
+    """``clients`` LLM clients, each with its own static plugin, one file each."""
     for n in range(clients):
         (root / f"client_{n}.yaml").write_text(CLIENT.format(n=n, d=n % 10))
         (root / f"plugin_{n}.yaml").write_text(PLUGIN.format(n=n))
@@ -69,15 +73,11 @@ def _hostile_files() -> dict[str, bytes]:
     }
 
 
-def run(*, clients: int, repeat: int) -> None:
-    with tempfile.TemporaryDirectory() as folder:
+def run(*, clients: int, repeat: int) -> list[Section]:
+    with tempfile.TemporaryDirectory(prefix="samops-bench-") as folder:
         root = Path(folder)
-        _generate(root, clients)
+        generate(root, clients)
         files = DirectorySource(root).read().files
-        print(
-            f"validate: {len(files)} files ({clients} clients + {clients} plugins), "
-            f"median of {repeat}"
-        )
 
         def parse_only() -> None:
             for f in files:
@@ -91,18 +91,58 @@ def run(*, clients: int, repeat: int) -> None:
         edited = changed[0].data.replace(b"Be brief", b"Be thorough")
         changed[0] = SourceFile(changed[0].path, blob_sha(edited), edited)
         warm = _median_seconds(lambda: validate_files("r", changed, cache=cache), repeat)
-        print(f"  baseline yaml.load_all (C)   {baseline * 1000:9.1f} ms   1.00x")
-        print(f"  cold validate                {cold * 1000:9.1f} ms   {cold / baseline:5.2f}x")
-        print(f"  one file changed (cached)    {warm * 1000:9.1f} ms   {warm / baseline:5.2f}x")
+    validate = Section(
+        "validate",
+        f"Validate in process: {len(files):,} files",
+        f"{clients:,} LLM clients and {clients:,} plugins, one file each, already in memory; "
+        f"median of {repeat} runs. Baseline: parsing the same files with PyYAML's C loader "
+        "and nothing else.",
+        [Column("step", "step"), Column("ms", "ms"), Column("x", "x baseline", 2)],
+        [
+            {"step": "baseline: yaml.load_all (C loader)", "ms": baseline * 1000, "x": 1.0},
+            {"step": "cold validate", "ms": cold * 1000, "x": ratio(cold, baseline)},
+            {
+                "step": "one file changed (parse cache by blob SHA)",
+                "ms": warm * 1000,
+                "x": ratio(warm, baseline),
+            },
+        ],
+    )
+    return [validate, _hostile(repeat)]
 
-    print("hostile files: time to reject, against parsing the 1 KB example client")
+
+def _hostile(repeat: int) -> Section:
     small = (Path(__file__).parents[1] / "manifests" / "clients" / "support.yaml").read_bytes()
     reference = _median_seconds(lambda: read_yaml_documents(small, "x"), repeat * 20)
+    rows: list[dict[str, Any]] = [
+        {"file": "baseline: the 1 KB example client", "ms": reference * 1000, "x": 1.0}
+    ]
     for label, data in _hostile_files().items():
-        seconds = _median_seconds(lambda data=data: read_yaml_documents(data, "x"), repeat)
+
+        def read(data: bytes = data) -> object:
+            return read_yaml_documents(data, "x")
+
+        seconds = _median_seconds(read, repeat)
         diagnostics = read_yaml_documents(data, "x")[1]
         assert diagnostics and diagnostics[-1].is_error, label
-        print(
-            f"  {label:<28} {seconds * 1000:9.2f} ms   {seconds / reference:7.1f}x "
-            f"({diagnostics[-1].code})"
+        rows.append(
+            {
+                "file": label,
+                "ms": seconds * 1000,
+                "x": ratio(seconds, reference),
+                "code": diagnostics[-1].code,
+            }
         )
+    return Section(
+        "hostile",
+        "Hostile files: time to reject",
+        f"Median of {repeat} runs. Baseline: reading the 1 KB example client "
+        "(manifests/clients/support.yaml).",
+        [
+            Column("file", "file"),
+            Column("ms", "ms", 3),
+            Column("x", "x baseline", 2),
+            Column("code", "rejected as"),
+        ],
+        rows,
+    )

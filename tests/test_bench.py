@@ -1,0 +1,58 @@
+"""``python -m bench`` on a tiny configuration: the report is written, twice over, consistently.
+
+Timings are never asserted (the machine is shared); only that the benchmark runs and that its
+markdown and JSON reports hold the same scenarios and describe the machine and versions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import PROJECT_ROOT
+
+
+def _bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_tiny_scale_run_writes_matching_markdown_and_json_reports(tmp_path: Path) -> None:
+    done = _bench(
+        "--only", "scale", "--clients", "50", "--database", "sqlite", "--reports", str(tmp_path)
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    (markdown,) = tmp_path.glob("bench-*.md")
+    (document,) = tmp_path.glob("bench-*.json")
+    assert (tmp_path / "latest.md").read_text() == markdown.read_text()
+    assert (tmp_path / "latest.json").read_text() == document.read_text()
+    report = json.loads(document.read_text())
+    assert {"machine", "versions", "command", "scenarios"} <= report.keys()
+    assert {"cpu_model", "cpu_count", "memory_gib", "os", "python"} <= report["machine"].keys()
+    for package in ("samops", "sqlalchemy", "aiohttp", "openai", "pydantic", "psycopg", "git"):
+        assert report["versions"][package], package
+    assert list(report["scenarios"]) == ["scale"]
+    headings = [line[3:] for line in markdown.read_text().splitlines() if line.startswith("## ")]
+    assert headings == ["Machine", "Versions"] + [s["title"] for s in report["scenarios"].values()]
+    steps = [row["step"] for row in report["scenarios"]["scale"]["rows"]]
+    assert len(steps) == 5  # baseline, validate, then apply and two reconciles on SQLite
+    assert "--clients 50" in report["command"]
+
+
+def test_litellm_without_the_proxy_says_how_to_install_it(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-litellm")
+
+    done = _bench("--only", "litellm", "--litellm-bin", missing, "--reports", str(tmp_path))
+
+    assert done.returncode == 1
+    assert "pip install 'litellm[proxy]==" in done.stderr
+    assert not list(tmp_path.glob("*.md"))
