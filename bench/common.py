@@ -65,8 +65,11 @@ def postgres_version(url: str) -> tuple[str | None, str]:
 
 
 @contextmanager
-def fresh_database(kind: str, *, folder: Path, name: str, postgres_url: str) -> Iterator[str]:
-    """The URL of a new, empty database of ``kind``; a PostgreSQL one is dropped afterwards."""
+def fresh_database(
+    kind: str, *, folder: Path, name: str, postgres_url: str, drop_attempts: int = 10
+) -> Iterator[str]:
+    """The URL of a new, empty database of ``kind``; a PostgreSQL one is dropped afterwards
+    (retried ``drop_attempts`` times, half a second apart, if the server is coming back)."""
     if kind == "sqlite":
         yield f"sqlite:///{folder / name}.sqlite3"
         return
@@ -81,7 +84,7 @@ def fresh_database(kind: str, *, folder: Path, name: str, postgres_url: str) -> 
             .render_as_string(hide_password=False)
         )
     finally:
-        for _ in range(10):
+        for _ in range(drop_attempts):
             try:
                 with admin.connect() as connection:
                     connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -18,7 +18,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
+
+from bench.common import fresh_database, postgres_version
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -243,28 +241,15 @@ async def run_blocking(argv: list[str], timeout: float = 60.0) -> tuple[int, str
 def postgres_database(admin_url: str) -> Iterator[tuple[str | None, str]]:
     """A new, empty PostgreSQL database, dropped afterwards: (its URL, a note). The URL is
     None (and the note says why) when the server cannot be reached."""
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"samops_soak_{uuid.uuid4().hex[:12]}"
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except SQLAlchemyError as exc:
-        engine.dispose()
-        yield (
-            None,
-            f"PostgreSQL at {make_url(admin_url).render_as_string()} is not reachable: "
-            + (str(getattr(exc, "orig", exc)).strip().splitlines()[0]),
-        )
+    _, unreachable = postgres_version(admin_url)
+    if unreachable:
+        yield None, unreachable
         return
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url, f"PostgreSQL, fresh database {name}"
-    finally:
-        for _ in range(30):  # the server may still be coming back from the restart drill
-            try:
-                with engine.connect() as connection:
-                    connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                break
-            except SQLAlchemyError:
-                time.sleep(0.5)
-        engine.dispose()
+    with fresh_database(
+        "postgresql",
+        folder=Path("."),  # only SQLite databases live in a folder
+        name="soak",
+        postgres_url=admin_url,
+        drop_attempts=30,  # the server may still be coming back from the restart drill
+    ) as url:
+        yield url, f"PostgreSQL, fresh database {make_url(url).database}"
