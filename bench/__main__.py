@@ -53,8 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--chat-requests",
         type=int,
-        default=1000,
+        default=2000,
         help="chat, litellm: requests per scenario, a quarter at c=1 (default: %(default)s)",
+    )
+    add(
+        "--chat-workers",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=(1, 2),
+        metavar="N[,N...]",
+        help="chat: run samops with each of these --workers counts (default: 1,2)",
     )
     add(
         "--repeat",
@@ -185,7 +192,7 @@ def _validate(args: argparse.Namespace) -> list[Section]:
 
 
 def _chat(args: argparse.Namespace) -> list[Section]:
-    return [chat.run(requests=args.chat_requests)]
+    return [chat.run(requests=args.chat_requests, workers=args.chat_workers)]
 
 
 def _litellm(args: argparse.Namespace, binary: str, version: str) -> list[Section]:

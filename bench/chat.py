@@ -126,8 +126,9 @@ def load(
 
 
 @contextmanager
-def servers(root: Path) -> Iterator[Servers]:
-    """A scripted upstream and ``samops run`` on a copy of the example manifests (SQLite)."""
+def servers(root: Path, *, workers: int = 1) -> Iterator[Servers]:
+    """A scripted upstream and ``samops run --workers N`` on a copy of the example manifests
+    (SQLite)."""
     shutil.copytree(ROOT / "manifests", root / "manifests")
     upstream_port, samops_port = free_port(), free_port()
     with ExitStack() as stack:
@@ -139,7 +140,7 @@ def servers(root: Path) -> Iterator[Servers]:
             "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
             "SAMOPS_DATABASE_URL": f"sqlite:///{root / 'samops.sqlite3'}",
         }
-        args = [str(root / "manifests")]
+        args = [str(root / "manifests"), "--workers", str(workers)]
         samops = samops_run(args, port=samops_port, env=env, log=root / "samops.log")
         stack.callback(samops.stop)
         wait_ok(f"http://127.0.0.1:{upstream_port}/v1/models", upstream)
@@ -152,11 +153,36 @@ def requests_at(concurrency: int, requests: int) -> int:
     return requests if concurrency > 1 else max(100, requests // 4)
 
 
-def run(*, requests: int) -> Section:
+def run(*, requests: int, workers: tuple[int, ...] = (1, 2)) -> Section:
+    rows: list[dict[str, Any]] = []
+    for processes in workers:
+        rows.extend(_scenarios(requests, processes))
+    return Section(
+        "chat",
+        "Chat: samops vs calling the scripted upstream directly",
+        f"{requests:,} requests per scenario ({requests_at(1, requests):,} at c=1), c = "
+        "concurrent keep-alive workers; load generator, samops (SQLite, the example manifests) "
+        "and the scripted upstream share the machine. Overhead is samops' own "
+        "`x-samops-overhead-ms` (time outside upstream calls). Baseline: the same plain request "
+        "sent to the upstream directly at the same concurrency, measured again for each "
+        "samops set-up.",
+        COLUMNS,
+        rows,
+        [
+            "A tool round is two upstream calls (the model asks for `calculator`, samops runs "
+            "it and calls again), so its latency ratio counts both.",
+            "`N workers`: `samops run --workers N`, N server processes on one port.",
+            "Goals: overhead median < 1 ms and p99 < 5 ms; 1,500 req/s at c=16.",
+        ],
+    )
+
+
+def _scenarios(requests: int, processes: int) -> list[dict[str, Any]]:
+    """Every concurrency and route against ``samops run --workers processes``."""
     rows: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="samops-bench-") as folder,
-        servers(Path(folder)) as urls,
+        servers(Path(folder), workers=processes) as urls,
     ):
         for concurrency in CONCURRENCY:
             count = requests_at(concurrency, requests)
@@ -173,23 +199,9 @@ def run(*, requests: int) -> Section:
                 ("smarter route", urls.smarter, {"messages": [PLAIN]}),
             ):
                 figures = load(url, body, concurrency=concurrency, requests=count)
-                rows.append(row(label, concurrency, figures, base))
-    return Section(
-        "chat",
-        "Chat: samops vs calling the scripted upstream directly",
-        f"{requests:,} requests per scenario ({requests_at(1, requests):,} at c=1), c = "
-        "concurrent keep-alive workers; load generator, samops (SQLite, the example manifests) "
-        "and the scripted upstream share the machine. Overhead is samops' own "
-        "`x-samops-overhead-ms` (time outside upstream calls). Baseline: the same plain request "
-        "sent to the upstream directly at the same concurrency.",
-        COLUMNS,
-        rows,
-        [
-            "A tool round is two upstream calls (the model asks for `calculator`, samops runs "
-            "it and calls again), so its latency ratio counts both.",
-            "Goals: overhead median < 1 ms and p99 < 5 ms; 1,500 req/s at c=16.",
-        ],
-    )
+                shown = label if processes == 1 else f"{label}, {processes} workers"
+                rows.append(row(shown, concurrency, figures, base))
+    return rows
 
 
 def row(label: str, concurrency: int, figures: Figures, base: Figures) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from reconciler.sam.diagnostics import Diagnostic
 from reconciler.sam.revision import Revision
 from reconciler.state import desired_state
 from reconciler.store import schema
-from reconciler.store.db import translated_errors
+from reconciler.store.db import reading, translated_errors
 from reconciler.store.read import read_actual, read_state
 from reconciler.store.write import write_plan
 
@@ -138,7 +138,7 @@ def apply_revision(
     """Make the rows of ``source`` equal ``revision`` in one transaction (see module doc)."""
     started, started_clock = _now(), time.perf_counter()
     rev = revision.revision
-    with engine.connect() as connection:  # 1. read-only look: attempted already?
+    with reading(engine) as connection:  # 1. read-only look: attempted already?
         current = read_state(connection)
         last_outcome = _last_outcome(connection)
         connection.rollback()
@@ -246,7 +246,7 @@ def _record_failure(engine: Engine, exc: Exception, attempt: _Attempt) -> None:
 
 def plan_revision(engine: Engine, revision: Revision, *, source: str = DEFAULT_SOURCE) -> Plan:
     """What ``apply_revision`` would change (read-only; the revision must be valid)."""
-    with engine.connect() as connection:
+    with reading(engine) as connection:
         actual = read_actual(connection, source=source)
         connection.rollback()
     return compute_plan(desired_state(revision.resources), actual)

@@ -55,7 +55,7 @@ from reconciler.sam.load import LoadOptions
 from reconciler.sam.revision import ParseCache, validate_files
 from reconciler.source import SourceError
 from reconciler.store.control import Control, read_control
-from reconciler.store.db import DatabaseError
+from reconciler.store.db import DatabaseError, reading
 
 log = logging.getLogger("samops.daemon")
 TRANSIENT = (
@@ -364,7 +364,7 @@ class Daemon:
 
     def _leadership_and_control(self) -> tuple[bool, Control]:
         leader = self.leader.try_acquire()
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             control = read_control(connection)
             connection.rollback()
         return leader, control

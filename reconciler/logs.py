@@ -49,5 +49,7 @@ def configure_logging(log_format: str = "text", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("watchdog", "aiohttp.access", "git", "alembic"):
+    # httpx/httpx2 (under the openai SDK) log every upstream request at INFO: one line per
+    # chat turn that says nothing a metric does not.
+    for noisy in ("watchdog", "aiohttp.access", "git", "alembic", "httpx", "httpx2"):
         logging.getLogger(noisy).setLevel("WARNING")

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from reconciler.sam.kinds import KINDS
 from reconciler.state import ResourceState
+from reconciler.store.db import reading
 from reconciler.store.mapping import get_path
 from reconciler.store.read import read_actual
 
@@ -49,7 +50,7 @@ GET_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 
 
 def _resources(engine: Engine, kind: str) -> list[ResourceState]:
-    with engine.connect() as connection:
+    with reading(engine) as connection:
         actual = read_actual(connection)
         connection.rollback()
     return sorted((s for (k, _), s in actual.items() if k == kind), key=lambda s: s.name)

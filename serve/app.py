@@ -19,12 +19,15 @@ from typing import Any
 import sqlalchemy.exc
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine, text
 
+from reconciler.store.db import reading
 from reconciler.store.read import read_state
 from reconciler.store.status import status_document
 from serve.bodies import BodyTooLarge, read_body
 from serve.webhooks import verify
+from serve.workers import shared_metrics_folder
 
 log = logging.getLogger("samops.serve")
 WEBHOOK_MAX_BYTES = 1024 * 1024
@@ -41,6 +44,10 @@ class ServerDeps:
     webhook_secret: str | None = None
     served_generation: Callable[[], int] = lambda: 0
     """The generation this process serves (0 before the first snapshot is loaded)."""
+    worker: int = 0
+    """This process's index in its worker group (0: the primary, or the only process)."""
+    workers_listening: Callable[[], bool] = lambda: True
+    """In a primary: whether all its workers have started listening."""
 
 
 DEPS = web.AppKey("deps", ServerDeps)
@@ -74,7 +81,7 @@ async def readyz(request: web.Request) -> web.Response:
     engine = request.app[DEPS].engine
 
     def check() -> str | None:
-        with engine.connect() as connection:
+        with reading(engine) as connection:
             connection.execute(text("SELECT 1"))
             revision = read_state(connection).last_applied_revision
             connection.rollback()
@@ -91,11 +98,27 @@ async def readyz(request: web.Request) -> web.Response:
     served = request.app[DEPS].served_generation()
     if served == 0:
         return error_response(503, "not_serving", "the applied state is not loaded yet")
-    return web.json_response({"status": "ready", "revision": revision, "served_generation": served})
+    if not request.app[DEPS].workers_listening():
+        return error_response(503, "workers_starting", "the worker processes are starting")
+    return web.json_response(
+        {
+            "status": "ready",
+            "revision": revision,
+            "served_generation": served,
+            "worker": request.app[DEPS].worker,
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[DEPS].registry)
+    """This process's metrics; with workers, the whole group's (``serve/workers.py``)."""
+    folder = shared_metrics_folder()
+    if folder is None:
+        body = generate_latest(request.app[DEPS].registry)
+    else:
+        group = CollectorRegistry()
+        MultiProcessCollector(group, path=str(folder))  # type: ignore[no-untyped-call]
+        body = await asyncio.to_thread(generate_latest, group)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -138,7 +161,7 @@ async def git_webhook(request: web.Request) -> web.Response:
         return error_response(401, "bad_signature", f"webhook refused: {verdict.reason}")
     counter.labels(provider=verdict.provider, result="accepted").inc()
     deps.wake_reconciler(f"webhook from {verdict.provider}")
-    return web.json_response({"status": "accepted"}, status=202)
+    return web.json_response({"status": "accepted", "worker": deps.worker}, status=202)
 
 
 def create_app(deps: ServerDeps) -> web.Application:

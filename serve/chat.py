@@ -24,7 +24,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from serve.providers import Providers, translated_upstream_errors, upstream_clock
+from serve import jsonwire
+from serve.providers import Providers, UpstreamError, translated_upstream_errors, upstream_clock
 from serve.state import CompiledClient, CompiledPlugin, Snapshot, Tool
 from serve.tools.functions import ToolError
 
@@ -59,6 +60,21 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(v) for v in value]
     return value
+
+
+def _decoded_answer(raw: bytes, provider: str) -> dict[str, Any]:
+    """The upstream's chat completion, or a 502 when it is not one."""
+    try:
+        answer = jsonwire.loads(raw)
+        if not isinstance(answer["choices"][0]["message"], dict):  # what every caller reads
+            raise TypeError
+    except (ValueError, TypeError, KeyError, IndexError):
+        raise UpstreamError(
+            502,
+            "upstream_bad_answer",
+            f"the provider {provider!r} answered something that is not a chat completion",
+        ) from None
+    return answer  # type: ignore[no-any-return]
 
 
 def _accumulate(call: dict[str, Any], piece: Mapping[str, Any]) -> None:
@@ -151,14 +167,15 @@ class Turn:
                 # The SDK's client (auth, retries with backoff, timeouts, error classes)
                 # without its typed transformation of the request body, which took over a
                 # third of the server's CPU (profiled with py-spy under bench/chat.py's load):
-                # the body is built here, and the answer is plain JSON.
+                # the body is built and encoded here, and the answer is decoded here, both
+                # with orjson (serve/jsonwire.py).
                 raw = await client.post(
                     "/chat/completions",
-                    cast_to=object,
-                    body=self.request(conversation, with_tools=with_tools),
+                    cast_to=bytes,
+                    content=jsonwire.dumps(self.request(conversation, with_tools=with_tools)),
                 )
             result.upstream_seconds += clock.seconds
-            answer = _without_nulls(raw)
+            answer = _without_nulls(_decoded_answer(raw, self.client.provider))
             message = answer["choices"][0]["message"]
             ours = self.our_round(message.get("tool_calls") or [], with_tools)
             if ours is None:
@@ -233,6 +250,8 @@ class Turn:
         return messages
 
     async def run_tools(self, calls: list[dict[str, Any]]) -> list[ToolCallRecord]:
+        if len(calls) == 1:  # no task: on a busy loop a new task waits for every other one
+            return [await self.run_tool(calls[0])]
         return list(await asyncio.gather(*(self.run_tool(c) for c in calls)))
 
     async def run_tool(self, call: Mapping[str, Any]) -> ToolCallRecord:

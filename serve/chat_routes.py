@@ -22,8 +22,8 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,11 +32,17 @@ from typing import Any
 from aiohttp import web
 
 from reconciler.apikeys import digests_match, presented_digests
-from serve import logctx
+from serve import jsonwire, logctx
 from serve.bodies import BodyTooLarge, read_body
 from serve.chat import DEFAULT_MAX_TOOL_ROUNDS, Turn, TurnResult, text_of
 from serve.providers import Providers, UpstreamError
-from serve.sessions import SESSION_KEY, SessionStore, TurnRecord, new_session_key
+from serve.sessions import (
+    SESSION_KEY,
+    SessionStore,
+    SessionsUnavailable,
+    TurnRecord,
+    new_session_key,
+)
 from serve.state import CompiledClient, ServingState, Snapshot
 
 log = logging.getLogger("samops.chat")
@@ -147,8 +153,8 @@ async def _json_body(request: web.Request, settings: ChatSettings) -> dict[str, 
     except BodyTooLarge as exc:
         raise ChatError(413, "body_too_large", str(exc)) from None
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
+        body = jsonwire.loads(raw or b"{}")
+    except jsonwire.JSONDecodeError:
         raise ChatError(400, "invalid_json", "the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ChatError(400, "invalid_body", "the request body must be a JSON object")
@@ -238,7 +244,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "overhead_ms": headers["x-samops-overhead-ms"],
         },
     )
-    return web.json_response(completion, headers=headers)
+    return jsonwire.response(completion, headers=headers)
 
 
 async def _stream(
@@ -265,8 +271,8 @@ async def _stream(
     async def send(chunk: dict[str, Any]) -> None:
         if "usage" in chunk and not chunk.get("choices") and not with_usage:
             return
-        event = json.dumps({**chunk, "model": turn.client.name})
-        await response.write(f"data: {event}\n\n".encode())
+        event = jsonwire.dumps({**chunk, "model": turn.client.name})
+        await response.write(b"data: " + event + b"\n\n")
 
     try:
         await send(first)
@@ -327,11 +333,17 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
         if not users:
             raise ChatError(400, "no_prompt", "the messages hold no user message")
         prompt = {"role": "user", "content": text_of(users[-1].get("content"))}
-        history = (
-            await deps.sessions.history(session_key, client.name)
-            if body.get("session_key")
-            else None
-        )  # a new session has none
+        history = None  # a new session has none
+        if body.get("session_key"):
+            try:
+                history = await deps.sessions.history(session_key, client.name)
+            except SessionsUnavailable as exc:
+                raise ChatError(
+                    503,
+                    "database_unavailable",
+                    f"this session's history cannot be read now: {exc}; retry in a few "
+                    "seconds, or send the prompt without session_key to start a new session",
+                ) from None
         messages = [*(history if history is not None else body["messages"][:-1]), prompt]
         turn = Turn(
             client,
@@ -373,7 +385,7 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
             for c in result.tool_calls
         ],
     }
-    return web.json_response(
+    return jsonwire.response(
         _envelope(data, "prompt"), headers=_headers(started, result, snapshot, request)
     )
 
@@ -432,7 +444,7 @@ async def cors_preflight(_request: web.Request) -> web.Response:
 @web.middleware
 async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every request gets an id (the caller's ``X-Request-Id`` or a new one) for the logs."""
-    identifier = (request.headers.get("X-Request-Id") or uuid.uuid4().hex)[:100]
+    identifier = (request.headers.get("X-Request-Id") or secrets.token_hex(16))[:100]
     token = logctx.request_id.set(identifier)
     try:
         return await handler(request)  # type: ignore[no-any-return]

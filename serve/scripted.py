@@ -8,7 +8,8 @@ real server without the network. ``samops`` never serves it to users.
 A chat completion is answered by the first rule that applies:
 
 1. directives in the last user message: ``#status=NNN`` answers that HTTP error,
-   ``#delay=MS`` waits first, ``#flaky=N`` fails the first N identical requests with 500;
+   ``#delay=MS`` waits first, ``#flaky=N`` fails the first N identical requests with 500,
+   ``#malformed`` answers 200 with a JSON body that is not a chat completion;
 2. the last message is a tool result: ``tool results: <tool_call_id>=<content>; ...``;
 3. tools are offered and the last user message says ``call:<tool>{<json object>}`` (or just
    ``call:<tool>`` for ``{}``): one tool call per directive that names an offered tool
@@ -89,6 +90,7 @@ class Directives:
     status: int | None = None
     delay_ms: float = 0
     flaky: int = 0
+    malformed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,7 @@ def parse_directives(text: str) -> Directives:
         status=int(status.group(1)) if status else None,
         delay_ms=float(delay.group(1)) if delay else 0,
         flaky=int(flaky.group(1)) if flaky else 0,
+        malformed="#malformed" in text,
     )
 
 
@@ -321,6 +324,8 @@ def openai_error(status: int, message: str) -> web.Response:
 def scripted_failure(
     state: ScriptedState, chat: ChatRequest, orders: Directives
 ) -> web.Response | None:
+    if orders.malformed:
+        return web.json_response({"scripted": "not a chat completion (#malformed)"})
     if orders.status is not None:
         return openai_error(
             orders.status,

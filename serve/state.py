@@ -33,6 +33,7 @@ from sqlalchemy import Engine
 
 from reconciler.sam.functions import canonical_function
 from reconciler.state import Identity, ResourceState
+from reconciler.store.db import reading
 from reconciler.store.read import read_actual, read_state
 from serve.secrets import SecretUnavailable, resolve_secret
 from serve.tools.functions import FunctionSettings, ToolError, function_tool_schema, run_function
@@ -188,7 +189,7 @@ class ServingState:
         """Read the database if the generation moved; rebuild what changed; swap. Blocking."""
         if self.engine is None:
             raise RuntimeError("this serving state has no database: use install()")
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             state = read_state(connection)
             if state.generation == self.snapshot.generation and self.snapshot is not EMPTY:
                 connection.rollback()

@@ -26,7 +26,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -78,7 +78,23 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")  # deferred: in WAL mode it never waits
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+READ_ONLY_OPTION = "samops_read_only"
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only. On SQLite its transactions begin deferred, so a read never
+    waits for a writer (WAL gives it the last committed state): readiness checks, snapshot
+    loads and session history keep answering while a long apply holds the write lock. Other
+    transactions begin ``IMMEDIATE`` there, so that a writer never fails half-way on a lock."""
+    with engine.connect() as connection:
+        yield connection.execution_options(**{READ_ONLY_OPTION: True})
 
 
 def create_database_engine(url: str) -> Engine:

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select
 from reconciler.state import KIND_ORDER
 from reconciler.store import schema
 from reconciler.store.control import read_control
+from reconciler.store.db import reading
 from reconciler.store.mapping import KIND_TABLES
 from reconciler.store.read import read_state
 
@@ -44,7 +45,7 @@ def _sync_json(row: Any) -> dict[str, Any]:
 
 def status_document(engine: Engine, *, history: int = 5) -> dict[str, Any]:
     """The status document (``samops status --format json``, later ``/api/v1/status``)."""
-    with engine.connect() as connection:
+    with reading(engine) as connection:
         state = read_state(connection)
         control = read_control(connection)
         syncs = (

@@ -23,7 +23,7 @@ def test_commit_is_applied_and_served_without_restart(
     _, ready = wait_for(
         lambda: (r := daemon.request("GET", "/readyz"))[0] == 200 and r, what="ready"
     )
-    assert ready == {"status": "ready", "revision": first, "served_generation": 1}
+    assert ready == {"status": "ready", "revision": first, "served_generation": 1, "worker": 0}
     before = time.time()
 
     second = set_role(repo, "Be very brief.")

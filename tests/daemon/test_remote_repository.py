@@ -65,7 +65,7 @@ def test_push_then_webhook_applies_at_once(
 
     code, body = daemon.request("POST", "/hooks/git", GITHUB_PUSH, github_headers(GITHUB_PUSH))
 
-    assert (code, body) == (202, {"status": "accepted"})
+    assert (code, body) == (202, {"status": "accepted", "worker": 0})
     daemon.applied(pushed)
 
 

@@ -1,5 +1,5 @@
-"""The serve tests share the daemon tests' repository fixture."""
+"""The serve tests share the daemon tests' repository and process fixtures."""
 
-from tests.daemon.conftest import repo
+from tests.daemon.conftest import repo, start_daemon
 
-__all__ = ["repo"]
+__all__ = ["repo", "start_daemon"]

@@ -150,6 +150,7 @@ def assert_gateway_error(reply: Reply, status: int, code: str, *, smarter: bool)
         pytest.param("#status=429", 502, "upstream_error", id="429"),
         pytest.param("#status=401", 502, "upstream_refused_credentials", id="401"),
         pytest.param("#delay=1000", 504, "upstream_timeout", id="slow"),
+        pytest.param("#malformed", 502, "upstream_bad_answer", id="not-a-completion"),
     ],
 )
 def test_failing_upstream_is_a_gateway_error_never_a_200(

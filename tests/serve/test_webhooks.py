@@ -153,7 +153,7 @@ def test_signed_webhook_is_accepted_however_its_body_arrives(
 ) -> None:
     body = b"".join(parts)
     code, answer = post_raw(server.port, "/hooks/git", parts, github_headers(body))
-    assert (code, json.loads(answer)) == (202, {"status": "accepted"})
+    assert (code, json.loads(answer)) == (202, {"status": "accepted", "worker": 0})
 
 
 def test_chat_body_sent_in_parts_is_read_whole(server: DaemonProcess) -> None:

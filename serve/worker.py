@@ -1,0 +1,74 @@
+"""A worker process of ``samops run --workers N`` or ``samops serve --workers N``.
+
+Serve stage: ``python -m serve.worker``, started and supervised by the primary process
+(``serve/workers.py``), never by hand. It reads its settings from ``SAMOPS_WORKER`` and serves
+chat on the primary's port from the shared database, without reconciling.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from prometheus_client import CollectorRegistry
+
+from reconciler.logs import configure_logging
+from reconciler.store.db import DatabaseError, open_database
+from serve import logctx
+from serve.chat_routes import ChatSettings
+from serve.main import ServerOptions, run_server, serve_until_stopped
+from serve.workers import CONFIG_VARIABLE, WorkerConfig
+
+
+class _WorkerField(logging.Filter):
+    """Adds ``worker=N`` to every log line of this process."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.index
+        return True
+
+
+def main() -> None:
+    config = WorkerConfig.from_json(os.environ[CONFIG_VARIABLE])
+    configure_logging(config.log_format, config.log_level)
+    logctx.install()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_WorkerField(config.index))
+    try:
+        engine = open_database(os.environ.get("SAMOPS_DATABASE_URL"))
+    except DatabaseError as exc:
+        raise SystemExit(f"samops worker {config.index}: {exc}") from None
+    options = ServerOptions(
+        config.host,
+        config.port,
+        os.environ.get("SAMOPS_WEBHOOK_SECRET"),
+        ChatSettings(
+            account_number=config.account_number,
+            api_domain=config.api_domain,
+            max_tool_rounds=config.max_tool_rounds,
+        ),
+        demo=config.demo,
+        admin_key_digest=config.admin_key_digest,
+        log_format=config.log_format,
+        log_level=config.log_level,
+        follower=config.follower,
+        allow_plaintext_secrets=config.allow_plaintext_secrets,
+    )
+    run_server(
+        serve_until_stopped(
+            engine=engine,
+            registry=CollectorRegistry(),
+            options=options,
+            describe=f"worker {config.index}",
+            worker=config,
+        ),
+        engine,
+    )
+
+
+if __name__ == "__main__":
+    main()
