@@ -418,6 +418,20 @@ def applied_generations(database_url: str, repo: ManifestRepo) -> dict[int, tupl
     return found
 
 
+def turns_not_stored(database_url: str, samples: list[Sample]) -> tuple[int, int]:
+    """(Smarter-route turns answered 200, those whose session is not in the database after
+    samops' clean shutdown): each soak turn starts its own session, so a missing session is a
+    turn lost by session writes."""
+    answered = {s.answer.session for s in samples if s.answer.status == 200 and s.answer.session}
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            stored = set(connection.execute(select(schema.chat_sessions.c.session_key)).scalars())
+    finally:
+        engine.dispose()
+    return len(answered), len(answered - stored)
+
+
 def mismatch(sample: Sample, generations: dict[int, tuple[Commit, float]]) -> str | None:
     """Why the answer does not match the commit applied at its generation (None: it does)."""
     answer = sample.answer
@@ -558,6 +572,11 @@ def print_report(
         figures["revoked_key_accepted_after_1s"],
         "must be 0",
     )
+    row(
+        "Smarter turns not stored at shutdown",
+        figures["smarter_turns_not_stored"],
+        f"must be 0  (checked {figures['smarter_turns_checked']}, database outage included)",
+    )
     kinds = ", ".join(f"{k} {n}" for k, n in figures["commits_by_kind"].items())
     row(
         "commits",
@@ -694,8 +713,11 @@ def run(settings: Settings) -> int:
 
         eventloop.run(soak.run(drill_context if settings.drills else None))
         alive = samops.alive()
+        samops.stop()  # a clean shutdown writes every queued chat turn
         generations = applied_generations(database_url, repo)
         figures = analyse(live, repo, generations)
+        checked, lost = turns_not_stored(database_url, live.samples)
+        figures["smarter_turns_checked"], figures["smarter_turns_not_stored"] = checked, lost
         logged = log_summary(samops.log.read_text(errors="replace").splitlines())
     report: dict[str, Any] = {
         "settings": asdict(settings),
@@ -720,6 +742,7 @@ def run(settings: Settings) -> int:
             ("errors", figures["errors"]),
             ("config_mismatches", figures["config_mismatches"]),
             ("revoked_key_accepted_after_1s", figures["revoked_key_accepted_after_1s"]),
+            ("smarter_turns_not_stored", figures["smarter_turns_not_stored"]),
             ("samops_exited", not alive),
             ("drills", sum(d.outcome == "FAIL" for d in live.drills)),
         )

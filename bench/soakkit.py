@@ -151,6 +151,7 @@ class Answer:
     content: str  # the assistant's text on 2xx
     code: str  # the error code otherwise ("" when none)
     well_formed: bool  # 2xx with a completion, or an error with the JSON error shape
+    session: str = ""  # the session_key of a Smarter-route answer
 
 
 async def chat(
@@ -183,7 +184,9 @@ async def chat(
         return Answer(sent, time.time(), 0, None, "", type(exc).__name__, False)
     content, code, well_formed = _read(document, status, smarter)
     number = int(generation) if generation and generation.isdigit() else None
-    return Answer(sent, time.time(), status, number, content, code, well_formed)
+    data = document.get("data") if smarter and isinstance(document, dict) else None
+    session = str(data.get("session_key") or "") if isinstance(data, dict) else ""
+    return Answer(sent, time.time(), status, number, content, code, well_formed, session)
 
 
 def _read(document: Any, status: int, smarter: bool) -> tuple[str, str, bool]:
