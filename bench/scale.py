@@ -8,7 +8,8 @@ alone in a child process (``bench/scalestep.py``), which reports its peak RSS (`
 - baseline: parse the same files with PyYAML's C loader, nothing else;
 - cold validate: read C0 from git and validate it (what ``samops validate --repo`` does);
 - cold apply: a new daemon's first pass over C0 on an empty database;
-- no-op reconcile: a running daemon's pass over C1 (full plan, nothing to write);
+- no-op reconcile: a running daemon's pass over C1 (its manifests are C0's, same git tree:
+  recorded as applied without reading them);
 - one-file-change reconcile: a running daemon's pass over C2 (one update).
 
 The two reconcile steps first make an untimed pass over the previous, applied revision, as

@@ -10,9 +10,9 @@ sees it would also count the parent's own pages from before ``exec``.
   PyYAML's C loader, nothing else;
 - ``validate``: read the commit's files from git and validate them (``samops validate``);
 - ``apply``: the first pass of a new daemon on an empty database: read, validate, apply;
-- ``reconcile``: a pass of a daemon that has been running: first an untimed pass over
-  ``--warm-ref`` (already applied: it fills the parse cache as the daemon's earlier passes
-  did), then the timed pass over ``--ref``.
+- ``reconcile``: a pass of a daemon (``Daemon.reconcile_once``) that has been running: first
+  an untimed read and validation of ``--warm-ref`` (already applied: it fills the parse cache
+  as the daemon's earlier passes did), then the timed pass over ``--ref``.
 """
 
 from __future__ import annotations
@@ -35,26 +35,37 @@ def _parse(root: Path) -> dict[str, Any]:
 
 
 def _pass(args: argparse.Namespace) -> dict[str, Any]:
-    from reconciler.apply import apply_revision
-    from reconciler.sam.revision import ParseCache, validate_files
+    from prometheus_client import CollectorRegistry
+
+    from reconciler.daemon import Daemon
+    from reconciler.follow import LocalGitFollower
+    from reconciler.leader import leader_lock_for
+    from reconciler.metrics import ReconcilerMetrics
+    from reconciler.sam.revision import validate_files
     from reconciler.source import GitSource
     from reconciler.store.db import open_database
 
     engine = open_database(args.database_url)  # schema migrations are not timed
-    cache = ParseCache()
+    follower = LocalGitFollower(args.repo, path=args.path)
+    daemon = Daemon(  # its pass, exactly; the loop around it is not started
+        engine=engine,
+        follower=follower,
+        leader=leader_lock_for(engine, "default"),
+        metrics=ReconcilerMetrics(CollectorRegistry()),
+    )
 
     def one(ref: str) -> dict[str, Any]:
-        snapshot = GitSource(args.repo, ref=ref, path=args.path).read()
-        revision = validate_files(snapshot.revision, snapshot.files, cache=cache)
-        result = apply_revision(engine, revision)
+        follower.ref = ref
+        result = daemon.reconcile_once()
         if not result.ok:
             raise SystemExit(f"{ref}: {result.outcome}: {result.message or result.errors[:3]}")
         plan = result.plan
         changes = f"+{plan.count('create')} ~{plan.count('update')} -{plan.count('delete')}"
         return {"outcome": result.outcome, "changes": changes}
 
-    if args.warm_ref:
-        one(args.warm_ref)
+    if args.warm_ref:  # what the daemon's earlier passes left in its parse cache
+        warm = GitSource(args.repo, ref=args.warm_ref, path=args.path).read()
+        validate_files(warm.revision, warm.files, cache=daemon.cache)
     started = time.perf_counter()
     done = one(args.ref)
     done["seconds"] = time.perf_counter() - started

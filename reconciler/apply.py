@@ -1,6 +1,10 @@
 """Apply: make the database equal one revision, atomically, and record the attempt.
 
-The last stage before Publish. ``apply_revision`` runs these steps:
+The last stage before Publish. ``apply_if_files_unchanged`` comes first, before any file is
+read: a new revision whose digest (its git tree at the followed path, see
+``source.Snapshot.digest``) is that of the applied revision has the same files, so it is
+recorded as applied, ``unchanged``, in one small transaction, without reading, validating or
+planning (a commit elsewhere in a monorepo). Otherwise ``apply_revision`` runs these steps:
 
 1. **already attempted?** read the state row without a write transaction; the same revision
    again returns at once and writes nothing, reporting what it was recorded as: ``up-to-date``
@@ -35,6 +39,7 @@ from sqlalchemy import Connection, Engine, insert, select, text, update
 from reconciler.plan import Plan, compute_plan
 from reconciler.sam.diagnostics import Diagnostic
 from reconciler.sam.revision import Revision
+from reconciler.source import Peek
 from reconciler.state import desired_state
 from reconciler.store import schema
 from reconciler.store.db import reading, translated_errors
@@ -89,8 +94,10 @@ def _record(
     generation: int,
     errors: list[dict[str, Any]],
     applied: bool,
+    digest: str | None = None,
 ) -> None:
-    """The sync record and the state row, in the caller's transaction."""
+    """The sync record and the state row, in the caller's transaction; ``digest`` is that
+    of the applied files (recorded when ``applied``)."""
     connection.execute(
         insert(schema.syncs).values(
             source=attempt.source,
@@ -114,6 +121,7 @@ def _record(
     }
     if applied:
         values["last_applied_revision"] = attempt.revision
+        values["last_applied_digest"] = digest
     exists = connection.execute(select(schema.state.c.id).where(schema.state.c.id == 1)).first()
     if exists:
         connection.execute(update(schema.state).where(schema.state.c.id == 1).values(values))
@@ -134,8 +142,10 @@ def apply_revision(
     source: str = DEFAULT_SOURCE,
     allow_empty: bool = False,
     on_committed: Callable[[int], None] | None = None,
+    digest: str | None = None,
 ) -> ApplyResult:
-    """Make the rows of ``source`` equal ``revision`` in one transaction (see module doc)."""
+    """Make the rows of ``source`` equal ``revision`` in one transaction (see module doc);
+    ``digest`` is that of its files, when known (``source.Snapshot.digest``)."""
     started, started_clock = _now(), time.perf_counter()
     rev = revision.revision
     with reading(engine) as connection:  # 1. read-only look: attempted already?
@@ -210,6 +220,7 @@ def apply_revision(
                 generation=generation,
                 errors=[],
                 applied=True,
+                digest=digest,
             )
     except Exception as exc:
         _record_failure(engine, exc, attempt)
@@ -217,6 +228,42 @@ def apply_revision(
     if on_committed is not None and not plan.empty:  # 6. publish, after the commit
         on_committed(generation)
     return ApplyResult("unchanged" if plan.empty else "applied", rev, generation, plan)
+
+
+def apply_if_files_unchanged(
+    engine: Engine, peek: Peek, *, source: str = DEFAULT_SOURCE
+) -> ApplyResult | None:
+    """Step 0, before any file is read: when ``peek``'s digest is that of the applied
+    revision of ``source``, record ``peek``'s revision as applied and unchanged (or report it
+    up to date) and return the result; None when the files must be read and applied."""
+    with reading(engine) as connection:
+        current = read_state(connection)
+        connection.rollback()
+    if current.source != source or current.last_applied_digest != peek.digest:
+        return None
+    if current.last_applied_revision == peek.revision:
+        return ApplyResult("up-to-date", peek.revision, current.generation)
+    attempt = _Attempt(source, peek.revision, _now(), time.perf_counter())
+    with translated_errors(str(engine.url)), engine.begin() as connection:
+        state = read_state(connection, for_update=True)
+        if state.source != source or state.last_applied_digest != peek.digest:
+            return None  # another applier moved on meanwhile: read and apply as usual
+        _record(
+            connection,
+            attempt,
+            outcome="unchanged",
+            plan=Plan(()),
+            generation=state.generation,
+            errors=[],
+            applied=True,
+            digest=peek.digest,
+        )
+    return ApplyResult(
+        "unchanged",
+        peek.revision,
+        state.generation,
+        message="its manifests are those of the applied revision; nothing was read",
+    )
 
 
 def _record_attempt(

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import sqlalchemy.exc
 from sqlalchemy import Engine
 
-from reconciler.apply import ApplyError, ApplyResult, apply_revision
+from reconciler.apply import ApplyError, ApplyResult, apply_if_files_unchanged, apply_revision
 from reconciler.follow import Follower, Watch
 from reconciler.leader import LeaderLock
 from reconciler.metrics import ReconcilerMetrics
@@ -372,7 +372,8 @@ class Daemon:
     # --- one pass (worker thread) ---------------------------------------------------------
 
     def reconcile_once(self, *, fetch: bool = False) -> ApplyResult:
-        """[fetch] -> read -> validate -> apply -> publish, with one summary at the end."""
+        """[fetch] -> peek (the applied files again? record it, done) -> read -> validate ->
+        apply -> publish, with one summary at the end."""
         started = time.perf_counter()
         result: ApplyResult | None = None
         revision_id = ""
@@ -383,6 +384,14 @@ class Daemon:
                 except SourceError:
                     self.metrics.fetch_failures.inc()
                     raise
+            peek = self.follower.peek()
+            if peek is not None:  # a commit that leaves the manifests as applied: no read
+                revision_id = peek.revision
+                result = apply_if_files_unchanged(
+                    self.engine, peek, source=self.settings.source_name
+                )
+                if result is not None:
+                    return result
             snapshot = self.follower.read()
             revision_id = snapshot.revision
             revision = validate_files(
@@ -398,6 +407,7 @@ class Daemon:
                 source=self.settings.source_name,
                 allow_empty=self.settings.allow_empty,
                 on_committed=self._published,
+                digest=snapshot.digest,
             )
             return result
         finally:
@@ -444,6 +454,8 @@ class Daemon:
         elif outcome == "up-to-date":
             log.debug("reconciled", extra=fields)
         else:
+            if result.message:  # the files were not read: why
+                fields["note"] = result.message
             log.info("reconciled", extra=fields)
 
     def _published(self, generation: int) -> None:

@@ -1,6 +1,7 @@
 """What the daemon follows: a local repository, a remote one, or a directory.
 
-Source stage of the daemon. A follower knows how to read the current revision (``read``),
+Source stage of the daemon. A follower knows how to read the current revision (``read``), or
+just name it and the digest of its files without reading them (``peek``; git only),
 whether a file-system event concerns it (``relevant``), and, for a remote repository, how to
 fetch. It never decides when: the daemon does, level-based, by calling ``read`` again.
 
@@ -27,7 +28,14 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from reconciler.sam.diagnostics import mask_url_credentials
-from reconciler.source import DirectorySource, GitSource, Snapshot, SourceError, is_manifest
+from reconciler.source import (
+    DirectorySource,
+    GitSource,
+    Peek,
+    Snapshot,
+    SourceError,
+    is_manifest,
+)
 
 FETCH_TIMEOUT_SECONDS = 120
 
@@ -36,6 +44,7 @@ class Follower(Protocol):
     remote: bool
 
     def describe(self) -> str: ...
+    def peek(self) -> Peek | None: ...
     def read(self) -> Snapshot: ...
     def watch_roots(self) -> list[Path]: ...
     def relevant(self, path: str) -> bool: ...
@@ -68,6 +77,9 @@ class LocalGitFollower:
             finally:
                 repository.close()
         return self._dirs
+
+    def peek(self) -> Peek:
+        return GitSource(self.repo, ref=self.ref, path=self.path).peek()
 
     def read(self) -> Snapshot:
         return GitSource(self.repo, ref=self.ref, path=self.path).read()
@@ -131,10 +143,16 @@ class RemoteGitFollower:
         finally:
             repository.close()
 
-    def read(self) -> Snapshot:
+    def _source(self) -> GitSource:
         if not (self.clone_dir / "HEAD").exists():
             self.fetch()
-        return GitSource(self.clone_dir, ref=f"refs/heads/{self.branch}", path=self.path).read()
+        return GitSource(self.clone_dir, ref=f"refs/heads/{self.branch}", path=self.path)
+
+    def peek(self) -> Peek:
+        return self._source().peek()
+
+    def read(self) -> Snapshot:
+        return self._source().read()
 
     def watch_roots(self) -> list[Path]:
         return []
@@ -150,6 +168,10 @@ class DirectoryFollower:
 
     def describe(self) -> str:
         return f"directory {self.root}"
+
+    def peek(self) -> Peek | None:
+        """A folder has no digest cheaper than reading it (its revision is one)."""
+        return None
 
     def read(self) -> Snapshot:
         return DirectorySource(self.root).read()

@@ -54,6 +54,23 @@ class Snapshot:
     revision: str
     files: list[SourceFile] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    digest: str | None = None
+    """What the files were read from, when it is known before reading them (git: the tree
+    at the path, and the path): two revisions with one digest have the same files."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """A revision and its digest (see ``Snapshot.digest``), found without reading files."""
+
+    revision: str
+    digest: str
+
+
+def tree_digest(path: str, tree_sha: str) -> str:
+    """The digest of the files under ``path`` in a git tree (the path counts: the database
+    records each resource's file path)."""
+    return "git:" + hashlib.sha256(f"{path}\0{tree_sha}".encode()).hexdigest()[:32]
 
 
 def blob_sha(data: bytes) -> str:
@@ -183,20 +200,34 @@ class GitSource:
                 "'git branch -a' and 'git tag')"
             ) from None
 
+    def _tree(self, repository: git.Repo) -> tuple[git.Commit, git.Tree, str]:
+        """The commit, the tree at ``path`` in it, and the path without slashes."""
+        commit = self.resolve(repository)
+        base = self.path.strip("/")
+        try:
+            tree = commit.tree / base if base else commit.tree
+        except KeyError:
+            raise SourceError(
+                f"the path {base!r} does not exist at {self.ref} ({commit.hexsha[:12]})"
+            ) from None
+        if not isinstance(tree, git.Tree):
+            raise SourceError(f"the path {base!r} at {self.ref} is a file, not a folder")
+        return commit, tree, base
+
+    def peek(self) -> Peek:
+        """The revision and its digest, without reading a file (milliseconds at any size)."""
+        repository = self.open()
+        try:
+            commit, tree, base = self._tree(repository)
+            return Peek(commit.hexsha, tree_digest(base, tree.hexsha))
+        finally:
+            repository.close()
+
     def read(self) -> Snapshot:
         repository = self.open()
         try:
-            commit = self.resolve(repository)
-            snapshot = Snapshot(revision=commit.hexsha)
-            base = self.path.strip("/")
-            try:
-                tree = commit.tree / base if base else commit.tree
-            except KeyError:
-                raise SourceError(
-                    f"the path {base!r} does not exist at {self.ref} ({commit.hexsha[:12]})"
-                ) from None
-            if not isinstance(tree, git.Tree):
-                raise SourceError(f"the path {base!r} at {self.ref} is a file, not a folder")
+            commit, tree, base = self._tree(repository)
+            snapshot = Snapshot(commit.hexsha, digest=tree_digest(base, tree.hexsha))
             for item in tree.traverse():
                 if isinstance(item, git.Blob) and is_manifest(item.name):
                     self._read_blob(commit.tree, item, base, snapshot)

@@ -34,6 +34,7 @@ class StateRow:
     last_attempted_revision: str | None
     generation: int
     updated_at: dt.datetime | None
+    last_applied_digest: str | None = None
 
 
 EMPTY_STATE = StateRow(None, None, None, 0, None)
@@ -54,6 +55,7 @@ def read_state(connection: Connection, *, for_update: bool = False) -> StateRow:
         row["last_attempted_revision"],
         row["generation"],
         row["updated_at"],
+        row["last_applied_digest"],
     )
 
 

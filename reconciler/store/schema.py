@@ -283,6 +283,11 @@ state = Table(
     Column("last_applied_revision", String(80)),
     Column("last_attempted_revision", String(80)),
     Column(
+        "last_applied_digest",
+        String(80),
+        comment="what the applied revision's files were read from (git tree and path)",
+    ),
+    Column(
         "generation",
         BigInteger,
         nullable=False,

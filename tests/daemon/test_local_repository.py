@@ -161,3 +161,23 @@ def test_suspend_holds_commits_until_resume(
 
     status = daemon.applied(held)
     assert status["suspended"] is False
+
+
+def test_commit_outside_the_manifests_is_applied_without_reading_them(
+    start_daemon: Callable[..., DaemonProcess], repo: GitRepo
+) -> None:
+    daemon = start_daemon("--repo", str(repo.root), "--path", "manifests", "--log-format", "json")
+    daemon.applied(repo.git("rev-parse", "HEAD"))
+    repo.write("README.md", "The manifests live in manifests/.\n")
+
+    docs = repo.commit("docs only")
+
+    status = daemon.applied(docs)
+    assert status["generation"] == 1
+    assert status["last_sync"]["outcome"] == "unchanged"
+    notes = [
+        line.get("note")
+        for line in daemon.log_lines()
+        if line.get("message") == "reconciled" and line.get("revision") == docs
+    ]
+    assert notes == ["its manifests are those of the applied revision; nothing was read"]
