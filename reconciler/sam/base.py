@@ -55,6 +55,14 @@ class Sensitive:
     """Marks a field whose value must never appear in a message, log or plan."""
 
 
+@dataclass(frozen=True, slots=True)
+class Capped:
+    """Marks a number that Smarter caps rather than refuses: above ``maximum`` the loader
+    warns and uses ``maximum``, so a manifest Smarter accepts loads here too."""
+
+    maximum: int
+
+
 def _scalar_to_text(value: Any) -> Any:
     """YAML turns ``true``, ``12345`` and ``2024-06-15`` into non-strings; some fields are text
     whatever the YAML type (header values, annotation values), so convert them back."""

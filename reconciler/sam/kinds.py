@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from reconciler.sam.base import (
+    Capped,
     EmptyIfNull,
     HttpUrl,
     Metadata,
@@ -248,7 +249,7 @@ class SqlData(SamModel):
     parameters: Annotated[list[Parameter], EmptyIfNull] = []
     sql_query: str = Field(description="SQL with {param} placeholders, bound by the driver.")
     test_values: Annotated[list[TestValue], EmptyIfNull] = []
-    limit: Annotated[int, Field(gt=0, le=SQL_LIMIT_MAX)] = 100
+    limit: Annotated[int, Field(gt=0), Capped(SQL_LIMIT_MAX)] = 100
 
     _unique_parameters = field_validator("parameters")(_check_parameters)
     _placeholders_declared = field_validator("sql_query")(_check_placeholders)

@@ -27,6 +27,7 @@ from reconciler.sam.base import (
     ACCOUNT_NUMBER_PATTERN,
     NAME_PATTERN,
     SEMVER_PATTERN,
+    Capped,
     Metadata,
     NameRef,
     Sensitive,
@@ -245,6 +246,16 @@ class _Walk:
         markers = _markers(info, annotation)
         if any(isinstance(m, NameRef) for m in markers):
             return self.name(value, path, sensitive=any(isinstance(m, Sensitive) for m in markers))
+        for cap in (m for m in markers if isinstance(m, Capped)):
+            if isinstance(value, int) and not isinstance(value, bool) and value > cap.maximum:
+                self.warn(
+                    "capped",
+                    path,
+                    f"{value:,} is over the maximum of {cap.maximum:,}: {cap.maximum:,} is used "
+                    "(as Smarter does)",
+                    hint=f"write {cap.maximum} or less to silence this warning",
+                )
+                return cap.maximum
         model = _model_of(annotation)
         if model is not None and isinstance(value, dict):
             return self.mapping(value, model, path)

@@ -587,25 +587,6 @@ spec:
     pytest.param(
         """\
 apiVersion: smarter.sh/v1
-kind: SqlPlugin
-metadata: {name: courses}
-spec:
-  selector: {directive: always}
-  prompt: {systemRole: List courses.}
-  connection: db
-  sqlData:
-    sqlQuery: SELECT * FROM courses
-    limit: 1001
-""",
-        [
-            "m.yaml:10:12: spec.sqlData.limit: error: Input should be less than or equal to "
-            "1000 (got 1001)"
-        ],
-        id="sql-limit-over-1000",
-    ),
-    pytest.param(
-        """\
-apiVersion: smarter.sh/v1
 kind: ApiPlugin
 metadata: {name: seats}
 spec:
@@ -1416,6 +1397,31 @@ spec:
         check_references=False,
     )
     assert revision.resources[0].model.metadata.description == description
+
+
+def test_sql_limit_over_the_maximum_is_capped_with_a_warning() -> None:
+    revision = validate_text(
+        """\
+apiVersion: smarter.sh/v1
+kind: SqlPlugin
+metadata: {name: courses}
+spec:
+  selector: {directive: always}
+  prompt: {systemRole: List courses.}
+  connection: db
+  sqlData:
+    sqlQuery: SELECT * FROM courses
+    limit: 5000
+""",
+        check_references=False,
+    )
+    assert revision.valid
+    assert rendered(revision.diagnostics) == [
+        "m.yaml:10:5: spec.sqlData.limit: warning: 5,000 is over the maximum of 1,000: 1,000 "
+        "is used (as Smarter does)"
+    ]
+    assert revision.diagnostics[0].hint == "write 1000 or less to silence this warning"
+    assert revision.resources[0].model.spec.sql_data.limit == 1000
 
 
 def test_unquoted_colon_value_is_read_whole() -> None:
