@@ -38,7 +38,7 @@ from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_json, as_text, dumps
 from reconciler.sam.revision import ParseCache, Revision, validate_source
 from reconciler.sam.schema import all_kinds_schema, kind_schema
-from reconciler.source import DirectorySource, GitSource, SourceError
+from reconciler.source import DirectorySource, FileSource, GitSource, SourceError
 from reconciler.store.control import request_reconcile, set_suspended
 from reconciler.store.db import (
     DatabaseError,
@@ -125,8 +125,16 @@ def database_options(command: Any) -> Any:
 
 
 def _read_revision(
-    path: Path | None, repo: Path | None, ref: str, subpath: str, allow_plaintext_secrets: bool
+    path: Path | None,
+    repo: Path | None,
+    ref: str,
+    subpath: str,
+    allow_plaintext_secrets: bool,
+    *,
+    one_file: bool = False,
 ) -> Revision:
+    """The validated revision the options name; a single file PATH only when ``one_file``
+    (``validate``: a file is checked alone; plan and apply need a whole revision)."""
     if path is not None and repo is not None:
         raise click.UsageError("give either PATH or --repo, not both")
     if repo is None and (ref != "HEAD" or subpath):
@@ -134,18 +142,26 @@ def _read_revision(
             "--ref and --path read a git repository: add --repo (e.g. --repo .), or give the "
             "folder as PATH"
         )
-    source: DirectorySource | GitSource = (
-        GitSource(repo, ref=ref, path=subpath)
-        if repo is not None
-        else DirectorySource(path or Path("."))
-    )
+    source: DirectorySource | GitSource | FileSource
+    if repo is not None:
+        source = GitSource(repo, ref=ref, path=subpath)
+    elif path is not None and path.is_file():
+        if not one_file:
+            _fail(
+                f"{path} is a file; this command needs every manifest of a revision (hint: give "
+                "the folder, or use 'samops validate' to check one file)"
+            )
+        source = FileSource(path)
+    else:
+        source = DirectorySource(path or Path("."))
     try:
         revision = validate_source(
             source, options=LoadOptions(allow_plaintext_secrets=allow_plaintext_secrets)
         )
     except SourceError as exc:
         _fail(str(exc))
-    folder = (path or Path(".")).as_posix()
+    given = path or Path(".")
+    folder = (given.parent if isinstance(source, FileSource) else given).as_posix()
     if repo is None and folder != ".":  # show paths that open from here
         revision.diagnostics = [_under(folder, d) for d in revision.diagnostics]
     return revision
@@ -220,16 +236,18 @@ def validate(
 ) -> None:
     """Check every manifest of a revision and report all problems at once.
 
-    PATH is a directory of manifests (default: the current directory). With --repo, the files
-    are read from a git commit (--ref, --path), never from the working tree, so uncommitted
-    edits are not seen.
+    PATH is a directory of manifests (default: the current directory), or one file, checked
+    alone (its references to resources in other files are not checked). With --repo, the
+    files are read from a git commit (--ref, --path), never from the working tree, so
+    uncommitted edits are not seen.
 
     \b
     Examples:
       samops validate manifests
+      samops validate manifests/clients/support.yaml
       samops validate --repo . --ref origin/main --path manifests --format json
     """
-    revision = _read_revision(path, repo, ref, subpath, allow_plaintext_secrets)
+    revision = _read_revision(path, repo, ref, subpath, allow_plaintext_secrets, one_file=True)
     if output_format == "json":
         click.echo(dumps(as_json(revision, strict=strict)))
     else:

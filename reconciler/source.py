@@ -172,6 +172,25 @@ class DirectorySource:
 
 
 @dataclass(frozen=True, slots=True)
+class FileSource:
+    """One manifest file, checked alone (``samops validate FILE``): read as a directory source
+    of its folder that holds only it (same limits; its path relative to that folder)."""
+
+    path: Path
+    max_file_bytes: int = 1024 * 1024
+
+    def read(self) -> Snapshot:
+        if not self.path.is_file():
+            raise SourceError(f"{self.path} is not a file")
+        folder = DirectorySource(self.path.parent, self.max_file_bytes)
+        snapshot = Snapshot(revision="")
+        folder._read_file(self.path, self.path.parent.resolve(), snapshot)
+        blob = snapshot.files[0].blob if snapshot.files else "unread"
+        snapshot.revision = "file:" + blob[:16]
+        return snapshot
+
+
+@dataclass(frozen=True, slots=True)
 class GitSource:
     """Manifest files under ``path`` in the commit ``ref`` of the repository at ``repo``."""
 

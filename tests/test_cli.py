@@ -111,6 +111,7 @@ def test_json_output_has_the_documented_shape(git_repo: GitRepo) -> None:
         "valid",
         "revision",
         "files",
+        "references_checked",
         "errors",
         "warnings",
         "resources",
@@ -172,6 +173,42 @@ def test_validate_exit_codes(
         (tmp_path / name).write_text(text)
     code, output = run("validate", str(tmp_path), *args)
     assert code == expected_code, output
+
+
+def test_one_file_is_validated_alone_without_its_references() -> None:
+    support = MANIFESTS / "clients/support.yaml"
+
+    code, output = run("validate", str(support))
+    assert code == 0, output
+    assert output.splitlines() == [
+        "references to other resources were not checked (one file alone): validate its "
+        "folder to check them",
+        "1 file, 1 resource: valid",
+    ]
+    code, output = run("validate", str(support), "--format", "json")
+    document = json.loads(output)
+    assert (code, document["valid"], document["references_checked"]) == (0, True, False)
+    assert document["resources"][0]["file"] == "support.yaml"
+
+
+def test_one_bad_file_is_reported_at_the_path_given(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: smarter.sh/v1\nkind: LLMClient\nmetadata: {name: x}\n"
+        "spec:\n  config: {defaultModle: gpt-4o}\n"
+    )
+
+    code, output = run("validate", str(bad))
+
+    assert code == 1
+    assert output.startswith(f"{bad.as_posix()}:5:12: spec.config.defaultModle: error:")
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_plan_and_apply_refuse_a_single_file(command: str) -> None:
+    code, output = run(command, str(MANIFESTS / "clients/support.yaml"))
+    assert code == 1
+    assert "is a file; this command needs every manifest of a revision" in output
 
 
 def test_unreadable_source_is_an_error_not_a_traceback(tmp_path: Path) -> None:

@@ -30,8 +30,16 @@ def summary(revision: Revision, *, strict: bool = False) -> str:
     return f"{counted}: {verdict}"
 
 
+NOT_CROSS_CHECKED = (
+    "references to other resources were not checked (one file alone): validate its folder "
+    "to check them"
+)
+
+
 def as_text(revision: Revision, *, strict: bool = False) -> str:
     lines = [d.render() for d in revision.diagnostics]
+    if not revision.references_checked:
+        lines.append(NOT_CROSS_CHECKED)
     lines.append(summary(revision, strict=strict))
     return "\n".join(lines)
 
@@ -43,6 +51,7 @@ def as_json(revision: Revision, *, strict: bool = False) -> dict[str, Any]:
         "valid": passed,
         "revision": revision.revision,
         "files": revision.files,
+        "references_checked": revision.references_checked,
         "errors": len(revision.errors),
         "warnings": len(revision.warnings),
         "resources": [

@@ -16,7 +16,7 @@ from reconciler.sam.diagnostics import Diagnostic, Severity, sort_diagnostics
 from reconciler.sam.load import LoadOptions, Resource, load_document
 from reconciler.sam.references import check_revision
 from reconciler.sam.yamlread import ReadLimits, read_yaml_documents
-from reconciler.source import DirectorySource, GitSource, SourceFile
+from reconciler.source import DirectorySource, FileSource, GitSource, SourceFile
 
 
 @dataclass(slots=True)
@@ -27,6 +27,8 @@ class Revision:
     resources: list[Resource] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: int = 0
+    references_checked: bool = True
+    """False when files were checked alone (``samops validate FILE``)."""
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -95,7 +97,11 @@ def validate_files(
     """Validate a revision's files as a whole; every problem is collected, none raised."""
     options = options or LoadOptions()
     limits = limits or ReadLimits()
-    result = Revision(revision=revision, diagnostics=list(source_diagnostics))
+    result = Revision(
+        revision=revision,
+        diagnostics=list(source_diagnostics),
+        references_checked=check_references,
+    )
     resources: list[Resource] = []
     for file in files:
         result.files += 1
@@ -116,14 +122,15 @@ def validate_files(
 
 
 def validate_source(
-    source: DirectorySource | GitSource,
+    source: DirectorySource | GitSource | FileSource,
     *,
     options: LoadOptions | None = None,
     limits: ReadLimits | None = None,
     cache: ParseCache | None = None,
 ) -> Revision:
     """Read a source's files at its revision and validate them (``SourceError`` if the source
-    itself cannot be read)."""
+    itself cannot be read). A single file is checked alone: its references to other
+    resources are not (they live in other files)."""
     snapshot = source.read()
     return validate_files(
         snapshot.revision,
@@ -132,4 +139,5 @@ def validate_source(
         limits=limits,
         cache=cache,
         source_diagnostics=snapshot.diagnostics,
+        check_references=not isinstance(source, FileSource),
     )

@@ -14,6 +14,7 @@ import textwrap
 import pytest
 
 from reconciler.sam.diagnostics import Diagnostic
+from reconciler.sam.kinds import SqlPlugin
 from reconciler.sam.revision import validate_files
 from reconciler.source import SourceFile, blob_sha
 from tests.conftest import rendered, validate_text
@@ -1421,7 +1422,9 @@ spec:
         "is used (as Smarter does)"
     ]
     assert revision.diagnostics[0].hint == "write 1000 or less to silence this warning"
-    assert revision.resources[0].model.spec.sql_data.limit == 1000
+    plugin = revision.resources[0].model
+    assert isinstance(plugin, SqlPlugin)
+    assert plugin.spec.sql_data.limit == 1000
 
 
 def test_unquoted_colon_value_is_read_whole() -> None:
