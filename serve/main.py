@@ -327,16 +327,13 @@ def _preview_source(daemon: Daemon | None, options: ServerOptions) -> PreviewSou
 def _worker_configs(
     options: ServerOptions, port: int, openai_url: str | None
 ) -> list[WorkerConfig]:
-    chat = options.chat
     return [
         WorkerConfig(
             index=index,
             primary_pid=os.getpid(),
             host=options.host,
             port=port,
-            account_number=chat.account_number,
-            api_domain=chat.api_domain,
-            max_tool_rounds=chat.max_tool_rounds,
+            chat=options.chat,
             log_format=options.log_format,
             log_level=options.log_level,
             demo=options.demo,

@@ -15,7 +15,6 @@ from prometheus_client import CollectorRegistry
 from reconciler.logs import configure_logging
 from reconciler.store.db import DatabaseError, open_database
 from serve import logctx
-from serve.chat_routes import ChatSettings
 from serve.main import ServerOptions, run_server, serve_until_stopped
 from serve.workers import CONFIG_VARIABLE, WorkerConfig
 
@@ -46,11 +45,7 @@ def main() -> None:
         config.host,
         config.port,
         os.environ.get("SAMOPS_WEBHOOK_SECRET"),
-        ChatSettings(
-            account_number=config.account_number,
-            api_domain=config.api_domain,
-            max_tool_rounds=config.max_tool_rounds,
-        ),
+        config.chat,
         demo=config.demo,
         admin_key_digest=config.admin_key_digest,
         log_format=config.log_format,

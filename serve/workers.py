@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from serve.chat_routes import ChatSettings
+
 log = logging.getLogger("samops.workers")
 CONFIG_VARIABLE = "SAMOPS_WORKER"
 METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -64,9 +66,7 @@ class WorkerConfig:
     primary_pid: int
     host: str
     port: int
-    account_number: str
-    api_domain: str
-    max_tool_rounds: int
+    chat: ChatSettings
     log_format: str
     log_level: str
     demo: bool = False
@@ -85,7 +85,10 @@ class WorkerConfig:
     def from_json(cls, text: str) -> WorkerConfig:
         data: dict[str, Any] = json.loads(text)
         follower = data.pop("follower", None)
-        return cls(**data, follower=FollowerSpec(**follower) if follower else None)
+        return cls(
+            **data | {"chat": ChatSettings(**data["chat"])},
+            follower=FollowerSpec(**follower) if follower else None,
+        )
 
 
 def enable_shared_metrics() -> Path:

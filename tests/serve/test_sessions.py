@@ -22,21 +22,17 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, event, select, text
 
 from reconciler.apply import apply_revision
 from reconciler.sam.revision import validate_source
 from reconciler.source import DirectorySource
 from reconciler.store import schema
-from serve.app import ServerDeps, create_app
 from serve.chat import ToolCallRecord
-from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
-from serve.providers import Providers, ProviderSettings
 from serve.scripted import REQUESTS, create_scripted_app
 from serve.sessions import SessionStore, SessionsUnavailable, TurnRecord
-from serve.state import ServingSettings, ServingState
 from tests.conftest import MANIFESTS
+from tests.serve.harness import chat_routes
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 
@@ -415,38 +411,23 @@ async def chat_server(
     upstream = web.AppRunner(upstream_app, access_log=None)
     await upstream.setup()
     await web.TCPSite(upstream, "127.0.0.1", 0).start()
-    async with aiohttp.ClientSession() as http:
-        state = ServingState(engine, http, ServingSettings(data_dir=tmp_path))
-        state.load()
-        providers = Providers(
-            ProviderSettings(
-                openai_base_url=f"http://127.0.0.1:{upstream.addresses[0][1]}/v1",
-                openai_api_key="upstream-key",
-                max_retries=0,
-            )
-        )
-        sessions = fast_store(engine)
-        sessions.start()
-        app = create_app(
-            ServerDeps(
-                engine=engine,
-                registry=CollectorRegistry(),
-                wake_reconciler=lambda _reason: None,
-                served_generation=lambda: state.snapshot.generation,
-            )
-        )
-        add_chat_routes(app, ChatDeps(state, providers, sessions, ChatSettings()))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        try:
-            yield f"http://127.0.0.1:{runner.addresses[0][1]}", http, sessions, upstream_app
-        finally:
-            await runner.cleanup()
-            await sessions.close()
-            await providers.close()
-            state.close()
-            await upstream.cleanup()
+    sessions = fast_store(engine)
+    sessions.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            chat_routes(
+                engine,
+                http,
+                sessions,
+                upstream_url=f"http://127.0.0.1:{upstream.addresses[0][1]}/v1",
+                data_dir=tmp_path,
+            ) as base,
+        ):
+            yield base, http, sessions, upstream_app
+    finally:
+        await sessions.close()
+        await upstream.cleanup()
 
 
 def test_prompt_in_a_session_is_a_503_while_its_history_cannot_be_read(

@@ -21,19 +21,16 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from reconciler.apply import apply_revision
 from reconciler.sam.revision import validate_source
 from reconciler.source import DirectorySource
 from reconciler.store.db import open_database
-from serve.app import ServerDeps, create_app
-from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
-from serve.providers import Providers, ProviderSettings
+from serve.chat_routes import ChatSettings
 from serve.scripted import create_scripted_app
 from serve.sessions import SessionStore
-from serve.state import ServingSettings, ServingState
 from tests.conftest import MANIFESTS
+from tests.serve.harness import chat_routes
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,42 +90,27 @@ async def chat_server(
     apply_revision(engine, validate_source(DirectorySource(Path(folder))))
     upstream = Upstream()
     await upstream.start()
-    async with aiohttp.ClientSession() as http:
-        state = ServingState(engine, http, ServingSettings(data_dir=tmp_path))
-        state.load()
-        providers = Providers(
-            ProviderSettings(
-                openai_base_url=f"http://127.0.0.1:{upstream.port}/v1",
-                openai_api_key="upstream-key",
-                timeout_seconds=timeout,
-                max_retries=retries,
-            )
-        )
-        sessions = SessionStore(engine)
-        sessions.start()
-        app = create_app(
-            ServerDeps(
-                engine=engine,
-                registry=CollectorRegistry(),
-                wake_reconciler=lambda _reason: None,
-                served_generation=lambda: state.snapshot.generation,
-            )
-        )
-        add_chat_routes(
-            app, ChatDeps(state, providers, sessions, ChatSettings(deadline_seconds=deadline))
-        )
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        try:
-            yield Server(f"http://127.0.0.1:{runner.addresses[0][1]}", http, upstream)
-        finally:
-            await runner.cleanup()
-            await sessions.close()
-            await providers.close()
-            state.close()
-            await upstream.stop()
-            engine.dispose()
+    sessions = SessionStore(engine)
+    sessions.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            chat_routes(
+                engine,
+                http,
+                sessions,
+                upstream_url=f"http://127.0.0.1:{upstream.port}/v1",
+                data_dir=tmp_path,
+                settings=ChatSettings(deadline_seconds=deadline),
+                timeout=timeout,
+                retries=retries,
+            ) as base,
+        ):
+            yield Server(base, http, upstream)
+    finally:
+        await sessions.close()
+        await upstream.stop()
+        engine.dispose()
 
 
 def assert_gateway_error(reply: Reply, status: int, code: str, *, smarter: bool) -> None:

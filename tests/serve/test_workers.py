@@ -10,7 +10,9 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from serve.chat_routes import ChatSettings
 from serve.webhooks import sign
+from serve.workers import FollowerSpec, WorkerConfig
 from tests.conftest import GitRepo
 from tests.daemon.conftest import DaemonProcess, set_role, wait_for
 
@@ -166,3 +168,20 @@ def test_a_worker_exits_by_itself_when_the_primary_is_killed(
     daemon.kill()
 
     wait_for(lambda: gone(worker), what="the orphaned worker to exit")
+
+
+def test_worker_settings_survive_the_trip_through_the_environment() -> None:
+    config = WorkerConfig(
+        index=1,
+        primary_pid=42,
+        host="127.0.0.1",
+        port=8080,
+        chat=ChatSettings(max_tool_rounds=2, api_domain="example.com", deadline_seconds=9.5),
+        log_format="json",
+        log_level="debug",
+        admin_key_digest="sha256:" + "a" * 64,
+        follower=FollowerSpec(repo="/srv/bots", ref="main", subpath="manifests"),
+        ready_fd=7,
+    )
+
+    assert WorkerConfig.from_json(config.to_json()) == config

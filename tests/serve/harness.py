@@ -1,0 +1,63 @@
+"""samops' chat routes served in the test's own process, for tests that drive them over HTTP
+while they control the database and the upstream themselves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+
+from serve.app import ServerDeps, create_app
+from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
+from serve.providers import Providers, ProviderSettings
+from serve.sessions import SessionStore
+from serve.state import ServingSettings, ServingState
+
+
+@asynccontextmanager
+async def chat_routes(
+    engine: Engine,
+    http: aiohttp.ClientSession,
+    sessions: SessionStore,
+    *,
+    upstream_url: str,
+    data_dir: Path,
+    settings: ChatSettings | None = None,
+    timeout: float = 60.0,
+    retries: int = 0,
+) -> AsyncIterator[str]:
+    """The chat routes over the state applied on ``engine``, the built-in ``openai`` provider
+    pointing at ``upstream_url``; yields the base URL. ``sessions`` stays the caller's."""
+    state = ServingState(engine, http, ServingSettings(data_dir=data_dir))
+    state.load()
+    providers = Providers(
+        ProviderSettings(
+            openai_base_url=upstream_url,
+            openai_api_key="upstream-key",
+            timeout_seconds=timeout,
+            max_retries=retries,
+        )
+    )
+    app = create_app(
+        ServerDeps(
+            engine=engine,
+            registry=CollectorRegistry(),
+            wake_reconciler=lambda _reason: None,
+            served_generation=lambda: state.snapshot.generation,
+        )
+    )
+    add_chat_routes(app, ChatDeps(state, providers, sessions, settings or ChatSettings()))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+        await providers.close()
+        state.close()
