@@ -142,10 +142,9 @@ def apply_revision(
     source: str = DEFAULT_SOURCE,
     allow_empty: bool = False,
     on_committed: Callable[[int], None] | None = None,
-    digest: str | None = None,
 ) -> ApplyResult:
-    """Make the rows of ``source`` equal ``revision`` in one transaction (see module doc);
-    ``digest`` is that of its files, when known (``source.Snapshot.digest``)."""
+    """Make the rows of ``source`` equal ``revision`` in one transaction (see module doc).
+    Its digest, when known, is recorded, for ``apply_if_files_unchanged``."""
     started, started_clock = _now(), time.perf_counter()
     rev = revision.revision
     with reading(engine) as connection:  # 1. read-only look: attempted already?
@@ -220,7 +219,7 @@ def apply_revision(
                 generation=generation,
                 errors=[],
                 applied=True,
-                digest=digest,
+                digest=revision.digest,
             )
     except Exception as exc:
         _record_failure(engine, exc, attempt)

@@ -400,6 +400,7 @@ class Daemon:
                 options=self.settings.load_options,
                 cache=self.cache,
                 source_diagnostics=snapshot.diagnostics,
+                digest=snapshot.digest,
             )
             result = apply_revision(
                 self.engine,
@@ -407,7 +408,6 @@ class Daemon:
                 source=self.settings.source_name,
                 allow_empty=self.settings.allow_empty,
                 on_committed=self._published,
-                digest=snapshot.digest,
             )
             return result
         finally:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from reconciler.apply import apply_if_files_unchanged, apply_revision
 from reconciler.follow import DirectoryFollower
 from reconciler.sam.revision import validate_source
-from reconciler.source import GitSource
+from reconciler.source import DirectorySource, GitSource
 from reconciler.store import schema
 from reconciler.store.db import reading
 from reconciler.store.read import read_state
@@ -29,8 +29,7 @@ def applied(engine: Engine, git_repo: GitRepo) -> GitRepo:
 
 
 def apply_at_head(engine: Engine, repo: GitRepo, path: str = "manifests") -> str:
-    source = GitSource(repo.root, path=path)
-    result = apply_revision(engine, validate_source(source), digest=source.peek().digest)
+    result = apply_revision(engine, validate_source(GitSource(repo.root, path=path)))
     assert result.ok, result.errors
     return result.outcome
 
@@ -97,13 +96,13 @@ def test_returning_to_the_applied_files_after_an_invalid_commit_is_unchanged(
     assert result is not None and (result.outcome, result.revision) == ("unchanged", fixed)
 
 
-def test_an_apply_without_a_digest_forgets_it(engine: Engine, applied: GitRepo) -> None:
+def test_an_apply_from_a_folder_forgets_the_digest(engine: Engine, applied: GitRepo) -> None:
     support = applied.root / "manifests/clients/support.yaml"
     support.write_text(support.read_text().replace("friendly", "patient"))
-    applied.commit("prompt")
-    apply_revision(engine, validate_source(GitSource(applied.root, path="manifests")))  # a CLI
+    folder = apply_revision(engine, validate_source(DirectorySource(applied.root / "manifests")))
+    assert folder.outcome == "applied"
     applied.write("README.md", "docs\n")
-    applied.commit("docs")
+    applied.commit("the prompt, and docs")
 
     assert (
         apply_if_files_unchanged(engine, GitSource(applied.root, path="manifests").peek()) is None

@@ -29,6 +29,8 @@ class Revision:
     files: int = 0
     references_checked: bool = True
     """False when files were checked alone (``samops validate FILE``)."""
+    digest: str | None = None
+    """What the files were read from, when known (``source.Snapshot.digest``)."""
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -93,6 +95,7 @@ def validate_files(
     cache: ParseCache | None = None,
     source_diagnostics: Iterable[Diagnostic] = (),
     check_references: bool = True,
+    digest: str | None = None,
 ) -> Revision:
     """Validate a revision's files as a whole; every problem is collected, none raised."""
     options = options or LoadOptions()
@@ -101,6 +104,7 @@ def validate_files(
         revision=revision,
         diagnostics=list(source_diagnostics),
         references_checked=check_references,
+        digest=digest,
     )
     resources: list[Resource] = []
     for file in files:
@@ -140,4 +144,5 @@ def validate_source(
         cache=cache,
         source_diagnostics=snapshot.diagnostics,
         check_references=not isinstance(source, FileSource),
+        digest=snapshot.digest,
     )
