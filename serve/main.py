@@ -81,7 +81,6 @@ from serve.workers import (
     WorkerConfig,
     WorkerGroup,
     enable_shared_metrics,
-    remove_shared_metrics,
     tell_primary_listening,
     wake_primary,
     watch_primary,
@@ -118,8 +117,6 @@ class ServerOptions:
     """Enables the preview route (``serve/preview.py``) for the key with this digest."""
     workers: int = 1
     """Server processes on the port (``serve/workers.py``); 1 is this process alone."""
-    metrics_folder: Path | None = None
-    """The shared metrics folder this process made for its workers (removed at exit)."""
     log_format: str = "text"
     log_level: str = "info"
     follower: FollowerSpec | None = None
@@ -131,17 +128,14 @@ async def _start_site(runner: web.AppRunner, host: str, port: int, *, reuse_port
     """Listen; the port actually bound (``port`` may be 0)."""
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-        await site.start()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
     except OSError as exc:
         await runner.cleanup()
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror} (hint: "
             "another process uses the port; try --port)"
         ) from None
-    server = site._server  # aiohttp keeps the listening sockets there
-    sockets = getattr(server, "sockets", None) or []
-    return int(sockets[0].getsockname()[1]) if sockets else port
+    return int(runner.addresses[0][1])
 
 
 @asynccontextmanager
@@ -301,8 +295,6 @@ async def serve_until_stopped(
             await sessions.close()
             await providers.close()
             state.close()
-            if options.metrics_folder is not None:
-                remove_shared_metrics(options.metrics_folder)
             log.info("stopped")
 
 
@@ -580,7 +572,8 @@ def run(
             follower.read()  # fail now, clearly, on a wrong path or ref
     except (DatabaseError, SourceError) as exc:
         _fail(str(exc))
-    metrics_folder = enable_shared_metrics() if workers > 1 else None
+    if workers > 1:
+        enable_shared_metrics()
     registry = CollectorRegistry()
     daemon = Daemon(
         engine=engine,
@@ -602,7 +595,6 @@ def run(
         demo=demo,
         admin_key_digest=admin_key_digest,
         workers=workers,
-        metrics_folder=metrics_folder,
         log_format=log_format,
         log_level=log_level,
         follower=FollowerSpec(
@@ -648,13 +640,14 @@ def serve(
         engine = open_database(database_url)
     except DatabaseError as exc:
         _fail(str(exc))
+    if workers > 1:
+        enable_shared_metrics()
     options = ServerOptions(
         host,
         port,
         None,
         _chat_settings(account_number, api_domain, max_tool_rounds),
         workers=workers,
-        metrics_folder=enable_shared_metrics() if workers > 1 else None,
         log_format=log_format,
         log_level=log_level,
     )

@@ -24,6 +24,7 @@ GitOps server adds:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
@@ -93,10 +94,12 @@ class WorkerConfig:
 
 def enable_shared_metrics() -> Path:
     """Switch this process's metrics to prometheus_client's multiprocess mode, in a new private
-    folder that the workers inherit. Call before any metric is created."""
+    folder that the workers inherit and that goes when this process exits, however it exits
+    short of SIGKILL. Call before any metric is created."""
     from prometheus_client import values
 
     folder = Path(tempfile.mkdtemp(prefix="samops-metrics-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     os.environ[METRICS_VARIABLE] = str(folder)
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     return folder
@@ -223,10 +226,6 @@ class WorkerGroup:
                 process.kill()
                 await asyncio.to_thread(process.wait)
             _forget_metrics_of(process.pid)
-
-
-def remove_shared_metrics(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def watch_primary(primary_pid: int, stop: asyncio.Event) -> None:
