@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -26,7 +27,6 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -59,6 +59,7 @@ from serve.app import ServerDeps, create_app
 from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
 from serve.demo import add_demo_routes
 from serve.notify import GenerationListener
+from serve.options import FollowerSpec, ServerOptions
 from serve.preview import (
     Answer,
     LocalPreviewSource,
@@ -77,7 +78,6 @@ from serve.sessions import SessionStore
 from serve.state import ServingSettings, ServingState
 from serve.workers import (
     WAKE_SIGNAL,
-    FollowerSpec,
     WorkerConfig,
     WorkerGroup,
     enable_shared_metrics,
@@ -104,24 +104,6 @@ def choose_follower(
     if repo is not None:
         return LocalGitFollower(repo, ref, subpath)
     return DirectoryFollower(path or Path("."))
-
-
-@dataclass(frozen=True, slots=True)
-class ServerOptions:
-    host: str
-    port: int
-    webhook_secret: str | None
-    chat: ChatSettings
-    demo: bool = False
-    admin_key_digest: str | None = None
-    """Enables the preview route (``serve/preview.py``) for the key with this digest."""
-    workers: int = 1
-    """Server processes on the port (``serve/workers.py``); 1 is this process alone."""
-    log_format: str = "text"
-    log_level: str = "info"
-    follower: FollowerSpec | None = None
-    """What the workers preview refs from (the primary's follower)."""
-    allow_plaintext_secrets: bool = False
 
 
 async def _start_site(runner: web.AppRunner, host: str, port: int, *, reuse_port: bool) -> int:
@@ -319,21 +301,10 @@ def _preview_source(daemon: Daemon | None, options: ServerOptions) -> PreviewSou
 def _worker_configs(
     options: ServerOptions, port: int, openai_url: str | None
 ) -> list[WorkerConfig]:
+    bound = dataclasses.replace(options, port=port)
+    shared_upstream = None if os.environ.get("OPENAI_API_KEY") else openai_url
     return [
-        WorkerConfig(
-            index=index,
-            primary_pid=os.getpid(),
-            host=options.host,
-            port=port,
-            chat=options.chat,
-            log_format=options.log_format,
-            log_level=options.log_level,
-            demo=options.demo,
-            admin_key_digest=options.admin_key_digest,
-            follower=options.follower,
-            allow_plaintext_secrets=options.allow_plaintext_secrets,
-            scripted_upstream_url=None if os.environ.get("OPENAI_API_KEY") else openai_url,
-        )
+        WorkerConfig(index, os.getpid(), bound, shared_upstream)
         for index in range(1, options.workers)
     ]
 

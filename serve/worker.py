@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from reconciler.logs import configure_logging
 from reconciler.store.db import DatabaseError, open_database
 from serve import logctx
-from serve.main import ServerOptions, run_server, serve_until_stopped
+from serve.main import run_server, serve_until_stopped
 from serve.workers import CONFIG_VARIABLE, WorkerConfig
 
 
@@ -32,8 +32,11 @@ class _WorkerField(logging.Filter):
 
 
 def main() -> None:
-    config = WorkerConfig.from_json(os.environ[CONFIG_VARIABLE])
-    configure_logging(config.log_format, config.log_level)
+    config = WorkerConfig.from_json(
+        os.environ[CONFIG_VARIABLE], webhook_secret=os.environ.get("SAMOPS_WEBHOOK_SECRET")
+    )
+    options = config.options
+    configure_logging(options.log_format, options.log_level)
     logctx.install()
     for handler in logging.getLogger().handlers:
         handler.addFilter(_WorkerField(config.index))
@@ -41,18 +44,6 @@ def main() -> None:
         engine = open_database(os.environ.get("SAMOPS_DATABASE_URL"))
     except DatabaseError as exc:
         raise SystemExit(f"samops worker {config.index}: {exc}") from None
-    options = ServerOptions(
-        config.host,
-        config.port,
-        os.environ.get("SAMOPS_WEBHOOK_SECRET"),
-        config.chat,
-        demo=config.demo,
-        admin_key_digest=config.admin_key_digest,
-        log_format=config.log_format,
-        log_level=config.log_level,
-        follower=config.follower,
-        allow_plaintext_secrets=config.allow_plaintext_secrets,
-    )
     run_server(
         serve_until_stopped(
             engine=engine,

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from serve.chat_routes import ChatSettings
+from serve.options import ServerOptions
 
 log = logging.getLogger("samops.workers")
 CONFIG_VARIABLE = "SAMOPS_WORKER"
@@ -49,47 +49,26 @@ WAKE_SIGNAL = signal.SIGUSR1
 
 
 @dataclass(frozen=True, slots=True)
-class FollowerSpec:
-    """The followed source, so that a worker can preview refs as the primary does."""
-
-    path: str | None = None
-    repo: str | None = None
-    url: str | None = None
-    ref: str = "HEAD"
-    subpath: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class WorkerConfig:
     """Everything a worker needs that is not a secret (see the module docstring)."""
 
     index: int
     primary_pid: int
-    host: str
-    port: int
-    chat: ChatSettings
-    log_format: str
-    log_level: str
-    demo: bool = False
-    admin_key_digest: str | None = None
-    follower: FollowerSpec | None = None
-    allow_plaintext_secrets: bool = False
+    options: ServerOptions
+    """The primary's, with the port it bound; its webhook secret travels apart."""
     scripted_upstream_url: str | None = None
     """The primary's offline upstream, shared instead of one per worker."""
     ready_fd: int | None = None
     """A pipe to the primary: the worker writes one byte to it once it listens."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps(asdict(self) | {"options": self.options.to_data()})
 
     @classmethod
-    def from_json(cls, text: str) -> WorkerConfig:
+    def from_json(cls, text: str, *, webhook_secret: str | None = None) -> WorkerConfig:
         data: dict[str, Any] = json.loads(text)
-        follower = data.pop("follower", None)
-        return cls(
-            **data | {"chat": ChatSettings(**data["chat"])},
-            follower=FollowerSpec(**follower) if follower else None,
-        )
+        options = ServerOptions.from_data(data["options"], webhook_secret=webhook_secret)
+        return cls(**data | {"options": options})
 
 
 def enable_shared_metrics() -> Path:

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from serve.chat_routes import ChatSettings
+from serve.options import FollowerSpec, ServerOptions
 from serve.webhooks import sign
-from serve.workers import FollowerSpec, WorkerConfig
+from serve.workers import WorkerConfig
 from tests.conftest import GitRepo
 from tests.daemon.conftest import DaemonProcess, set_role, wait_for
 
@@ -171,17 +172,18 @@ def test_a_worker_exits_by_itself_when_the_primary_is_killed(
 
 
 def test_worker_settings_survive_the_trip_through_the_environment() -> None:
-    config = WorkerConfig(
-        index=1,
-        primary_pid=42,
+    options = ServerOptions(
         host="127.0.0.1",
         port=8080,
+        webhook_secret="s3cret",
         chat=ChatSettings(max_tool_rounds=2, api_domain="example.com", deadline_seconds=9.5),
         log_format="json",
         log_level="debug",
         admin_key_digest="sha256:" + "a" * 64,
         follower=FollowerSpec(repo="/srv/bots", ref="main", subpath="manifests"),
-        ready_fd=7,
+        workers=2,
     )
+    config = WorkerConfig(index=1, primary_pid=42, options=options, ready_fd=7)
 
-    assert WorkerConfig.from_json(config.to_json()) == config
+    assert "s3cret" not in config.to_json()
+    assert WorkerConfig.from_json(config.to_json(), webhook_secret="s3cret") == config
