@@ -1,19 +1,49 @@
 # Every target installs what it needs into .venv first, so a fresh clone needs only `make test`
-# or `make run`. The stamp file is rebuilt when pyproject.toml changes.
+# or `make run`. What is installed is requirements.lock: exact versions with their hashes, for
+# the runtime, the dev tools and the build backend (pip and setuptools included), so a fresh
+# clone gets what the last green run had. `make lock` refreshes it; `make test-latest` tries the
+# newest releases that pyproject.toml's ranges allow. The stamp is rebuilt when either changes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 SOURCES := reconciler serve tests bench integrations
 
-.PHONY: venv run test check format lint types bench soak clean
+.PHONY: venv run test test-latest lock check format lint types bench soak clean
 
-$(STAMP): pyproject.toml
+define check_python
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "samops needs Python >= 3.11 (set PYTHON=...)")'
+endef
+
+$(STAMP): pyproject.toml $(LOCK)
+	$(check_python)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	@$(BIN)/python -m pip install -qq --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Resolve pyproject.toml's ranges (runtime, the dev extra, pip and the build backend) to exact
+# versions with hashes, for every platform and Python >= 3.11.
+lock:
+	@test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+		$(BIN)/python -m pip install --quiet "$$(grep -o 'uv==[0-9.]*' pyproject.toml)"; }
+	@printf 'pip\nsetuptools>=77\n' | $(BIN)/uv pip compile --quiet --universal \
+		--python-version 3.11 --generate-hashes --extra dev \
+		--custom-compile-command 'make lock' --output-file $(LOCK) pyproject.toml -
+	@echo "$(LOCK) refreshed: review the diff, then make test"
+
+# The newest releases pyproject.toml allows, in a venv of their own, then every test: a broken
+# upstream release shows up here on purpose rather than in a newcomer's clone.
+LATEST := .venv-latest
+test-latest:
+	$(check_python)
+	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	@$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e '.[dev]'
+	@$(LATEST)/bin/python -m pip list --format freeze --disable-pip-version-check > $(LATEST)/versions.txt
+	@echo "test-latest: versions in $(LATEST)/versions.txt"
+	$(LATEST)/bin/pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
 
@@ -61,4 +91,4 @@ soak: venv
 	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(LATEST) data .pytest_cache .mypy_cache .ruff_cache build *.egg-info

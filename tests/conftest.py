@@ -22,7 +22,21 @@ from reconciler.source import SourceFile, blob_sha
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = PROJECT_ROOT / "manifests"
-SMARTER_EXAMPLES = PROJECT_ROOT.parent / "shared" / "smarter-examples"
+SHARED = PROJECT_ROOT.parent / "shared"
+
+
+def shared_corpus(name: str) -> Path:
+    """A folder of ``../shared/``, the extra corpus beside our checkouts and CI's (never in a
+    user's clone). Tests that read it skip, with the reason, when it is absent; under
+    ``CI=true`` they fail instead, so CI never passes by skipping them."""
+    folder = SHARED / name
+    if folder.is_dir():
+        return folder
+    reason = f"{folder} is absent: the shared corpus is beside our checkouts, not in a clone"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; under CI=true it must be there")
+    pytest.skip(reason)
+
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "samops tests",

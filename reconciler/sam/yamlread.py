@@ -260,20 +260,36 @@ def _fold_plain(lines: list[str]) -> str:
 
 
 def _check_depth(text: str, file: str, limits: ReadLimits) -> None:
+    try:
+        _count_depth(text, file, limits, loader=_Loader)
+    except yaml.YAMLError as exc:
+        if "maximum nesting depth" not in str(getattr(exc, "problem", "")):
+            raise
+        # libyaml >= 0.2.5 stops flow nesting itself (at 1,000 levels) before our count sees
+        # level 65; the message stays ours: the position of the level past our limit, found
+        # by counting again, in pure Python, over the text up to where libyaml stopped.
+        mark = exc.problem_mark  # type: ignore[attr-defined]
+        _count_depth(text[: mark.index], file, limits, loader=yaml.SafeLoader)
+        raise _Abort(_too_deep(file, limits, _position(mark))) from exc
+
+
+def _too_deep(file: str, limits: ReadLimits, position: Position) -> Diagnostic:
+    return _error(
+        "too-deep",
+        file,
+        f"nesting is deeper than {limits.max_depth} levels",
+        position=position,
+        hint="manifests are a few levels deep; this looks generated or hostile",
+    )
+
+
+def _count_depth(text: str, file: str, limits: ReadLimits, *, loader: Any) -> None:
     depth = 0
-    for event in yaml.parse(text, Loader=_Loader):
+    for event in yaml.parse(text, Loader=loader):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > limits.max_depth:
-                raise _Abort(
-                    _error(
-                        "too-deep",
-                        file,
-                        f"nesting is deeper than {limits.max_depth} levels",
-                        position=_position(event.start_mark),
-                        hint="manifests are a few levels deep; this looks generated or hostile",
-                    )
-                )
+                raise _Abort(_too_deep(file, limits, _position(event.start_mark)))
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 

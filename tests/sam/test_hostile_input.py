@@ -12,8 +12,12 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+
+from reconciler.sam import yamlread
 
 MEMORY_CAP_BYTES = 1024 * 1024 * 1024
 TIMEOUT_SECONDS = 20
@@ -51,7 +55,9 @@ def run_validate(folder: Path) -> subprocess.CompletedProcess[str]:
             BILLION_LAUGHS.encode(), "aliases expand to more than 10,000 nodes", id="billion-laughs"
         ),
         pytest.param(b"a: &a [*a]\n", "a self-referencing alias", id="recursive-alias"),
-        pytest.param(b"[" * 200_000, "nesting is deeper than 64 levels", id="deep-flow-nesting"),
+        pytest.param(
+            b"[" * 200_000, "1:65: error: nesting is deeper than 64 levels", id="deep-flow-nesting"
+        ),
         pytest.param(
             "".join(f"{' ' * i}k:\n" for i in range(0, 400, 2)).encode(),
             "nesting is deeper than 64 levels",
@@ -99,3 +105,22 @@ def test_symlink_inside_the_directory_is_followed(tmp_path: Path) -> None:
     done = run_validate(tmp_path)
     assert done.returncode == 1
     assert f"\n{tmp_path}/alias.yaml:2:1: error: invalid YAML" in "\n" + done.stdout
+
+
+@pytest.mark.parametrize(
+    "loader",
+    [pytest.param(yaml.SafeLoader, id="pure-python"), pytest.param(yaml.CSafeLoader, id="libyaml")],
+)
+@pytest.mark.parametrize("levels", [70, 2_000, 200_000])
+def test_deep_nesting_message_is_ours_whichever_parser_stops_first(
+    monkeypatch: pytest.MonkeyPatch, loader: Any, levels: int
+) -> None:
+    # libyaml >= 0.2.5 (PyYAML 6.0.4's wheels) stops flow nesting itself at 1,000 levels; the
+    # pure-Python parser does not. Both must give our sentence, at the level past our limit.
+    monkeypatch.setattr(yamlread, "_Loader", loader)
+    documents, diagnostics = yamlread.read_yaml_documents(b"[" * levels, "deep.yaml")
+    assert documents == []
+    assert [d.render().split("\n")[0] for d in diagnostics] == [
+        "deep.yaml:1:65: error: nesting is deeper than 64 levels"
+    ]
+    assert "hint: manifests are a few levels deep" in diagnostics[0].render()
