@@ -37,6 +37,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from reconciler.plan import Plan, compute_plan
+from reconciler.progress import Progress
 from reconciler.sam.diagnostics import Diagnostic
 from reconciler.sam.revision import Revision
 from reconciler.source import Peek
@@ -142,6 +143,7 @@ def apply_revision(
     source: str = DEFAULT_SOURCE,
     allow_empty: bool = False,
     on_committed: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ApplyResult:
     """Make the rows of ``source`` equal ``revision`` in one transaction (see module doc).
     Its digest, when known, is recorded, for ``apply_if_files_unchanged``."""
@@ -204,7 +206,7 @@ def apply_revision(
                 )
                 return ApplyResult("refused", rev, state.generation, plan, message=message)
             generation = state.generation + (0 if plan.empty else 1)  # 5. write
-            write_plan(connection, plan, desired, source=source, revision=rev)
+            write_plan(connection, plan, desired, source=source, revision=rev, progress=progress)
             if not plan.empty and connection.dialect.name == "postgresql":
                 # Transactional: PostgreSQL delivers it to listeners only if this commits.
                 connection.execute(

@@ -104,3 +104,37 @@ def leader_lock_for(engine: Engine, source_name: str) -> LeaderLock:
         return PostgresLeaderLock(engine, source_name)
     database = engine.url.database or "samops"
     return FileLeaderLock(Path(f"{database}.{source_name}.leader.lock"))
+
+
+def leader_present(engine: Engine, source_name: str) -> bool:
+    """Whether a daemon leads ``source_name`` on this database right now, judged by the lock it
+    holds while it follows (``samops reconcile``, ``suspend`` and ``resume`` say whether anyone
+    will act). Reads only: on PostgreSQL ``pg_locks``; on SQLite a non-blocking ``flock`` probe
+    of an existing lock file, released at once (a daemon that polls in that instant retries at
+    its next poll)."""
+    if engine.dialect.name == "postgresql":
+        key = lock_key(source_name) & 0xFFFF_FFFF_FFFF_FFFF
+        with engine.connect() as connection:
+            held = connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND database = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database()) "
+                    "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"
+                ),
+                {"high": key >> 32, "low": key & 0xFFFF_FFFF},
+            ).scalar()
+        return bool(held)
+    lock = leader_lock_for(engine, source_name)
+    assert isinstance(lock, FileLeaderLock)
+    try:
+        descriptor = os.open(lock.path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # closing releases a lock this probe took
+    return False

@@ -56,38 +56,76 @@ def _resources(engine: Engine, kind: str) -> list[ResourceState]:
     return sorted((s for (k, _), s in actual.items() if k == kind), key=lambda s: s.name)
 
 
-def get_table(engine: Engine, kind: str) -> tuple[list[str], list[list[str]]]:
-    """Headings and rows for ``samops get KIND``."""
+def get_table(
+    engine: Engine, kind: str, name: str | None = None, *, wide: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    """Headings and rows for ``samops get KIND [NAME]``; ``wide`` adds the description, the
+    version and the file (``-o wide``)."""
     columns = GET_COLUMNS[kind]
-    headings = ["NAME", *(heading for heading, _ in columns), "FILE"]
+    headings = ["NAME", *(heading for heading, _ in columns)]
+    headings += ["VERSION", "DESCRIPTION", "FILE"] if wide else ["FILE"]
     rows = []
-    for resource in _resources(engine, kind):
+    for resource in _selected(engine, kind, name):
         cells = [resource.name]
         for _, path in columns:
-            value = get_path(resource.fields, path)
-            if isinstance(value, dict):
-                value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
-            cells.append("" if value is None else str(value))
+            cells.append(_cell(get_path(resource.fields, path)))
+        if wide:
+            metadata = resource.fields.get("metadata", {})
+            cells += [_cell(metadata.get("version")), _cell(metadata.get("description"))]
         rows.append([*cells, resource.file])
     return headings, rows
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+    return "" if value is None else " ".join(str(value).split())
+
+
+def _selected(engine: Engine, kind: str, name: str | None) -> list[ResourceState]:
+    resources = _resources(engine, kind)
+    if name is None:
+        return resources
+    found = [r for r in resources if r.name == name]
+    if not found:
+        raise DescribeError(f"there is no {kind} named {name!r} (hint: samops get {kind})")
+    return found
+
+
+def manifests(engine: Engine, kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    """``samops get KIND [NAME] -o json|yaml``: the resources as SAM manifests. A Secret given
+    in plaintext (never stored) shows its fingerprint in place of the value; every other
+    manifest re-applies as an empty plan, as ``describe``'s does."""
+    return [_manifest(resource) for resource in _selected(engine, kind, name)]
+
+
 def describe(engine: Engine, kind: str, name: str) -> dict[str, Any]:
     """The resource as a SAM manifest that re-applies as an empty plan."""
-    found = next((r for r in _resources(engine, kind) if r.name == name), None)
-    if found is None:
-        raise DescribeError(f"there is no {kind} named {name!r} (hint: samops get {kind})")
-    fields = dict(found.fields)
-    if kind == "Secret":
+    found = _selected(engine, kind, name)[0]
+    if _plaintext_secret(found):
+        raise DescribeError(
+            f"Secret {name!r} holds a plaintext value, which samops never stores; it "
+            "cannot be written back (hint: move it to valueFrom or encryptedValue)"
+        )
+    return _manifest(found)
+
+
+def _plaintext_secret(resource: ResourceState) -> bool:
+    return resource.kind == "Secret" and bool(
+        resource.fields["spec"]["config"].get("valueFingerprint")
+    )
+
+
+def _manifest(resource: ResourceState) -> dict[str, Any]:
+    fields = dict(resource.fields)
+    if resource.kind == "Secret":
         config = dict(fields["spec"]["config"])
-        if config.pop("valueFingerprint", None) is not None:
-            raise DescribeError(
-                f"Secret {name!r} holds a plaintext value, which samops never stores; it "
-                "cannot be written back (hint: move it to valueFrom or encryptedValue)"
-            )
+        fingerprint = config.pop("valueFingerprint", None)
         fields["spec"] = {**fields["spec"], "config": config}
-    manifest = {"apiVersion": "smarter.sh/v1", "kind": kind, **fields}
-    model = KINDS[kind].model_validate(manifest)
+        if fingerprint:  # not a field of the kind's model: shown as stored, not validated
+            return {"apiVersion": "smarter.sh/v1", "kind": "Secret", **resource.fields}
+    manifest = {"apiVersion": "smarter.sh/v1", "kind": resource.kind, **fields}
+    model = KINDS[resource.kind].model_validate(manifest)
     return model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
 

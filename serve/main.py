@@ -36,7 +36,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import Engine
 
-from reconciler.cli import _fail, database_options
+from reconciler.cli import database_options, fail
 from reconciler.daemon import Daemon, DaemonSettings
 from reconciler.follow import (
     DirectoryFollower,
@@ -542,7 +542,7 @@ def run(
         if not follower.remote:
             follower.read()  # fail now, clearly, on a wrong path or ref
     except (DatabaseError, SourceError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if workers > 1:
         enable_shared_metrics()
     registry = CollectorRegistry()
@@ -610,7 +610,7 @@ def serve(
     try:
         engine = open_database(database_url)
     except DatabaseError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if workers > 1:
         enable_shared_metrics()
     options = ServerOptions(
@@ -768,4 +768,4 @@ def _chat_failed(output_format: str, document: dict[str, Any]) -> NoReturn:
     if output_format == "json":
         click.echo(json.dumps(document, indent=2))
         sys.exit(1)
-    _fail(document["error"]["message"])
+    fail(document["error"]["message"])

@@ -26,7 +26,15 @@ def manifests(tmp_path: Path) -> Path:
     return Path(shutil.copytree(MANIFESTS, tmp_path / "manifests"))
 
 
-def test_plan_detailed_exitcode(database_url: str, manifests: Path) -> None:
+@pytest.fixture
+def empty_schema(database_url: str) -> str:
+    """A database with samops' schema and no resources (reading commands create nothing)."""
+    assert run(database_url, "db", "upgrade")[0] == 0
+    return database_url
+
+
+def test_plan_detailed_exitcode(empty_schema: str, manifests: Path) -> None:
+    database_url = empty_schema
     assert run(database_url, "plan", str(manifests), "--detailed-exitcode")[0] == 2
     assert run(database_url, "apply", str(manifests))[0] == 0
     assert run(database_url, "plan", str(manifests), "--detailed-exitcode") == (
@@ -39,7 +47,8 @@ def test_plan_detailed_exitcode(database_url: str, manifests: Path) -> None:
     assert "unknown kind 'Nope'" in output
 
 
-def test_apply_dry_run_changes_nothing(database_url: str, manifests: Path) -> None:
+def test_apply_dry_run_changes_nothing(empty_schema: str, manifests: Path) -> None:
+    database_url = empty_schema
     code, output = run(database_url, "apply", str(manifests), "--dry-run")
     assert code == 0
     assert output.splitlines()[-1] == "Plan: 11 to create, 0 to update, 0 to delete."
@@ -141,8 +150,9 @@ def test_apply_refuses_to_delete_every_client_until_allowed(
 
 
 def test_plan_is_the_same_from_any_working_directory(
-    database_url: str, manifests: Path, monkeypatch: pytest.MonkeyPatch
+    empty_schema: str, manifests: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    database_url = empty_schema
     absolute = run(database_url, "plan", str(manifests), "--format", "json")[1]
     monkeypatch.chdir(manifests.parent)
     relative = run(database_url, "plan", "manifests", "--format", "json")[1]
@@ -156,7 +166,8 @@ def test_plan_is_the_same_from_any_working_directory(
     )
 
 
-def test_describe_unknown_resource_is_an_error(database_url: str) -> None:
+def test_describe_unknown_resource_is_an_error(empty_schema: str) -> None:
+    database_url = empty_schema
     code, output = run(database_url, "describe", "Plugin", "nope")
     assert code == 1
     assert "there is no Plugin named 'nope'" in output

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from reconciler.progress import Progress
 from reconciler.sam.diagnostics import Diagnostic, Severity, sort_diagnostics
 from reconciler.sam.load import LoadOptions, Resource, load_document
 from reconciler.sam.references import check_revision
@@ -96,6 +97,7 @@ def validate_files(
     source_diagnostics: Iterable[Diagnostic] = (),
     check_references: bool = True,
     digest: str | None = None,
+    progress: Progress | None = None,
 ) -> Revision:
     """Validate a revision's files as a whole; every problem is collected, none raised."""
     options = options or LoadOptions()
@@ -107,8 +109,11 @@ def validate_files(
         digest=digest,
     )
     resources: list[Resource] = []
+    files = list(files)
     for file in files:
         result.files += 1
+        if progress is not None:
+            progress("files validated", result.files, len(files))
         key = (file.path, file.blob, options, limits)
         found = cache.get(key) if cache is not None else None
         if found is None:
@@ -131,6 +136,7 @@ def validate_source(
     options: LoadOptions | None = None,
     limits: ReadLimits | None = None,
     cache: ParseCache | None = None,
+    progress: Progress | None = None,
 ) -> Revision:
     """Read a source's files at its revision and validate them (``SourceError`` if the source
     itself cannot be read). A single file is checked alone: its references to other
@@ -145,4 +151,5 @@ def validate_source(
         source_diagnostics=snapshot.diagnostics,
         check_references=not isinstance(source, FileSource),
         digest=snapshot.digest,
+        progress=progress,
     )

@@ -4,6 +4,11 @@ Used by every command that touches state. SQLite is the default (a file in the d
 directory); PostgreSQL is chosen with ``SAMOPS_DATABASE_URL``. Migrations are Alembic's, run
 in-process at start (``open_database``) and by ``samops db upgrade``.
 
+Only the commands that own the state (``apply``, ``run``, ``serve``, ``db upgrade``) create a
+database or migrate it. Every other command opens it with ``open_existing_database``, which
+creates nothing (no SQLite file, no data folder, no table) and says what it found instead: no
+file, an empty database, a schema behind or ahead of this samops.
+
 SQLAlchemy's driver exceptions are translated here, and only here, into ``DatabaseError``
 with a sentence and a hint, so commands never print a driver traceback:
 
@@ -63,6 +68,14 @@ def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _shown(url: str) -> str:
+    """``redacted`` for a URL that may not even parse."""
+    try:
+        return redacted(url)
+    except sqlalchemy.exc.ArgumentError:
+        return "..." + url.split("@", 1)[-1] if "@" in url else url
+
+
 def _sqlite_setup(engine: Engine) -> None:
     """Foreign keys on, WAL for concurrent readers, and transactions that SQLAlchemy (not the
     sqlite3 module) begins, so a transaction covers exactly what the code says it does."""
@@ -97,12 +110,33 @@ def reading(engine: Engine) -> Iterator[Connection]:
         yield connection.execution_options(**{READ_ONLY_OPTION: True})
 
 
-def create_database_engine(url: str) -> Engine:
-    url = normalise_url(url)
-    parsed = make_url(url)
+def _parsed(url: str) -> Any:
+    """The URL parsed, or a ``DatabaseError`` that shows it (password masked) with a hint."""
+    try:
+        return make_url(normalise_url(url))
+    except sqlalchemy.exc.ArgumentError as exc:
+        shown = url.split("@", 1)[-1] if "@" in url else url
+        raise DatabaseError(
+            f"the database URL ...{shown!r} is not a URL SQLAlchemy can read (hint: "
+            "postgresql://user@host:5432/db or sqlite:///path/to/file.sqlite3)"
+        ) from exc
+
+
+def create_database_engine(url: str, *, create: bool = True) -> Engine:
+    """An engine on ``url``. With ``create=False`` a SQLite file (and its folder) must already
+    exist: nothing is created on disk."""
+    parsed = _parsed(url)
+    url = parsed.render_as_string(hide_password=False)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            if not create and not Path(parsed.database).is_file():
+                raise DatabaseError(
+                    f"there is no samops database at {parsed.database} (the SQLite file does "
+                    "not exist) (hint: 'samops apply' or 'samops run' create it; set "
+                    "SAMOPS_DATABASE_URL or --database-url to read another database)"
+                )
+            if create:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url)
         _sqlite_setup(engine)
         return engine
@@ -122,8 +156,14 @@ def translated_errors(url: str) -> Iterator[None]:
         ) from exc
     except sqlalchemy.exc.NoSuchModuleError as exc:
         raise DatabaseError(
-            f"no driver for the database URL {redacted(url)} (hint: PostgreSQL URLs start "
+            f"no driver for the database URL {_shown(url)} (hint: PostgreSQL URLs start "
             "with postgresql://, SQLite ones with sqlite:///)"
+        ) from exc
+    except (ImportError, sqlalchemy.exc.InvalidRequestError) as exc:
+        raise DatabaseError(
+            f"the database URL {_shown(url)} names a driver samops does not install or "
+            f"cannot use ({exc}) (hint: samops supports postgresql:// (psycopg 3) and "
+            "sqlite:///)"
         ) from exc
     except sqlalchemy.exc.DBAPIError as exc:
         raise DatabaseError(refusal(exc)) from exc
@@ -159,7 +199,7 @@ def refusal(exc: sqlalchemy.exc.DBAPIError) -> str:
     return f"the database refused the change: {reason}{hint}"
 
 
-def _alembic_config(engine: Engine) -> Config:
+def _alembic_config(engine: Engine | None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -171,10 +211,59 @@ def upgrade(engine: Engine) -> None:
     command.upgrade(_alembic_config(engine), "head")
 
 
-def schema_is_current(engine: Engine) -> bool:
-    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+def head_revision() -> str:
+    """The schema revision this samops expects (the newest migration)."""
+    head = ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+    assert head is not None
+    return head
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The database's schema revision, None when no samops schema is there. Reads only."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision() == head
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def schema_is_current(engine: Engine) -> bool:
+    return schema_revision(engine) == head_revision()
+
+
+def open_existing_database(url: str | None = None) -> Engine:
+    """An engine on an existing samops database whose schema is current; creates and migrates
+    nothing. Anything else is a ``DatabaseError`` saying what was found and what to run."""
+    url = url or default_database_url()
+    with translated_errors(url):
+        engine = create_database_engine(url, create=False)
+        try:
+            found = schema_revision(engine)
+            _require_current(url, found)
+        except BaseException:
+            engine.dispose()
+            raise
+        return engine
+
+
+def _require_current(url: str, found: str | None) -> None:
+    head = head_revision()
+    if found == head:
+        return
+    if found is None:
+        raise DatabaseError(
+            f"the database {redacted(url)} holds no samops schema (hint: 'samops apply' or "
+            "'samops run' fill it; 'samops db upgrade' creates the empty schema)"
+        )
+    known = {
+        r.revision for r in ScriptDirectory.from_config(_alembic_config(None)).walk_revisions()
+    }
+    if found in known:
+        raise DatabaseError(
+            f"the database {redacted(url)} has schema revision {found}, older than this "
+            f"samops' {head} (hint: run 'samops db upgrade')"
+        )
+    raise DatabaseError(
+        f"the database {redacted(url)} has schema revision {found}, which this samops does "
+        f"not know (its newest is {head}): a newer samops wrote it (hint: upgrade samops)"
+    )
 
 
 def open_database(url: str | None = None, *, migrate: bool = True) -> Engine:

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from reconciler.plan import Plan
+from reconciler.progress import Progress
 from reconciler.state import Identity, ResourceState
 from reconciler.store import schema
 from reconciler.store.mapping import KIND_TABLES, KindTable, get_path, to_column, value_source
@@ -128,12 +129,15 @@ def write_plan(
     *,
     source: str,
     revision: str,
+    progress: Progress | None = None,
 ) -> None:
     """Apply every change of ``plan`` through ``connection`` (the caller owns the transaction)."""
     writer = _Writer(connection, source=source, revision=revision)
     _release_digests(connection, plan)
     retyped = _plugins_changing_kind(plan)
-    for change in plan.changes:
+    for done, change in enumerate(plan.changes, start=1):
+        if progress is not None:
+            progress("changes written", done, len(plan.changes))
         spec = KIND_TABLES[change.kind]
         if change.action == "delete":
             if (change.kind, change.name) not in retyped.values():
