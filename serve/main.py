@@ -53,7 +53,12 @@ from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_text
 from reconciler.sam.revision import Revision
 from reconciler.source import SourceError
-from reconciler.store.db import DatabaseError, default_data_dir, open_database
+from reconciler.store.db import (
+    DatabaseError,
+    default_data_dir,
+    open_database,
+    open_existing_database,
+)
 from serve import eventloop, logctx
 from serve.app import ServerDeps, create_app
 from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
@@ -604,6 +609,11 @@ def serve(
 
     Run any number of these behind a load balancer, next to one or more `samops run` on the
     same PostgreSQL database; each follows the applied generation within moments.
+
+    \b
+    Examples:
+      samops serve --database-url postgresql://samops@db.internal/samops --port 8081
+      samops serve --database-url postgresql://samops@db.internal/samops --workers 2
     """
     configure_logging(log_format, log_level)
     logctx.install()
@@ -713,7 +723,7 @@ def chat(
             )
             revision = require_valid(source.read(ref), ref)
         else:
-            engine = open_database(database_url)
+            engine = open_existing_database(database_url)  # chat reads; it never creates
         answer = asyncio.run(_chat_once(client, message, revision, engine))
     except PreviewError as exc:
         if exc.revision is not None and output_format == "text":

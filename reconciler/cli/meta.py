@@ -108,6 +108,7 @@ def completion(shell: str) -> None:
     Examples:
       samops completion bash > ~/.samops-completion.bash   # then: . ~/.samops-completion.bash
       samops completion zsh > "${fpath[1]:-$HOME}/_samops"
+      mkdir -p ~/.config/fish/completions   # once, for fish's folder, then:
       samops completion fish > ~/.config/fish/completions/samops.fish
 
     To load it in the current bash session: eval "$(samops completion bash)".

@@ -84,7 +84,7 @@ def validate(
 
 
 @click.command()
-@click.argument("kind", required=False, type=KIND_CHOICE)
+@click.argument("kind", required=False, type=KIND_CHOICE, metavar="[KIND]")
 def schema(kind: str | None) -> None:
     """Print the JSON Schema of one KIND, or of any SAM document.
 

@@ -17,7 +17,12 @@ from reconciler.cli.common import dump_yaml, fail, output_option, resource_name
 
 @click.group()
 def keys() -> None:
-    """Create API keys (SmarterAuthToken) and digests; keys never go into git."""
+    """Create API keys (SmarterAuthToken) and digests; keys never go into git.
+
+    \b
+    Example:
+      samops keys create support-bot-key > new-key.txt
+    """
 
 
 @keys.command("create")
@@ -97,7 +102,12 @@ def keys_digest(algorithm: str) -> None:
 
 @click.group()
 def secrets() -> None:
-    """Seal secret values so they can be committed; only the daemon's key opens them."""
+    """Seal secret values so they can be committed; only the daemon's key opens them.
+
+    \b
+    Example:
+      samops secrets keygen --out samops-private.key > pk.txt
+    """
 
 
 @secrets.command("keygen")
@@ -116,7 +126,7 @@ def secrets_keygen(out: Path) -> None:
 
     \b
     Example:
-      samops secrets keygen --out samops-private.key > samops-public.key
+      samops secrets keygen --out samops-private.key > pk.txt
     """
     public, private = sealing.generate_keypair()
     try:
@@ -153,8 +163,7 @@ def secrets_encrypt(
 
     \b
     Example:
-      printf %s "$DB_PASSWORD" | samops secrets encrypt reporting-db-password \
-          --public-key-file samops-public.key > secret.yaml
+      printf %s "$DB_PASSWORD" | samops secrets encrypt db-password --public-key-file pk.txt
     """
     name = resource_name(name)
     if public_key_file is not None:

@@ -69,7 +69,7 @@ def status(database_url: str | None, source_name: str, output_format: str, histo
 
 @click.command("get")
 @database_options
-@click.argument("kind", type=KIND_CHOICE)
+@click.argument("kind", type=KIND_CHOICE, metavar="KIND")
 @click.argument("name", required=False)
 @output_option(
     ["table", "wide", "json", "yaml", "text"],
@@ -114,7 +114,7 @@ def get_command(
 
 @click.command()
 @database_options
-@click.argument("kind", type=KIND_CHOICE)
+@click.argument("kind", type=KIND_CHOICE, metavar="KIND")
 @click.argument("name")
 @output_option(["yaml", "json"], "yaml")
 def describe(
@@ -217,7 +217,12 @@ def _guarded_on(engine: Engine, database_url: str | None, work: Callable[[], T])
 
 @click.group()
 def db() -> None:
-    """Database schema maintenance."""
+    """Database schema maintenance.
+
+    \b
+    Example:
+      samops db upgrade
+    """
 
 
 @db.command("upgrade")

@@ -136,7 +136,15 @@ def create_database_engine(url: str, *, create: bool = True) -> Engine:
                     "SAMOPS_DATABASE_URL or --database-url to read another database)"
                 )
             if create:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(parsed.database).parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise DatabaseError(
+                        f"cannot create the folder {folder} of the SQLite database: "
+                        f"{exc.strerror} (hint: check the path in SAMOPS_DATABASE_URL or "
+                        "SAMOPS_DATA_DIR)"
+                    ) from exc
         engine = create_engine(url)
         _sqlite_setup(engine)
         return engine
