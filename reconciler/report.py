@@ -118,12 +118,11 @@ def _plaintext_secret(resource: ResourceState) -> bool:
 
 def _manifest(resource: ResourceState) -> dict[str, Any]:
     fields = dict(resource.fields)
-    if resource.kind == "Secret":
-        config = dict(fields["spec"]["config"])
-        fingerprint = config.pop("valueFingerprint", None)
+    if _plaintext_secret(resource):  # the fingerprint is no field of the model: shown as stored
+        return {"apiVersion": "smarter.sh/v1", "kind": "Secret", **fields}
+    if resource.kind == "Secret":  # a stored null fingerprint is not part of the manifest
+        config = {k: v for k, v in fields["spec"]["config"].items() if k != "valueFingerprint"}
         fields["spec"] = {**fields["spec"], "config": config}
-        if fingerprint:  # not a field of the kind's model: shown as stored, not validated
-            return {"apiVersion": "smarter.sh/v1", "kind": "Secret", **resource.fields}
     manifest = {"apiVersion": "smarter.sh/v1", "kind": resource.kind, **fields}
     model = KINDS[resource.kind].model_validate(manifest)
     return model.model_dump(mode="json", by_alias=True, exclude_defaults=True)

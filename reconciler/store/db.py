@@ -115,9 +115,8 @@ def _parsed(url: str) -> Any:
     try:
         return make_url(normalise_url(url))
     except sqlalchemy.exc.ArgumentError as exc:
-        shown = url.split("@", 1)[-1] if "@" in url else url
         raise DatabaseError(
-            f"the database URL ...{shown!r} is not a URL SQLAlchemy can read (hint: "
+            f"the database URL {_shown(url)!r} is not a URL SQLAlchemy can read (hint: "
             "postgresql://user@host:5432/db or sqlite:///path/to/file.sqlite3)"
         ) from exc
 
@@ -145,10 +144,23 @@ def create_database_engine(url: str, *, create: bool = True) -> Engine:
                         f"{exc.strerror} (hint: check the path in SAMOPS_DATABASE_URL or "
                         "SAMOPS_DATA_DIR)"
                     ) from exc
-        engine = create_engine(url)
+        engine = _with_driver(url)
         _sqlite_setup(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return _with_driver(url, pool_pre_ping=True)
+
+
+def _with_driver(url: str, **options: Any) -> Engine:
+    """``create_engine``, whose driver import fails for a URL naming one samops does not
+    install (``mysql://``, ``postgresql+asyncpg://``)."""
+    try:
+        return create_engine(url, **options)
+    except ImportError as exc:
+        raise DatabaseError(
+            f"the database URL {redacted(url)} names a driver samops does not install or "
+            f"cannot use ({exc}) (hint: samops supports postgresql:// (psycopg 3) and "
+            "sqlite:///)"
+        ) from exc
 
 
 @contextmanager
@@ -166,12 +178,6 @@ def translated_errors(url: str) -> Iterator[None]:
         raise DatabaseError(
             f"no driver for the database URL {_shown(url)} (hint: PostgreSQL URLs start "
             "with postgresql://, SQLite ones with sqlite:///)"
-        ) from exc
-    except (ImportError, sqlalchemy.exc.InvalidRequestError) as exc:
-        raise DatabaseError(
-            f"the database URL {_shown(url)} names a driver samops does not install or "
-            f"cannot use ({exc}) (hint: samops supports postgresql:// (psycopg 3) and "
-            "sqlite:///)"
         ) from exc
     except sqlalchemy.exc.DBAPIError as exc:
         raise DatabaseError(refusal(exc)) from exc
