@@ -103,6 +103,27 @@ def _escaping_link(path: str, target: str) -> Diagnostic:
     )
 
 
+def _is_utf8(name: str) -> bool:
+    """False for a name the file system gave as bytes that are not UTF-8 (Python keeps them as
+    lone surrogates, which nothing downstream can encode: digests, the database, logs)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _undecodable_name(name: str) -> Diagnostic:
+    shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return Diagnostic(
+        Severity.ERROR,
+        "file-name-not-utf8",
+        "this file name is not valid UTF-8, so it cannot be recorded or reported as it is",
+        file=shown,
+        hint="rename the file (git stores names as UTF-8; so must a manifest folder)",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class DirectorySource:
     """Every ``.yaml``/``.yml`` file under ``root`` (dot-directories skipped), with paths
@@ -128,6 +149,8 @@ class DirectorySource:
         digest = hashlib.sha256()
         for f in snapshot.files:
             digest.update(f"{f.path}\0{f.blob}\n".encode())
+        for d in snapshot.diagnostics:  # a file refused unread is a change of the revision too
+            digest.update(f"!{d.code}\0{d.file}\n".encode())
         snapshot.revision = "dir:" + digest.hexdigest()[:16]
         return snapshot
 
@@ -144,6 +167,9 @@ class DirectorySource:
 
     def _read_file(self, path: Path, real_root: Path, snapshot: Snapshot) -> None:
         shown = self._shown(path)
+        if not _is_utf8(shown):
+            snapshot.diagnostics.append(_undecodable_name(shown))
+            return
         if path.is_symlink() and not self._check_link(path, real_root, snapshot):
             return
         try:
