@@ -56,6 +56,7 @@ data/stackademy.sqlite3: manifests/data/stackademy.sql | venv
 # Follows this checkout's manifests/ (committed state; a commit is applied at once) when this
 # is a git checkout, the folder otherwise; SQLite in data/; http://127.0.0.1:8080 (SAMOPS_PORT).
 run: export STACKADEMY_API_TOKEN ?= demo-token
+run: export SAMOPS_SECRETS_ENV ?= STACKADEMY_API_TOKEN
 run: venv data/stackademy.sqlite3
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 		exec $(BIN)/samops run --demo --repo . --path manifests; \

@@ -682,6 +682,7 @@ def run(settings: Settings) -> int:
                 "OPENAI_API_KEY": "soak",
                 "OPENAI_BASE_URL": upstream_url,
                 "STACKADEMY_API_TOKEN": "soak-token",
+                "SAMOPS_SECRETS_ENV": "STACKADEMY_API_TOKEN",
             },
             log=folder / "samops.log",
         )

@@ -7,8 +7,8 @@ database is needed. Risk flags are then read off the two states by pure function
 rule, each returning ``RiskFlag``s with a level and a sentence saying why:
 
     high    a client becomes public; SQL or API access added to a client; a connection's
-            target moves; a plaintext secret appears; a deployed client is removed; a prune
-            of many resources
+            target moves; a secret starts being sent to a host it was not sent to; a plaintext
+            secret appears; a deployed client is removed; a prune of many resources
     medium  a key revoked or rotated out; a model, provider or provider endpoint changes
     low     a key gains a digest (rotation begins); a temperature is raised
 
@@ -21,9 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from reconciler.plan import Plan, compute_plan
 from reconciler.sam.diagnostics import Diagnostic
+from reconciler.sam.references import REFERENCE_FIELDS
 from reconciler.sam.revision import Revision
 from reconciler.state import Identity, ResourceState, desired_state
 from reconciler.store.mapping import get_path
@@ -257,6 +259,50 @@ def temperatures_raised(before: States, after: States, plan: Plan) -> Iterator[R
                 )
 
 
+# Where a resource sends the Secret it names at a reference path (REFERENCE_FIELDS says which
+# paths name a Secret): the host of this field of the same resource.
+SECRET_DESTINATIONS: dict[str, tuple[str, ...]] = {
+    "proxyPassword": ("spec", "connection", "proxyHost"),
+    "apiKey": ("spec", "connection", "baseUrl"),
+    "password": ("spec", "connection", "hostname"),
+    "api_key": ("spec", "provider", "base_url"),
+}
+
+
+def _host(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return (urlsplit(value).hostname if "://" in value else value.split(":")[0]) or value
+
+
+def secret_destinations(states: States) -> set[tuple[str, str, str]]:
+    """(secret, host, the resource sending it as 'Kind name') for every Secret reference."""
+    found = set()
+    for (kind, name), state in states.items():
+        for path, targets, _ in REFERENCE_FIELDS.get(kind, ()):
+            secret = get_path(state.fields, tuple(str(p) for p in path))
+            if "Secret" not in targets or not isinstance(secret, str):
+                continue
+            host = _host(get_path(state.fields, SECRET_DESTINATIONS[str(path[-1])]))
+            if host is not None:
+                found.add((secret, host, f"{kind} {name}"))
+    return found
+
+
+def secrets_sent_to_new_hosts(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
+    known = {(secret, host) for secret, host, _ in secret_destinations(before)}
+    for secret, host, sender in sorted(secret_destinations(after)):
+        if (secret, host) not in known:
+            yield RiskFlag(
+                "high",
+                "secret-new-destination",
+                "Secret",
+                secret,
+                f"this secret's value starts being sent to {host} ({sender}), where it was "
+                "not sent before: check that the host is meant to receive it",
+            )
+
+
 def plaintext_secrets(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
     for name, old, new in _pairs(before, after, "Secret"):
         fingerprint = _field(new, "spec", "config", "valueFingerprint")
@@ -304,6 +350,7 @@ RULES: tuple[Rule, ...] = (
     keys_revoked_or_rotated,
     data_access_added,
     connection_targets_moved,
+    secrets_sent_to_new_hosts,
     models_changed,
     temperatures_raised,
     plaintext_secrets,

@@ -52,6 +52,7 @@ from reconciler.sam.kinds import DIGEST_PATTERN
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_text
 from reconciler.sam.revision import Revision
+from reconciler.sam.secret_access import SecretAccess
 from reconciler.source import SourceError
 from reconciler.store.db import (
     DatabaseError,
@@ -300,7 +301,9 @@ def _preview_source(daemon: Daemon | None, options: ServerOptions) -> PreviewSou
         spec.subpath,
         default_data_dir(),
     )
-    return preview_source_for(follower, LoadOptions(options.allow_plaintext_secrets))
+    return preview_source_for(
+        follower, LoadOptions(options.allow_plaintext_secrets, SecretAccess.if_configured())
+    )
 
 
 def _worker_configs(
@@ -560,7 +563,10 @@ def run(
             source_name=source_name,
             poll_interval_seconds=poll_interval,
             allow_empty=allow_empty,
-            load_options=LoadOptions(allow_plaintext_secrets=allow_plaintext_secrets),
+            load_options=LoadOptions(
+                allow_plaintext_secrets=allow_plaintext_secrets,
+                secret_access=SecretAccess.if_configured(),
+            ),
         ),
     )
     options = ServerOptions(
@@ -719,7 +725,9 @@ def chat(
         engine = None
         if ref is not None:
             source = LocalPreviewSource(
-                repo, subpath, Validator(LoadOptions(allow_plaintext_secrets))
+                repo,
+                subpath,
+                Validator(LoadOptions(allow_plaintext_secrets, SecretAccess.if_configured())),
             )
             revision = require_valid(source.read(ref), ref)
         else:

@@ -2,8 +2,10 @@
 
 Used when a connection or provider is compiled for serving. The database holds only how to
 obtain a value: an environment variable, a file, or a value sealed to the daemon's key (opened
-with the private key in ``SAMOPS_SECRETS_PRIVATE_KEY_FILE``). A value that cannot be obtained
-raises ``SecretUnavailable`` with a sentence naming the Secret, never the value.
+with the private key in ``SAMOPS_SECRETS_PRIVATE_KEY_FILE``). Variables and files are read only
+when the operator's allow-list lets manifests read them (``reconciler/sam/secret_access.py``),
+checked again here before every read. A value that cannot be obtained raises
+``SecretUnavailable`` with a sentence naming the Secret, never the value.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reconciler.sam.secret_access import SecretAccess
 from reconciler.sealing import SealingError, unseal
 
 PRIVATE_KEY_ENV = "SAMOPS_SECRETS_PRIVATE_KEY_FILE"
@@ -22,9 +25,19 @@ class SecretUnavailable(Exception):
     """A Secret's value cannot be obtained on this host."""
 
 
-def resolve_secret(name: str, config: Mapping[str, Any]) -> str:
-    """The value of Secret ``name`` from its canonical ``spec.config``."""
+def resolve_secret(name: str, config: Mapping[str, Any], access: SecretAccess | None = None) -> str:
+    """The value of Secret ``name`` from its canonical ``spec.config``, within ``access``
+    (default: the policy this process's environment sets)."""
     source = config.get("valueFrom") or {}
+    if source.get("env") or source.get("file"):
+        access = access or SecretAccess.from_environment()
+        refusal = (
+            access.env_refusal(source["env"])
+            if source.get("env")
+            else access.file_refusal(source["file"])
+        )
+        if refusal is not None:
+            raise SecretUnavailable(f"Secret {name!r} cannot be read: {refusal}")
     if source.get("env"):
         value = os.environ.get(source["env"])
         if value is None:

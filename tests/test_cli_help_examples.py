@@ -100,6 +100,7 @@ def _env(home: Path) -> dict[str, str]:
         "PATH": f"{SAMOPS.parent}{os.pathsep}{os.environ['PATH']}",
         "DB_PASSWORD": "example-password",
         "STACKADEMY_API_TOKEN": "demo-token",
+        "SAMOPS_SECRETS_ENV": "STACKADEMY_API_TOKEN",
     }
 
 

@@ -28,6 +28,7 @@ from reconciler.sam.kinds import KINDS
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_text
 from reconciler.sam.revision import Revision, validate_source
+from reconciler.sam.secret_access import SecretAccess
 from reconciler.source import DirectorySource, FileSource, GitSource, SourceError
 from reconciler.store.db import DatabaseError, open_database, open_existing_database
 
@@ -171,7 +172,10 @@ def read_revision(
     try:
         revision = validate_source(
             source,
-            options=LoadOptions(allow_plaintext_secrets=allow_plaintext_secrets),
+            options=LoadOptions(
+                allow_plaintext_secrets=allow_plaintext_secrets,
+                secret_access=SecretAccess.if_configured(),
+            ),
             progress=progress,
         )
     except SourceError as exc:

@@ -39,6 +39,7 @@ from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_json, as_text, dumps
 from reconciler.sam.revision import ParseCache, validate_source
 from reconciler.sam.schema import all_kinds_schema, kind_schema
+from reconciler.sam.secret_access import SecretAccess
 from reconciler.source import GitSource, SourceError
 from reconciler.store.db import DatabaseError, default_database_url, translated_errors
 
@@ -224,7 +225,9 @@ def _review(
         raise click.UsageError("review mode reads git commits: use --repo, not PATH")
     if ref != "HEAD":
         raise click.UsageError("review mode takes --base and --head, not --ref")
-    options = LoadOptions(allow_plaintext_secrets=allow_plaintext_secrets)
+    options = LoadOptions(
+        allow_plaintext_secrets=allow_plaintext_secrets, secret_access=SecretAccess.if_configured()
+    )
     cache = ParseCache()
     try:
         before, after = (

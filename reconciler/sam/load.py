@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from reconciler.sam.kinds import (
     Document,
     Secret,
 )
+from reconciler.sam.secret_access import SecretAccess
 from reconciler.sam.yamlread import Path, YamlDocument
 
 # Keys that Smarter's own example files carry but its models ignore: accepted with a warning.
@@ -71,6 +72,9 @@ class LoadOptions:
 
     allow_plaintext_secrets: bool = False
     """Accept ``Secret.spec.config.value`` (with a warning) instead of refusing it."""
+    secret_access: SecretAccess | None = None
+    """What Secrets may read on the serving host; None when unknown here (then serving
+    alone enforces it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,6 +471,8 @@ def load_document(
         return Resource(recovered, document, partial=True, data=prepared), diagnostics
     if isinstance(validated, Secret) and validated.spec.config.value is not None:
         diagnostics.append(_plaintext_secret(document, options))
+    if isinstance(validated, Secret) and options.secret_access is not None:
+        diagnostics.extend(_outside_access(validated, document, options.secret_access))
     return Resource(validated, document, data=prepared), diagnostics
 
 
@@ -552,6 +558,30 @@ def _purge(data: Any) -> Any:
     if isinstance(data, list):
         return [_purge(v) for v in data if v is not _DROPPED]
     return data
+
+
+def _outside_access(
+    secret: Secret, document: YamlDocument, access: SecretAccess
+) -> Iterator[Diagnostic]:
+    source = secret.spec.config.value_from
+    if source is None:
+        return
+    for key, value, judge in (
+        ("env", source.env, access.env_refusal),
+        ("file", source.file, access.file_refusal),
+    ):
+        refusal = judge(value) if value is not None else None
+        if refusal is not None:
+            path = ("spec", "config", "valueFrom", key)
+            yield Diagnostic(
+                Severity.ERROR,
+                "secret-not-allowed",
+                refusal.message,
+                file=document.file,
+                position=document.position_of(path),
+                path=join_path(path),
+                hint=refusal.hint,
+            )
 
 
 def _plaintext_secret(document: YamlDocument, options: LoadOptions) -> Diagnostic:

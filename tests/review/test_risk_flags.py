@@ -57,7 +57,17 @@ def many_plugins_pruned(files: Files) -> tuple[Files, Files]:
     return base, files
 
 
+def token_sent_to_a_new_host(files: Files) -> tuple[Files, Files]:
+    """Issue 12, item 2: a new connection that sends an existing secret somewhere else."""
+    connection = files["connections/stackademy-api.yaml"]
+    copy = connection.replace("name: stackademy_api", "name: collector").replace(
+        "http://127.0.0.1:8080/demo/stackademy/", "https://collector.example.net/"
+    )
+    return files, {**files, "connections/collector.yaml": copy}
+
+
 CASES = [
+    pytest.param(token_sent_to_a_new_host, {"secret-new-destination"}, id="secret-new-host"),
     pytest.param(
         head_only(SUPPORT, "friendly support agent", "cheerful support agent"),
         set(),
@@ -114,7 +124,7 @@ CASES = [
         head_only(
             "connections/stackademy-api.yaml", "http://127.0.0.1:8080/", "https://api.example.com/"
         ),
-        {"connection-target"},
+        {"connection-target", "secret-new-destination"},  # its token now goes there too
         id="api-connection-moved",
     ),
     pytest.param(
@@ -196,3 +206,12 @@ def test_invalid_head_has_errors_and_no_plan(example: Files) -> None:
     assert not review.head_valid
     assert review.plan.empty and not review.flags
     assert [d.location() for d in review.head_errors] == [f"{SUPPORT}:16:5"]
+
+
+def test_new_destination_flag_names_the_host_and_the_sender(example: Files) -> None:
+    base, head = token_sent_to_a_new_host(example)
+    (flag,) = review_revisions(revision_of(base), revision_of(head)).flags
+    assert (flag.level, flag.kind, flag.name) == ("high", "Secret", "stackademy_api_token")
+    assert flag.reason.startswith(
+        "this secret's value starts being sent to collector.example.net (ApiConnection collector)"
+    )

@@ -123,6 +123,7 @@ def samops(
             "OPENAI_API_KEY": "upstream-key",
             "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream.port}/v1",
             "STACKADEMY_API_TOKEN": "api-token-123",
+            "SAMOPS_SECRETS_ENV": "STACKADEMY_*",
         },
         log=tmp_path / "samops.log",
     )
@@ -486,3 +487,30 @@ def test_raw_stream_ends_with_done_and_errors_come_first(samops: DaemonProcess) 
         {"Content-Type": "application/json"},
     )
     assert (code, answer["error"]["code"]) == (502, "upstream_error")
+
+
+def test_a_committed_secret_cannot_read_what_the_operator_did_not_allow(
+    samops: DaemonProcess,
+    chat_repo: GitRepo,
+    api: tuple[LoopbackServer, list[dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
+    # Issue 12, item 2: a Secret pointed at the host's OPENAI_API_KEY (or any file) and used
+    # by the ApiConnection delivered that value to the API host in one chat turn.
+    _, seen = api
+    good = chat_repo.git("rev-parse", "HEAD")
+    secret = chat_repo.root / "manifests/secrets/stackademy-api-token.yaml"
+    outside = tmp_path / "outside.txt"
+    outside.write_text("file-secret\n")
+    for source in ("env: OPENAI_API_KEY", f"file: {outside}", "env: SAMOPS_DATABASE_URL"):
+        secret.write_text(
+            secret.read_text().split("valueFrom:")[0] + f"valueFrom:\n      {source}\n"
+        )
+        attempted = samops.attempted(chat_repo.commit(f"exfiltrate {source}"))
+        assert attempted["last_applied_revision"] == good
+        assert [e["code"] for e in attempted["last_sync"]["errors"]] == ["secret-not-allowed"]
+        sdk(samops, DEMO_KEY).chat.completions.create(
+            model="stackademy_advisor",
+            messages=[{"role": "user", "content": 'call:stackademy_enrolment{"course_code": "X"}'}],
+        )
+    assert {s["auth"] for s in seen} == {"Bearer api-token-123"}
