@@ -23,9 +23,10 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote
 
 import aiohttp
+import yarl
 from sqlalchemy import Engine, TextClause, create_engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
@@ -241,6 +242,33 @@ def _cell(value: Any) -> Any:
     return str(value)[:SQL_VALUE_MAX_CHARS]
 
 
+PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"
+"""What RFC 3986 lets a path segment hold unencoded besides letters and digits ('/' is not)."""
+
+
+def _decoded(text: str) -> str:
+    """``text`` percent-decoded until it no longer changes (a few rounds at most)."""
+    for _ in range(4):
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def _resolved(raw_path: str) -> str:
+    """A path with its dot segments removed (RFC 3986, 5.2.4), as a server would see it."""
+    out: list[str] = []
+    for segment in raw_path.split("/"):
+        if _decoded(segment) == "..":
+            if len(out) > 1:
+                out.pop()
+        elif _decoded(segment) != ".":
+            out.append(segment)
+    trailing = raw_path.endswith(("/", "/.", "/..")) and out[-1:] != [""]
+    return "/".join(out) + ("/" if trailing else "")
+
+
 class ApiExecutor:
     """ApiPlugin: one HTTP request under the connection's base URL, with its auth."""
 
@@ -263,8 +291,12 @@ class ApiExecutor:
     def schema(self) -> dict[str, Any]:
         return parameters_schema(self.parameters)
 
-    def url_for(self, values: Mapping[str, Any]) -> tuple[str, set[str]]:
-        """The request URL and the argument names used in its path."""
+    def url_for(self, values: Mapping[str, Any]) -> tuple[yarl.URL, set[str]]:
+        """The request URL, exactly as it will be sent, and the argument names in its path.
+
+        Each argument becomes exactly one percent-encoded path segment; one that is empty or
+        decodes to a dot segment ('.', '..', '%2e%2e') is refused, and the final URL, with
+        its dot segments resolved as a server would, must stay under the base URL."""
         used: set[str] = set()
 
         def fill(match: re.Match[str]) -> str:
@@ -272,19 +304,18 @@ class ApiExecutor:
             value = values.get(match[1])
             if value is None:
                 raise ToolError(f"the argument {match[1]!r} is needed in the URL path")
-            return quote(str(value), safe="")
+            text = str(value)
+            if text == "" or _decoded(text) in (".", ".."):
+                raise ToolError(f"the argument {match[1]!r} must be one path segment, not {text!r}")
+            return quote(text, safe=PATH_SEGMENT_SAFE)
 
         path = PLACEHOLDER.sub(fill, self.data["endpoint"]).lstrip("/")
-        url = self.base + path
-        base, final = urlsplit(self.base), urlsplit(url)
-        same_origin = (final.scheme, final.hostname, final.port) == (
-            base.scheme,
-            base.hostname,
-            base.port,
-        )
-        if not same_origin or not final.path.startswith(base.path):
+        final = yarl.URL(self.base + path, encoded=True)
+        base = yarl.URL(self.base, encoded=True)
+        same_origin = (final.scheme, final.host, final.port) == (base.scheme, base.host, base.port)
+        if not same_origin or not _resolved(final.raw_path).startswith(base.raw_path):
             raise ToolError("the request would leave the connection's base URL")
-        return url, used
+        return final, used
 
     def headers(self) -> dict[str, str]:
         headers = {h["name"]: str(h["value"] or "") for h in self.data["headers"]}

@@ -1,0 +1,112 @@
+"""The API tool against a real HTTP server on loopback: arguments stay single path segments
+under the connection's base URL, and answers are read whole up to the cap (issue 12, items 3
+and 4)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from serve.tools.functions import ToolError
+from serve.tools.plugins import ApiExecutor
+
+Seen = list[str]
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, runner.addresses[0][1]
+
+
+def api_data(endpoint: str, names: list[str]) -> dict[str, Any]:
+    return {
+        "endpoint": endpoint,
+        "method": "GET",
+        "headers": [],
+        "urlParams": [],
+        "parameters": [{"name": n, "type": "string", "required": True} for n in names],
+    }
+
+
+async def call(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    endpoint: str,
+    arguments: dict[str, Any],
+) -> tuple[str | ToolError, Seen]:
+    """Run the tool once against ``handler`` (every path), return its result and the raw
+    paths the server saw (with the connection's token, always checked)."""
+    seen: Seen = []
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        seen.append(request.raw_path)
+        assert request.headers["Authorization"] == "Bearer token-1"
+        return await handler(request)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner, port = await _serve(app)
+    try:
+        async with aiohttp.ClientSession() as http:
+            tool = ApiExecutor(
+                api_data(endpoint, list(arguments)),
+                {
+                    "baseUrl": f"http://127.0.0.1:{port}/api/base/",
+                    "timeout": 5,
+                    "authMethod": "token",
+                },
+                "token-1",
+                http,
+            )
+            try:
+                return await tool(arguments), seen
+            except ToolError as exc:
+                return exc, seen
+    finally:
+        await runner.cleanup()
+
+
+async def ok(request: web.Request) -> web.Response:
+    return web.json_response({"path": request.raw_path})
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "arguments"),
+    [
+        pytest.param("/{seg}/", {"seg": ".."}, id="dot-dot"),
+        pytest.param("/{seg}/", {"seg": "."}, id="dot"),
+        pytest.param("/{a}/{b}/", {"a": "..", "b": ".."}, id="two-dot-dots"),
+        pytest.param("/{seg}/", {"seg": "%2e%2e"}, id="encoded-dot-dot"),
+        pytest.param("/{seg}/", {"seg": "%2E%2e"}, id="encoded-dot-dot-mixed-case"),
+        pytest.param("/x/{seg}", {"seg": ".."}, id="last-segment"),
+        pytest.param("/{seg}/", {"seg": ""}, id="empty"),
+    ],
+)
+def test_a_path_argument_cannot_be_a_dot_segment(endpoint: str, arguments: dict[str, str]) -> None:
+    result, seen = asyncio.run(call(ok, endpoint, arguments))
+    assert isinstance(result, ToolError), result
+    assert "one path segment" in str(result)
+    assert seen == []  # refused before any request: the token went nowhere
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("CS101", "/api/base/courses/CS101/"),
+        ("../../admin", "/api/base/courses/..%2F..%2Fadmin/"),
+        ("a b?c#d", "/api/base/courses/a%20b%3Fc%23d/"),
+        ("..x", "/api/base/courses/..x/"),
+        ("%2e%2e/x", "/api/base/courses/%252e%252e%2Fx/"),
+    ],
+)
+def test_each_argument_is_exactly_one_encoded_segment(value: str, sent: str) -> None:
+    result, seen = asyncio.run(call(ok, "/courses/{code}/", {"code": value}))
+    assert not isinstance(result, ToolError), result
+    assert seen == [sent]
