@@ -242,6 +242,19 @@ def _cell(value: Any) -> Any:
     return str(value)[:SQL_VALUE_MAX_CHARS]
 
 
+async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes | None:
+    """The whole body, or None as soon as it is over ``cap`` bytes. (``read(n)`` alone returns
+    only what has arrived so far: a slow or large answer came back cut, with status 200.)"""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > cap:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"
 """What RFC 3986 lets a path segment hold unencoded besides letters and digits ('/' is not)."""
 
@@ -352,15 +365,15 @@ class ApiExecutor:
                 timeout=self.timeout,
                 allow_redirects=False,
             ) as response:
-                raw = await response.content.read(API_RESPONSE_MAX_BYTES + 1)
+                raw = await _read_capped(response.content, API_RESPONSE_MAX_BYTES)
                 status = response.status
                 kind = response.headers.get("Content-Type", "")
         except TimeoutError:
             raise ToolError("the API did not answer in time") from None
         except aiohttp.ClientError as exc:
             raise ToolError(f"the API cannot be reached: {exc.__class__.__name__}") from None
-        if len(raw) > API_RESPONSE_MAX_BYTES:
-            raise ToolError(f"the API's answer is over {API_RESPONSE_MAX_BYTES} bytes")
+        if raw is None:
+            raise ToolError(f"the API's answer is over {API_RESPONSE_MAX_BYTES:,} bytes")
         text_body = raw.decode("utf-8", "replace")
         parsed: Any = text_body
         if "json" in kind:

@@ -5,6 +5,7 @@ and 4)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from serve.tools.functions import ToolError
-from serve.tools.plugins import ApiExecutor
+from serve.tools.plugins import API_RESPONSE_MAX_BYTES, ApiExecutor
 
 Seen = list[str]
 
@@ -110,3 +111,38 @@ def test_each_argument_is_exactly_one_encoded_segment(value: str, sent: str) -> 
     result, seen = asyncio.run(call(ok, "/courses/{code}/", {"code": value}))
     assert not isinstance(result, ToolError), result
     assert seen == [sent]
+
+
+async def in_parts(request: web.Request) -> web.StreamResponse:
+    """A JSON answer of about 200 KB, written in four parts with pauses between them."""
+    body = json.dumps({"rows": ["x" * 100] * 2000}).encode()
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    quarter = len(body) // 4 + 1
+    for start in range(0, len(body), quarter):
+        await response.write(body[start : start + quarter])
+        await asyncio.sleep(0.05)
+    await response.write_eof()
+    return response
+
+
+async def oversized(request: web.Request) -> web.StreamResponse:
+    """3 MiB, streamed: over the 1 MiB cap."""
+    response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    await response.prepare(request)
+    for _ in range(48):
+        await response.write(b"y" * 65536)
+    await response.write_eof()
+    return response
+
+
+def test_an_answer_written_in_parts_is_read_whole() -> None:
+    result, _ = asyncio.run(call(in_parts, "/rows/", {}))
+    assert isinstance(result, str), result
+    assert len(json.loads(result)["body"]["rows"]) == 2000
+
+
+def test_an_answer_over_the_cap_is_a_tool_error_that_says_so() -> None:
+    result, _ = asyncio.run(call(oversized, "/big/", {}))
+    assert isinstance(result, ToolError)
+    assert str(result) == f"the API's answer is over {API_RESPONSE_MAX_BYTES:,} bytes"
