@@ -16,7 +16,7 @@ from reconciler.progress import Progress
 from reconciler.sam.diagnostics import Diagnostic, Severity, sort_diagnostics
 from reconciler.sam.load import LoadOptions, Resource, load_document
 from reconciler.sam.references import check_revision
-from reconciler.sam.yamlread import ReadLimits, read_yaml_documents
+from reconciler.sam.yamlread import ReadLimits, read_yaml_file
 from reconciler.source import DirectorySource, FileSource, GitSource, SourceFile
 
 
@@ -46,7 +46,13 @@ class Revision:
         return not self.errors
 
 
-FileResult = tuple[tuple[Resource, ...], tuple[Diagnostic, ...]]
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """Every resource and diagnostic of one file, and what its aliases cost."""
+
+    resources: tuple[Resource, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    alias_nodes: int = 0
 
 
 class ParseCache:
@@ -75,16 +81,19 @@ class ParseCache:
             self._entries.popitem(last=False)
 
 
-def load_file(file: SourceFile, options: LoadOptions, limits: ReadLimits) -> FileResult:
+def load_file(
+    file: SourceFile, options: LoadOptions, limits: ReadLimits, *, alias_budget: int | None = None
+) -> FileResult:
     """Every resource and diagnostic of one file."""
-    documents, diagnostics = read_yaml_documents(file.data, file.path, limits)
+    read = read_yaml_file(file.data, file.path, limits, alias_budget=alias_budget)
+    diagnostics = read.diagnostics
     resources = []
-    for document in documents:
+    for document in read.documents:
         resource, found = load_document(document, options)
         diagnostics.extend(found)
         if resource is not None:
             resources.append(resource)
-    return tuple(resources), tuple(diagnostics)
+    return FileResult(tuple(resources), tuple(diagnostics), read.alias_nodes)
 
 
 def validate_files(
@@ -110,18 +119,22 @@ def validate_files(
     )
     resources: list[Resource] = []
     files = list(files)
+    alias_nodes = 0  # spent by the revision's files together (ReadLimits)
     for file in files:
         result.files += 1
         if progress is not None:
             progress("files validated", result.files, len(files))
         key = (file.path, file.blob, options, limits)
         found = cache.get(key) if cache is not None else None
-        if found is None:
-            found = load_file(file, options, limits)
-            if cache is not None:
-                cache.put(key, found)
-        resources.extend(found[0])
-        result.diagnostics.extend(found[1])
+        left = limits.max_revision_alias_nodes - alias_nodes
+        if found is None or found.alias_nodes > left:
+            budget = min(limits.max_alias_nodes, max(left, 0))
+            found = load_file(file, options, limits, alias_budget=budget)
+            if cache is not None and budget == limits.max_alias_nodes:
+                cache.put(key, found)  # a result cut by the revision's budget is not the file's
+        alias_nodes += found.alias_nodes
+        resources.extend(found.resources)
+        result.diagnostics.extend(found.diagnostics)
     if check_references:
         resources, cross = check_revision(resources)
         result.diagnostics.extend(cross)

@@ -58,7 +58,20 @@ class ReadLimits:
     max_depth: int = 64
     """Deepest nesting of mappings and sequences."""
     max_alias_nodes: int = 10_000
-    """Most nodes a file may reach through aliases (``*anchor``), counted after expansion."""
+    """Most nodes a file may reach through aliases (``*anchor``), counted after expansion,
+    over all of its documents together (a file of thousands of documents each just under a
+    per-document cap took half a minute)."""
+    max_revision_alias_nodes: int = 100_000
+    """The same, over all the files of a revision together (``validate_files``)."""
+
+
+@dataclass(slots=True)
+class FileRead:
+    """What reading one file gave, and how many nodes its aliases cost."""
+
+    documents: list[YamlDocument]
+    diagnostics: list[Diagnostic]
+    alias_nodes: int = 0
 
 
 @dataclass(slots=True)
@@ -106,15 +119,25 @@ def read_yaml_documents(
 ) -> tuple[list[YamlDocument], list[Diagnostic]]:
     """Parse every document of one file. Never raises for bad input: problems come back as
     diagnostics, and a file with a fatal problem yields no documents."""
+    read = read_yaml_file(raw, file, limits)
+    return read.documents, read.diagnostics
+
+
+def read_yaml_file(
+    raw: bytes, file: str, limits: ReadLimits | None = None, *, alias_budget: int | None = None
+) -> FileRead:
+    """``read_yaml_documents`` with the aliases' cost; ``alias_budget`` (below the file's own
+    cap) is what the revision has left: over it, the message says the revision's cap."""
     limits = limits or ReadLimits()
     diagnostics: list[Diagnostic] = []
+    converter = _Converter(file, limits, diagnostics, alias_budget)
     try:
         text = _decode(raw, file, limits)
         text = _scan(text, file, limits, diagnostics)
-        documents = list(_convert_documents(text, file, limits, diagnostics))
+        documents = list(_convert_documents(text, converter))
     except _Abort as abort:
-        return [], [*diagnostics, abort.diagnostic]
-    return documents, diagnostics
+        return FileRead([], [*diagnostics, abort.diagnostic], converter.alias_nodes)
+    return FileRead(documents, diagnostics, converter.alias_nodes)
 
 
 def _error(
@@ -294,23 +317,26 @@ def _count_depth(text: str, file: str, limits: ReadLimits, *, loader: Any) -> No
             depth -= 1
 
 
-def _convert_documents(
-    text: str, file: str, limits: ReadLimits, diagnostics: list[Diagnostic]
-) -> Iterator[YamlDocument]:
+def _convert_documents(text: str, converter: _Converter) -> Iterator[YamlDocument]:
+    """Every document, through one converter: the alias budget is the file's, not each
+    document's. A spent budget ends the file (each later document would fail at once)."""
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
-        raise _syntax_error(exc, file) from None
+        raise _syntax_error(exc, converter.file) from None
     for index, node in enumerate(nodes):
         if node is None:
             continue  # an empty document, e.g. after a trailing '---'
-        converter = _Converter(file, limits, diagnostics)
-        document = YamlDocument(file=file, index=index, data=None, start=_position(node.start_mark))
+        document = YamlDocument(
+            file=converter.file, index=index, data=None, start=_position(node.start_mark)
+        )
         converter.document = document
         try:  # a fatal problem drops this document only; the file's others are still read
             document.data = converter.convert(node, (), depth=0, via_alias=False)
         except _Abort as abort:
-            diagnostics.append(abort.diagnostic)
+            converter.diagnostics.append(abort.diagnostic)
+            if abort.diagnostic.code == "alias-expansion":
+                return
             continue
         yield document
 
@@ -318,12 +344,19 @@ def _convert_documents(
 class _Converter:
     """Turns one composed document into plain data, recording positions and enforcing limits."""
 
-    def __init__(self, file: str, limits: ReadLimits, diagnostics: list[Diagnostic]) -> None:
+    def __init__(
+        self,
+        file: str,
+        limits: ReadLimits,
+        diagnostics: list[Diagnostic],
+        alias_budget: int | None = None,
+    ) -> None:
         self.file = file
         self.limits = limits
         self.diagnostics = diagnostics
         self.seen: set[int] = set()
         self.alias_nodes = 0
+        self.alias_budget = limits.max_alias_nodes if alias_budget is None else alias_budget
         self.scalars = SafeConstructor()
         self.document: YamlDocument
 
@@ -344,12 +377,19 @@ class _Converter:
         self.seen.add(id(node))
         if via_alias:
             self.alias_nodes += 1
-            if self.alias_nodes > self.limits.max_alias_nodes:
+            if self.alias_nodes > self.alias_budget:
+                revision_wide = self.alias_budget < self.limits.max_alias_nodes
+                scope = (
+                    f"the revision's files together expand aliases to more than "
+                    f"{self.limits.max_revision_alias_nodes:,} nodes, reached in this file"
+                    if revision_wide
+                    else f"aliases expand to more than {self.limits.max_alias_nodes:,} nodes"
+                )
                 raise _Abort(
                     _error(
                         "alias-expansion",
                         self.file,
-                        f"aliases expand to more than {self.limits.max_alias_nodes:,} nodes",
+                        scope,
                         position=self.document.position_of(path),
                         path=join_path(path),
                         hint="this is the shape of a 'billion laughs' attack; write the values out",

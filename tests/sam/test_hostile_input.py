@@ -18,6 +18,8 @@ import pytest
 import yaml
 
 from reconciler.sam import yamlread
+from reconciler.sam.revision import ParseCache, validate_source
+from reconciler.source import DirectorySource
 
 MEMORY_CAP_BYTES = 1024 * 1024 * 1024
 TIMEOUT_SECONDS = 20
@@ -124,3 +126,51 @@ def test_deep_nesting_message_is_ours_whichever_parser_stops_first(
         "deep.yaml:1:65: error: nesting is deeper than 64 levels"
     ]
     assert "hint: manifests are a few levels deep" in diagnostics[0].render()
+
+
+def _laughs_document(index: int) -> str:
+    """One document whose aliases expand to about 9,000 nodes: under a per-file cap alone."""
+    return "\n".join(
+        [
+            f"doc: {index}",
+            'a: &a ["x","x","x","x","x","x","x","x","x","x"]',
+            "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]",
+            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b]",
+            "d: [*c, *c, *c, *c, *c, *c, *c, *c, *c]",
+        ]
+    )
+
+
+def test_alias_work_is_bounded_per_file_not_per_document(tmp_path: Path) -> None:
+    # Issue 12, item 5: 2,051 documents, each under the per-document cap, took 31 s.
+    (tmp_path / "many.yaml").write_text("\n---\n".join(_laughs_document(i) for i in range(2000)))
+    done = run_validate(tmp_path)
+    assert done.returncode == 1
+    errors = [line for line in done.stdout.splitlines() if ": error: " in line]
+    # the first document (no kind), then the second spends the file's budget: the file ends
+    assert len(errors) == 2, errors[:3]
+    assert "aliases expand to more than 10,000 nodes" in errors[1]
+
+
+def test_alias_work_is_bounded_per_revision(tmp_path: Path) -> None:
+    for i in range(30):  # each file alone is under its cap; together over the revision's
+        (tmp_path / f"f{i}.yaml").write_text(_laughs_document(i))
+    revision = validate_source(DirectorySource(tmp_path))
+    messages = [d.message for d in revision.errors if d.code == "alias-expansion"]
+    assert messages, [d.render() for d in revision.errors][:3]
+    assert set(messages) == {
+        "the revision's files together expand aliases to more than 100,000 nodes, reached in "
+        "this file"
+    }
+    assert len(messages) == 30 - 100_000 // 8_999  # every file past the budget
+
+
+def test_a_cut_result_is_not_cached_as_the_files_own(tmp_path: Path) -> None:
+    for i in range(30):
+        (tmp_path / f"f{i}.yaml").write_text(_laughs_document(i))
+    cache = ParseCache()
+    validate_source(DirectorySource(tmp_path), cache=cache)
+    for i in range(1, 30):
+        (tmp_path / f"f{i}.yaml").unlink()
+    alone = validate_source(DirectorySource(tmp_path), cache=cache)
+    assert not [d for d in alone.errors if d.code == "alias-expansion"]
