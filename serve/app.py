@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine, text
 
+from reconciler.apikeys import digests_match, presented_digests
 from reconciler.store.db import reading
 from reconciler.store.read import read_state
 from reconciler.store.status import status_document
@@ -42,6 +43,9 @@ class ServerDeps:
     registry: CollectorRegistry
     wake_reconciler: Callable[[str], None]
     webhook_secret: str | None = None
+    admin_key_digest: str | None = None
+    protect: frozenset[str] = frozenset()
+    """Operational endpoints (``status``, ``metrics``) answered only with the admin key."""
     served_generation: Callable[[], int] = lambda: 0
     """The generation this process serves (0 before the first snapshot is loaded)."""
     worker: int = 0
@@ -110,8 +114,27 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+def _refused(request: web.Request, endpoint: str) -> web.Response | None:
+    """A 401 for an endpoint the operator protected, unless the admin key is presented."""
+    deps = request.app[DEPS]
+    if endpoint not in deps.protect or deps.admin_key_digest is None:
+        return None
+    header = request.headers.get("Authorization", "")
+    key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    if key and digests_match(presented_digests(key), [deps.admin_key_digest]):
+        return None
+    return error_response(
+        401,
+        "admin_key_required",
+        f"this server protects {request.path}: send 'Authorization: Bearer <admin key>'",
+    )
+
+
 async def metrics(request: web.Request) -> web.Response:
     """This process's metrics; with workers, the whole group's (``serve/workers.py``)."""
+    refused = _refused(request, "metrics")
+    if refused is not None:
+        return refused
     folder = shared_metrics_folder()
     if folder is None:
         body = generate_latest(request.app[DEPS].registry)
@@ -123,6 +146,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
+    refused = _refused(request, "status")
+    if refused is not None:
+        return refused
     try:
         document = await asyncio.to_thread(status_document, request.app[DEPS].engine)
     except sqlalchemy.exc.SQLAlchemyError as exc:  # an outage is not a server bug

@@ -200,6 +200,8 @@ async def serve_until_stopped(
                 registry=registry,
                 wake_reconciler=wake,
                 webhook_secret=options.webhook_secret,
+                admin_key_digest=options.admin_key_digest,
+                protect=frozenset(options.protect),
                 served_generation=lambda: state.snapshot.generation,
                 worker=worker.index if worker is not None else 0,
                 workers_listening=lambda: group is None or group.listening,
@@ -348,6 +350,25 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
     """Listening and chat options shared by ``run`` and ``serve``."""
     options = [
         click.option(
+            "--admin-key-digest",
+            envvar="SAMOPS_ADMIN_KEY_DIGEST",
+            callback=lambda _ctx, _param, value: _digest(value),
+            help="Digest (sha256:<hex>) of the admin key that may use the preview route, "
+            "POST /api/v1/preview/llm-clients/{name}/prompt/ (off without it), and the "
+            "--protect endpoints. Make one with `samops keys create admin`. "
+            "[env: SAMOPS_ADMIN_KEY_DIGEST]",
+        ),
+        click.option(
+            "--protect",
+            envvar="SAMOPS_PROTECT",
+            default="",
+            callback=lambda _ctx, _param, value: _protected(value),
+            metavar="status,metrics",
+            help="Operational endpoints that require the admin key (Authorization: Bearer): "
+            "status (/api/v1/status), metrics (/metrics); needs --admin-key-digest. "
+            "[env: SAMOPS_PROTECT]",
+        ),
+        click.option(
             "--host",
             envvar="SAMOPS_HOST",
             default="127.0.0.1",
@@ -425,6 +446,22 @@ def _chat_settings(account_number: str, api_domain: str, max_tool_rounds: int) -
     )
 
 
+PROTECTABLE = ("status", "metrics")
+
+
+def _protected(value: str) -> tuple[str, ...]:
+    names = tuple(sorted({n.strip() for n in value.split(",") if n.strip()}))
+    unknown = [n for n in names if n not in PROTECTABLE]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: expected some of {', '.join(PROTECTABLE)}")
+    return names
+
+
+def _needs_admin_key(protect: tuple[str, ...], admin_key_digest: str | None) -> None:
+    if protect and admin_key_digest is None:
+        raise click.UsageError("--protect needs --admin-key-digest (the key that may read them)")
+
+
 def _digest(value: str | None) -> str | None:
     if value is None or value == "":
         return None
@@ -500,14 +537,6 @@ def run_server(main: Awaitable[None], engine: Engine) -> None:
 @click.option(
     "--demo", is_flag=True, help="Also serve the example manifests' demo API (make run uses this)."
 )
-@click.option(
-    "--admin-key-digest",
-    envvar="SAMOPS_ADMIN_KEY_DIGEST",
-    callback=lambda _ctx, _param, value: _digest(value),
-    help="Digest (sha256:<hex>) of the admin key that may use the preview route, "
-    "POST /api/v1/preview/llm-clients/{name}/prompt/ (off without it). Make one with "
-    "`samops keys create admin`. [env: SAMOPS_ADMIN_KEY_DIGEST]",
-)
 def run(
     path: Path | None,
     repo: Path | None,
@@ -530,6 +559,7 @@ def run(
     allow_empty: bool,
     demo: bool,
     admin_key_digest: str | None,
+    protect: tuple[str, ...],
 ) -> None:
     """Follow a repository and serve chat: every commit is validated and applied at once.
 
@@ -542,6 +572,7 @@ def run(
       samops run --repo . --path manifests
       samops run --url https://git.example.com/team/bots.git --ref main --webhook-secret "$S"
     """
+    _needs_admin_key(protect, admin_key_digest)
     configure_logging(log_format, log_level)
     logctx.install()
     follower = choose_follower(path, repo, url, ref, subpath, default_data_dir())
@@ -576,6 +607,7 @@ def run(
         _chat_settings(account_number, api_domain, max_tool_rounds),
         demo=demo,
         admin_key_digest=admin_key_digest,
+        protect=protect,
         workers=workers,
         log_format=log_format,
         log_level=log_level,
@@ -610,6 +642,8 @@ def serve(
     max_tool_rounds: int,
     log_format: str,
     log_level: str,
+    admin_key_digest: str | None,
+    protect: tuple[str, ...],
 ) -> None:
     """Serve chat from a shared database, without reconciling (a replica).
 
@@ -621,6 +655,7 @@ def serve(
       samops serve --database-url postgresql://samops@db.internal/samops --port 8081
       samops serve --database-url postgresql://samops@db.internal/samops --workers 2
     """
+    _needs_admin_key(protect, admin_key_digest)
     configure_logging(log_format, log_level)
     logctx.install()
     try:
@@ -634,6 +669,8 @@ def serve(
         port,
         None,
         _chat_settings(account_number, api_domain, max_tool_rounds),
+        admin_key_digest=admin_key_digest,
+        protect=protect,
         workers=workers,
         log_format=log_format,
         log_level=log_level,

@@ -31,6 +31,8 @@ class ServerOptions:
     demo: bool = False
     admin_key_digest: str | None = None
     """Enables the preview route (``serve/preview.py``) for the key with this digest."""
+    protect: tuple[str, ...] = ()
+    """Operational endpoints (``status``, ``metrics``) that require that key."""
     workers: int = 1
     """Server processes on the port (``serve/workers.py``); 1 is this process alone."""
     log_format: str = "text"
@@ -52,5 +54,6 @@ class ServerOptions:
                 "webhook_secret": webhook_secret,
                 "chat": ChatSettings(**data["chat"]),
                 "follower": FollowerSpec(**follower) if follower else None,
+                "protect": tuple(data.get("protect", ())),
             }
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,10 +121,38 @@ def join_path(parts: Sequence[str | int]) -> str:
     return out
 
 
+MORE_CODE = "more-diagnostics"
+MAX_PER_FILE = 100
+"""Diagnostics kept for one file; the rest are counted in one closing diagnostic."""
+MAX_PER_REVISION = 1_000
+"""Diagnostics kept for a whole revision (what the CLI prints, syncs.errors and status hold)."""
+
+
+def capped(diagnostics: list[Diagnostic], limit: int, *, file: str = "") -> list[Diagnostic]:
+    """The first ``limit`` diagnostics, and one more that counts the others (an error when
+    an error was left out), so that no input makes an unbounded report."""
+    if len(diagnostics) <= limit:
+        return diagnostics
+    rest = diagnostics[limit:]
+    where = "in this file" if file else "in this revision"
+    return [
+        *diagnostics[:limit],
+        Diagnostic(
+            Severity.ERROR if any(d.is_error for d in rest) else Severity.WARNING,
+            MORE_CODE,
+            f"and {len(rest):,} more problems {where} (only the first {limit:,} are shown)",
+            file=file,
+            hint="fix these first; the rest are often the same mistake repeated",
+        ),
+    ]
+
+
 def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     """Stable reading order: by file, then position, errors before warnings on a tie."""
 
     def key(d: Diagnostic) -> tuple[str, int, int, int, str]:
+        if d.code == MORE_CODE:  # the count of what was left out closes its file's list
+            return (d.file, sys.maxsize, 0, 0, "")
         line = d.position.line if d.position else 0
         column = d.position.column if d.position else 0
         return (d.file, line, column, 0 if d.is_error else 1, d.path)

@@ -13,7 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from reconciler.progress import Progress
-from reconciler.sam.diagnostics import Diagnostic, Severity, sort_diagnostics
+from reconciler.sam.diagnostics import (
+    MAX_PER_FILE,
+    MAX_PER_REVISION,
+    Diagnostic,
+    Severity,
+    capped,
+    sort_diagnostics,
+)
 from reconciler.sam.load import LoadOptions, Resource, load_document
 from reconciler.sam.references import check_revision
 from reconciler.sam.yamlread import ReadLimits, read_yaml_file
@@ -93,7 +100,8 @@ def load_file(
         diagnostics.extend(found)
         if resource is not None:
             resources.append(resource)
-    return FileResult(tuple(resources), tuple(diagnostics), read.alias_nodes)
+    kept = capped(sort_diagnostics(diagnostics), MAX_PER_FILE, file=file.path)
+    return FileResult(tuple(resources), tuple(kept), read.alias_nodes)
 
 
 def validate_files(
@@ -139,7 +147,7 @@ def validate_files(
         resources, cross = check_revision(resources)
         result.diagnostics.extend(cross)
     result.resources = resources
-    result.diagnostics = sort_diagnostics(result.diagnostics)
+    result.diagnostics = capped(sort_diagnostics(result.diagnostics), MAX_PER_REVISION)
     return result
 
 

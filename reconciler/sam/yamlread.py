@@ -63,6 +63,8 @@ class ReadLimits:
     per-document cap took half a minute)."""
     max_revision_alias_nodes: int = 100_000
     """The same, over all the files of a revision together (``validate_files``)."""
+    max_documents: int = 1_000
+    """Most YAML documents (``---``) in one file."""
 
 
 @dataclass(slots=True)
@@ -307,9 +309,21 @@ def _too_deep(file: str, limits: ReadLimits, position: Position) -> Diagnostic:
 
 
 def _count_depth(text: str, file: str, limits: ReadLimits, *, loader: Any) -> None:
-    depth = 0
+    depth = documents = 0
     for event in yaml.parse(text, Loader=loader):
-        if isinstance(event, yaml.CollectionStartEvent):
+        if isinstance(event, yaml.DocumentStartEvent):
+            documents += 1
+            if documents > limits.max_documents:
+                raise _Abort(
+                    _error(
+                        "too-many-documents",
+                        file,
+                        f"this file holds more than {limits.max_documents:,} YAML documents",
+                        position=_position(event.start_mark),
+                        hint="split it into several files",
+                    )
+                )
+        elif isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > limits.max_depth:
                 raise _Abort(_too_deep(file, limits, _position(event.start_mark)))

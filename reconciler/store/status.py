@@ -19,6 +19,8 @@ from reconciler.store.mapping import KIND_TABLES
 from reconciler.store.read import read_state
 
 STATUS_JSON_VERSION = 1
+ERRORS_PER_SYNC = 20
+"""Errors shown per sync; ``errors_total`` counts them all (``samops validate`` lists them)."""
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
@@ -39,7 +41,8 @@ def _sync_json(row: Any) -> dict[str, Any]:
         "updated": row["updated"],
         "deleted": row["deleted"],
         "generation": row["generation"],
-        "errors": row["errors"],
+        "errors": row["errors"][:ERRORS_PER_SYNC],
+        "errors_total": len(row["errors"]),
     }
 
 
