@@ -52,7 +52,7 @@ from reconciler.follow import Follower, Watch
 from reconciler.leader import LeaderLock
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.sam.load import LoadOptions
-from reconciler.sam.revision import ParseCache, validate_files
+from reconciler.sam.revision import ParseCache, Revision, validate_files
 from reconciler.source import SourceError
 from reconciler.store.control import Control, read_control
 from reconciler.store.db import DatabaseError, reading
@@ -206,6 +206,10 @@ class Outage:
             extra={"down_s": round(now - self.since, 1), "failed_checks": self.failures},
         )
         self.since, self.failures = None, 0
+
+
+MAX_CATCH_UPS = 3
+"""Newer commits a pass follows before it applies what it has (a ref that never rests)."""
 
 
 class Daemon:
@@ -392,16 +396,8 @@ class Daemon:
                 )
                 if result is not None:
                     return result
-            snapshot = self.follower.read()
-            revision_id = snapshot.revision
-            revision = validate_files(
-                snapshot.revision,
-                snapshot.files,
-                options=self.settings.load_options,
-                cache=self.cache,
-                source_diagnostics=snapshot.diagnostics,
-                digest=snapshot.digest,
-            )
+            revision = self._newest_validated()
+            revision_id = revision.revision
             result = apply_revision(
                 self.engine,
                 revision,
@@ -415,6 +411,29 @@ class Daemon:
             self.last_pass_revision = revision_id or None
             outcome = result.outcome if result is not None else "failed"
             self._summarise(outcome, revision_id, time.perf_counter() - started, result)
+
+    def _newest_validated(self) -> Revision:
+        """Read and validate the followed ref; when it moved meanwhile (a revocation committed
+        while a large revision was being validated), start again from the newer commit rather
+        than apply a stale one. Validating again costs only the changed files (parse cache)."""
+        for _ in range(MAX_CATCH_UPS + 1):
+            snapshot = self.follower.read()
+            revision = validate_files(
+                snapshot.revision,
+                snapshot.files,
+                options=self.settings.load_options,
+                cache=self.cache,
+                source_diagnostics=snapshot.diagnostics,
+                digest=snapshot.digest,
+            )
+            latest = self.follower.peek()
+            if latest is None or latest.revision == revision.revision:
+                break
+            log.info(
+                "superseded before apply: reading the newer commit",
+                extra={"revision": revision.revision, "newer": latest.revision},
+            )
+        return revision
 
     def _summarise(
         self, outcome: str, revision: str, elapsed: float, result: ApplyResult | None
