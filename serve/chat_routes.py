@@ -24,7 +24,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +38,7 @@ from serve.chat import DEFAULT_MAX_TOOL_ROUNDS, Turn, TurnResult, text_of
 from serve.providers import Providers, UpstreamError
 from serve.sessions import (
     SESSION_KEY,
+    SessionNotYours,
     SessionStore,
     SessionsUnavailable,
     TurnRecord,
@@ -53,6 +54,10 @@ SMARTER_API = "smarter.sh/v1"
 class ChatSettings:
     max_body_bytes: int = 1024 * 1024
     max_messages: int = 200
+    max_history_messages: int = 100
+    """Most earlier messages of a session sent upstream with a new prompt (the newest)."""
+    max_history_chars: int = 200_000
+    """Most characters of earlier messages sent upstream (the newest, whole messages)."""
     deadline_seconds: float = 120.0
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
     account_number: str = "0000-0000-0000"
@@ -102,12 +107,13 @@ def presented_key(request: web.Request) -> str | None:
     return key.strip() or None if scheme.lower() in ("token", "bearer") else None
 
 
-def authorize(client: CompiledClient, key: dict[str, str] | None, snapshot: Snapshot) -> None:
+def authorize(client: CompiledClient, key: dict[str, str] | None, snapshot: Snapshot) -> str | None:
     """Raise a ChatError unless the presented key (its digests, see ``presented``) may use
     ``client``: 401 for a missing, unknown, deactivated or expired key, 403 for a valid key of
     another client. A key known to be inactive or expired is refused whatever the client, so
     deactivating a key cuts it off even where that leaves the client public (Smarter's rule
-    for inactive keys)."""
+    for inactive keys). Returns the name of the presented key's SmarterAuthToken, if known
+    (a session belongs to it)."""
     now = dt.datetime.now(dt.UTC)
     known = None
     if key is not None:
@@ -118,7 +124,7 @@ def authorize(client: CompiledClient, key: dict[str, str] | None, snapshot: Snap
             raise ChatError(401, "key_expired", "this key has expired")
     policy = client.key
     if not policy.required:
-        return
+        return known.token if known is not None else None
     if key is None:
         raise ChatError(
             401,
@@ -131,6 +137,25 @@ def authorize(client: CompiledClient, key: dict[str, str] | None, snapshot: Snap
         raise ChatError(401, "invalid_key", "this API key is not valid")
     if policy.expired(now):
         raise ChatError(401, "key_expired", f"the key of the client {client.name!r} has expired")
+    return known.token if known is not None else None
+
+
+def bounded_history(
+    messages: Sequence[dict[str, Any]], settings: ChatSettings
+) -> list[dict[str, Any]]:
+    """The newest earlier messages within the settings' count and size, starting at a user
+    message (never at a tool result cut off from the call it answers)."""
+    kept: list[dict[str, Any]] = []
+    chars = 0
+    for message in reversed(messages):
+        chars += len(str(message.get("content") or "")) + len(str(message.get("tool_calls") or ""))
+        if len(kept) >= settings.max_history_messages or chars > settings.max_history_chars:
+            break
+        kept.append(message)
+    kept.reverse()
+    while kept and kept[0].get("role") not in ("user", "system"):
+        kept.pop(0)
+    return kept
 
 
 def presented(request: web.Request) -> dict[str, str] | None:
@@ -325,7 +350,7 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
     try:
         body = await _json_body(request, deps.settings)
         client = _client(snapshot, name)
-        authorize(client, presented(request), snapshot)
+        opened_by = authorize(client, presented(request), snapshot)
         session_key = body.get("session_key") or new_session_key()
         if not isinstance(session_key, str) or not SESSION_KEY.match(session_key):
             raise ChatError(400, "invalid_session_key", "session_key must be 64 hex characters")
@@ -336,7 +361,14 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
         history = None  # a new session has none
         if body.get("session_key"):
             try:
-                history = await deps.sessions.history(session_key, client.name)
+                history = await deps.sessions.history(session_key, client.name, opened_by)
+            except SessionNotYours:
+                raise ChatError(
+                    404,
+                    "unknown_session",
+                    "this session_key names no session of this client opened with this key "
+                    "(hint: send the prompt without session_key to start a new session)",
+                ) from None
             except SessionsUnavailable as exc:
                 raise ChatError(
                     503,
@@ -344,7 +376,8 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
                     f"this session's history cannot be read now: {exc}; retry in a few "
                     "seconds, or send the prompt without session_key to start a new session",
                 ) from None
-        messages = [*(history if history is not None else body["messages"][:-1]), prompt]
+        earlier = history if history is not None else body["messages"][:-1]
+        messages = [*bounded_history(earlier, deps.settings), prompt]
         turn = Turn(
             client,
             snapshot,
@@ -367,6 +400,7 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
             new_messages,
             result.tool_calls,
             result.selected,
+            opened_by,
         )
     )
     completion = {**result.completion, "model": client.name}

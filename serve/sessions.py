@@ -62,6 +62,11 @@ class SessionsUnavailable(Exception):
     """The database cannot be read now, so a session's history is unknown."""
 
 
+class SessionNotYours(Exception):
+    """The session_key names a session of another client, or one opened with another key (or
+    without one): a session belongs to its client and to the key that opened it."""
+
+
 def new_session_key() -> str:
     return secrets.token_hex(32)
 
@@ -74,6 +79,8 @@ class TurnRecord:
     messages: Sequence[Mapping[str, Any]]
     tool_calls: Sequence[ToolCallRecord]
     plugins: Sequence[str]
+    opened_by: str | None = None
+    """The SmarterAuthToken whose key made the turn (None: no key); the session's owner."""
 
 
 @dataclass(eq=False, slots=True)
@@ -208,13 +215,22 @@ class SessionStore:
         self._by_session[turn.session_key] += 1
         self._wake.set()
 
-    async def history(self, session_key: str, client: str) -> list[dict[str, Any]] | None:
-        """The messages of a session of ``client``: stored ones, then those of its turns still
-        pending here; None when the session is unknown. Raises ``SessionsUnavailable``."""
+    async def history(
+        self, session_key: str, client: str, opened_by: str | None = None
+    ) -> list[dict[str, Any]] | None:
+        """The messages of a session of ``client`` opened by ``opened_by``: stored ones, then
+        those of its turns still pending here; None when no session has that key. Raises
+        ``SessionNotYours`` for a session of another owner, ``SessionsUnavailable``."""
         # Taken before the read: a turn written meanwhile is then in both, and dropped below.
         pending = self._pending_turns(session_key, client)
+        if any(entry.turn.opened_by != opened_by for entry in pending) or any(
+            entry.turn.client != client
+            for entry in (*self._batch, *self._queue)
+            if entry.turn.session_key == session_key
+        ):
+            raise SessionNotYours(session_key[:8])
         try:
-            stored = await asyncio.to_thread(self._read, session_key, client)
+            stored = await asyncio.to_thread(self._read, session_key, client, opened_by)
         except sqlalchemy.exc.SQLAlchemyError as exc:
             if not transient(exc):
                 raise
@@ -347,16 +363,21 @@ class SessionStore:
 
     # --- the database, in worker threads -----------------------------------------------------
 
-    def _read(self, session_key: str, client: str) -> list[dict[str, Any]] | None:
+    def _read(
+        self, session_key: str, client: str, opened_by: str | None
+    ) -> list[dict[str, Any]] | None:
+        sessions = schema.chat_sessions
         with reading(self.engine) as connection:
-            session_id = connection.execute(
-                select(schema.chat_sessions.c.id).where(
-                    schema.chat_sessions.c.session_key == session_key,
-                    schema.chat_sessions.c.client_name == client,
+            found = connection.execute(
+                select(sessions.c.id, sessions.c.client_name, sessions.c.opened_by).where(
+                    sessions.c.session_key == session_key
                 )
-            ).scalar()
-            if session_id is None:
+            ).first()
+            if found is None:
                 return None
+            if (found.client_name, found.opened_by) != (client, opened_by):
+                raise SessionNotYours(session_key[:8])
+            session_id = found.id
             rows = (
                 connection.execute(
                     select(schema.chat_messages)
@@ -384,7 +405,13 @@ class SessionStore:
             rows, calls, uses = [], [], []
             for entry in batch:
                 turn = entry.turn
-                session_id = ids[turn.session_key]
+                session_id = ids.get((turn.session_key, turn.client, turn.opened_by))
+                if session_id is None:  # another owner's session: never appended to
+                    log.warning(
+                        "turn not stored: its session belongs to another client or key",
+                        extra={"session": turn.session_key[:8], "client": turn.client},
+                    )
+                    continue
                 start = entry.position = following.get(session_id, 0)
                 following[session_id] = start + len(turn.messages)
                 common = {"session_id": session_id, "created_at": now}
@@ -419,36 +446,51 @@ class SessionStore:
                     connection.execute(insert(table), values)
 
 
+Owner = tuple[str, str, str | None]
+"""(session key, client, opened by): a session is written to only by its owner."""
+
+
 def _session_ids(
     connection: Connection, batch: Sequence[_Pending], now: dt.datetime
-) -> dict[str, int]:
-    """The id of each session of the batch: existing ones touched, missing ones created."""
+) -> dict[Owner, int]:
+    """The id of each session of the batch under its owner: existing ones touched, missing
+    ones created. A key whose session belongs to another owner gets no id here."""
     sessions = schema.chat_sessions
-    clients: dict[str, str] = {}
+    owners: dict[str, Owner] = {}
     for entry in batch:
-        clients.setdefault(entry.turn.session_key, entry.turn.client)
+        turn = entry.turn
+        owners.setdefault(turn.session_key, (turn.session_key, turn.client, turn.opened_by))
 
-    def known(keys: Sequence[str]) -> dict[str, int]:
+    def known(keys: Sequence[str]) -> dict[Owner, int]:
         found = connection.execute(
-            select(sessions.c.session_key, sessions.c.id).where(sessions.c.session_key.in_(keys))
+            select(
+                sessions.c.session_key, sessions.c.client_name, sessions.c.opened_by, sessions.c.id
+            ).where(sessions.c.session_key.in_(keys))
         ).all()
-        return dict(found)
+        return {(row[0], row[1], row[2]): row[3] for row in found}
 
-    ids = known(list(clients))
+    ids = known(list(owners))
     if ids:
         connection.execute(
             update(sessions).where(sessions.c.id.in_(list(ids.values()))).values(updated_at=now)
         )
-    missing = [key for key in clients if key not in ids]
+    taken = {owner[0] for owner in ids}
+    missing = [owner for key, owner in owners.items() if key not in taken]
     if missing:
         connection.execute(
             insert(sessions),
             [
-                {"session_key": k, "client_name": clients[k], "created_at": now, "updated_at": now}
-                for k in missing
+                {
+                    "session_key": key,
+                    "client_name": client,
+                    "opened_by": opened_by,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for key, client, opened_by in missing
             ],
         )
-        ids |= known(missing)
+        ids |= known([owner[0] for owner in missing])
     return ids
 
 

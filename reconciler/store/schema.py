@@ -320,6 +320,11 @@ chat_sessions = Table(
     Column("client_name", String(NAME), nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column(
+        "opened_by",
+        String(NAME),
+        comment="the SmarterAuthToken whose key opened the session; NULL: no key",
+    ),
 )
 
 chat_messages = Table(

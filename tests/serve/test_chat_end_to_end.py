@@ -514,3 +514,41 @@ def test_a_committed_secret_cannot_read_what_the_operator_did_not_allow(
             messages=[{"role": "user", "content": 'call:stackademy_enrolment{"course_code": "X"}'}],
         )
     assert {s["auth"] for s in seen} == {"Bearer api-token-123"}
+
+
+def _smarter_prompt(
+    samops: DaemonProcess, client: str, content: str, session: str | None, key: str | None
+) -> tuple[int, Any]:
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": content}]}
+    if session is not None:
+        body["session_key"] = session
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return samops.request(
+        "POST", f"/api/v1/llm-clients/{client}/prompt/", json.dumps(body).encode(), headers
+    )
+
+
+def test_a_session_belongs_to_its_client_and_key(
+    samops: DaemonProcess, upstream: LoopbackServer
+) -> None:
+    # Issue 12, item 9: the public client's route, given a private client's session_key and
+    # no key, appended to that private session; its next turn sent the injection upstream.
+    code, answer = _smarter_prompt(samops, "stackademy_advisor", "private first", None, DEMO_KEY)
+    assert code == 200
+    private = answer["data"]["session_key"]
+
+    code, refused = _smarter_prompt(samops, "support", "INJECTED", private, None)
+    assert code == 404
+    assert refused["error"]["code"] == "unknown_session"
+    code, refused = _smarter_prompt(samops, "stackademy_advisor", "INJECTED", private, None)
+    assert code == 401  # the private client still wants its key
+
+    def next_private_turn_sees_only_its_own() -> bool:
+        code, _ = _smarter_prompt(samops, "stackademy_advisor", "private second", private, DEMO_KEY)
+        sent = upstream_requests(upstream)[-1]["messages"]
+        assert not any("INJECTED" in str(m.get("content")) for m in sent)
+        return code == 200 and any(m.get("content") == "private first" for m in sent)
+
+    assert wait_for(next_private_turn_sees_only_its_own, timeout=10, what="the private history")

@@ -30,7 +30,7 @@ from reconciler.source import DirectorySource
 from reconciler.store import schema
 from serve.chat import ToolCallRecord
 from serve.scripted import REQUESTS, create_scripted_app
-from serve.sessions import SessionStore, SessionsUnavailable, TurnRecord
+from serve.sessions import SessionNotYours, SessionStore, SessionsUnavailable, TurnRecord
 from tests.conftest import MANIFESTS
 from tests.serve.harness import chat_routes
 
@@ -262,7 +262,8 @@ def test_history_includes_turns_pending_while_writes_fail(
             assert (store.written, store.pending) == (1, 3)
             assert await store.history(A, "support") == expected_history(written, *held[::2])
             assert await store.history(C, "support") == expected_history(held[1])
-            assert await store.history(C, "another-client") is None
+            with pytest.raises(SessionNotYours):  # issue 12.9: another client's session
+                await store.history(C, "another-client")
         await until(lambda: store.pending == 0, "the held turns")
         assert await store.history(A, "support") == expected_history(written, *held[::2])
         await store.close()
