@@ -62,19 +62,38 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
+def _bad_answer(
+    provider: str, what: str = "something that is not a chat completion"
+) -> UpstreamError:
+    return UpstreamError(502, "upstream_bad_answer", f"the provider {provider!r} answered {what}")
+
+
 def _decoded_answer(raw: bytes, provider: str) -> dict[str, Any]:
-    """The upstream's chat completion, or a 502 when it is not one."""
+    """The upstream's chat completion, or a 502 when it is not one (what every caller reads
+    is checked: the message, and each tool call's id, name and arguments)."""
     try:
         answer = jsonwire.loads(raw)
-        if not isinstance(answer["choices"][0]["message"], dict):  # what every caller reads
+        message = answer["choices"][0]["message"]
+        if not isinstance(message, dict):
             raise TypeError
+        calls = message.get("tool_calls")
+        if calls is not None and not (isinstance(calls, list) and all(map(_well_formed, calls))):
+            raise _bad_answer(provider, "tool calls without an id, a name or string arguments")
     except (ValueError, TypeError, KeyError, IndexError):
-        raise UpstreamError(
-            502,
-            "upstream_bad_answer",
-            f"the provider {provider!r} answered something that is not a chat completion",
-        ) from None
+        raise _bad_answer(provider) from None
     return answer  # type: ignore[no-any-return]
+
+
+def _well_formed(call: Any) -> bool:
+    """A tool call samops can run and answer: an id, a function name, string arguments."""
+    if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+        return False
+    function = call.get("function")
+    return (
+        isinstance(function, dict)
+        and isinstance(function.get("name"), str)
+        and isinstance(function.get("arguments", ""), str | None)
+    )
 
 
 def _accumulate(call: dict[str, Any], piece: Mapping[str, Any]) -> None:
@@ -199,24 +218,34 @@ class Turn:
             held: list[dict[str, Any]] = []
             calls: dict[int, dict[str, Any]] = {}
             live = False
+            seen = 0
             with translated_upstream_errors(self.client.provider):
                 chunks = await client.chat.completions.create(
                     **self.request(conversation, with_tools=with_tools), stream=True
                 )
-                async for chunk in chunks:
-                    data = chunk.model_dump(exclude_none=True)
-                    if live:
-                        yield data
-                        continue
-                    held.append(data)
-                    delta = (data.get("choices") or [{}])[0].get("delta") or {}
-                    if delta.get("content"):
-                        live = True
-                        for waiting in held:
-                            yield waiting
-                        held = []
-                    for piece in delta.get("tool_calls") or []:
-                        _accumulate(calls.setdefault(piece.get("index", 0), {}), piece)
+                try:
+                    async for chunk in chunks:
+                        seen += 1
+                        data = chunk.model_dump(exclude_none=True)
+                        if live:
+                            yield data
+                            continue
+                        held.append(data)
+                        delta = (data.get("choices") or [{}])[0].get("delta") or {}
+                        if delta.get("content"):
+                            live = True
+                            for waiting in held:
+                                yield waiting
+                            held = []
+                        for piece in delta.get("tool_calls") or []:
+                            _accumulate(calls.setdefault(piece.get("index", 0), {}), piece)
+                except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+                    # invalid JSON in an event, or a chunk of the wrong shape
+                    raise _bad_answer(self.client.provider, "a stream that is not one") from None
+            if not seen:  # a 200 whose body holds no server-sent event
+                raise _bad_answer(self.client.provider, "no server-sent events to a stream")
+            if calls and not all(map(_well_formed, calls.values())):
+                raise _bad_answer(self.client.provider, "streamed tool calls without an id or name")
             result.upstream_seconds += time.perf_counter() - started
             if live:
                 return

@@ -33,7 +33,7 @@ def test_only_the_newest_messages_within_the_size_go_upstream() -> None:
 
 
 def test_history_never_starts_with_a_cut_off_tool_result() -> None:
-    history = [
+    history: list[dict[str, Any]] = [
         {"role": "user", "content": "q"},
         {"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]},
         {"role": "tool", "tool_call_id": "c1", "content": "r"},

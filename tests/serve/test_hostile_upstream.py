@@ -1,0 +1,147 @@
+"""An upstream that answers 200 with something that is not a chat completion (issue 12, item
+11): every such answer is a 502 ``upstream_bad_answer`` in the route's own error shape, and a
+stream always ends with an error event and ``[DONE]``; never a 500 or a cut stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from reconciler.apply import apply_revision
+from reconciler.sam.revision import validate_source
+from reconciler.source import DirectorySource
+from reconciler.store.db import open_database
+from serve.sessions import SessionStore
+from tests.conftest import MANIFESTS
+from tests.serve.harness import chat_routes
+
+CALL = {"type": "function", "function": {"name": "calculator", "arguments": '{"expression": "1"}'}}
+
+
+def completion(message: Any) -> bytes:
+    return json.dumps(
+        {"id": "x", "object": "chat.completion", "choices": [{"message": message}]}
+    ).encode()
+
+
+ANSWERS = {
+    "tool-call-without-id": completion({"role": "assistant", "tool_calls": [CALL]}),
+    "tool-calls-not-a-list": completion({"role": "assistant", "tool_calls": "nope"}),
+    "function-null": completion(
+        {"role": "assistant", "tool_calls": [{"id": "c", "function": None}]}
+    ),
+    "arguments-not-a-string": completion(
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c", "function": {"name": "calculator", "arguments": 7}}],
+        }
+    ),
+    "name-not-a-string": completion(
+        {"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": ["x"]}}]}
+    ),
+}
+
+STREAMS = {
+    "not-sse": b'{"choices": [{"message": {"content": "plain json"}}]}',
+    "invalid-json-mid-stream": (
+        b'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"hel"}}]}\n\n'
+        b"data: {not json\n\n"
+    ),
+    "invalid-json-first": b"data: {not json\n\n",
+}
+
+
+def hostile_upstream(body: bytes, content_type: str) -> web.Application:
+    async def answer(_request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    return app
+
+
+@asynccontextmanager
+async def served(tmp_path: Path, body: bytes, content_type: str) -> AsyncIterator[str]:
+    engine = open_database(f"sqlite:///{tmp_path / 'samops.sqlite3'}")
+    folder = shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    apply_revision(engine, validate_source(DirectorySource(Path(folder))))
+    runner = web.AppRunner(hostile_upstream(body, content_type), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    sessions = SessionStore(engine)
+    sessions.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            chat_routes(
+                engine,
+                http,
+                sessions,
+                upstream_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1",
+                data_dir=tmp_path,
+                timeout=5,
+            ) as base,
+        ):
+            yield base
+    finally:
+        await sessions.close()
+        await runner.cleanup()
+        engine.dispose()
+
+
+@pytest.mark.parametrize("smarter", [False, True], ids=["openai-route", "smarter-route"])
+@pytest.mark.parametrize("case", sorted(ANSWERS))
+def test_a_malformed_answer_is_a_502(tmp_path: Path, case: str, smarter: bool) -> None:
+    async def scenario() -> tuple[int, dict[str, Any]]:
+        async with (
+            served(tmp_path, ANSWERS[case], "application/json") as base,
+            aiohttp.ClientSession() as http,
+        ):
+            messages = [{"role": "user", "content": "compute"}]
+            url, body = (
+                (f"{base}/api/v1/llm-clients/support/prompt/", {"messages": messages})
+                if smarter
+                else (f"{base}/v1/chat/completions", {"model": "support", "messages": messages})
+            )
+            async with http.post(url, json=body) as response:
+                return response.status, await response.json()
+
+    status, document = asyncio.run(scenario())
+    assert (status, document["error"]["code"]) == (502, "upstream_bad_answer"), document
+    assert set(document) == {"error"}
+
+
+@pytest.mark.parametrize("case", sorted(STREAMS))
+def test_a_broken_stream_ends_with_an_error_event_and_done(tmp_path: Path, case: str) -> None:
+    async def scenario() -> tuple[int, str, str]:
+        async with (
+            served(tmp_path, STREAMS[case], "text/event-stream") as base,
+            aiohttp.ClientSession() as http,
+        ):
+            body = {
+                "model": "support",
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+            async with http.post(f"{base}/v1/chat/completions", json=body) as response:
+                return response.status, response.headers["Content-Type"], await response.text()
+
+    status, kind, text = asyncio.run(scenario())
+    if status == 200:  # the stream had begun: it ends with an error event, then [DONE]
+        assert kind.startswith("text/event-stream")
+        events = [e.removeprefix("data: ") for e in text.strip().split("\n\n")]
+        assert events[-1] == "[DONE]"
+        assert json.loads(events[-2])["error"]["code"] == "upstream_bad_answer"
+    else:  # nothing was sent yet: an ordinary error answer
+        assert status == 502
+        assert json.loads(text)["error"]["code"] == "upstream_bad_answer"
