@@ -72,6 +72,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         code = exc.reason.lower().replace(" ", "_")
         return error_response(exc.status, code, exc.text or exc.reason)
+    except ConnectionResetError:  # the caller left before the answer: nobody to tell
+        log.debug("caller went away", extra={"path": request.path})
+        return error_response(499, "caller_went_away", "the caller closed the connection")
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return error_response(500, "internal_error", "the server failed; see its log")

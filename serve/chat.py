@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,7 +205,7 @@ class Turn:
             conversation.extend(added)
             result.added.extend(added)
 
-    async def stream(self, result: TurnResult) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, result: TurnResult) -> AsyncGenerator[dict[str, Any], None]:
         """The turn as chat.completion.chunk dicts, the final answer passed through as the
         upstream sends it. A round's chunks are held until its first content delta (then
         they flow live) or its end: calls to samops' tools run and the next round starts;

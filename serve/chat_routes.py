@@ -300,21 +300,26 @@ async def _stream(
         await response.write(b"data: " + event + b"\n\n")
 
     try:
-        await send(first)
-        async with asyncio.timeout(deps.settings.deadline_seconds):
-            async for chunk in chunks:
-                await send(chunk)
-    except (UpstreamError, TimeoutError) as exc:
-        error = {
-            "error": {
-                "message": str(exc) or "the turn took too long",
-                "type": "api_error",
-                "code": getattr(exc, "code", "deadline_exceeded"),
+        try:
+            await send(first)
+            async with asyncio.timeout(deps.settings.deadline_seconds):
+                async for chunk in chunks:
+                    await send(chunk)
+        except (UpstreamError, TimeoutError) as exc:
+            error = {
+                "error": {
+                    "message": str(exc) or "the turn took too long",
+                    "type": "api_error",
+                    "code": getattr(exc, "code", "deadline_exceeded"),
+                }
             }
-        }
-        await response.write(f"data: {json.dumps(error)}\n\n".encode())
-    await response.write(b"data: [DONE]\n\n")
-    await response.write_eof()
+            await response.write(f"data: {json.dumps(error)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+    except ConnectionResetError:  # the caller left: normal, and the upstream call ends here
+        log.debug("caller went away", extra={"path": request.path})
+    finally:
+        await chunks.aclose()
     return response
 
 

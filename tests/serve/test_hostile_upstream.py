@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,11 +72,13 @@ def hostile_upstream(body: bytes, content_type: str) -> web.Application:
 
 
 @asynccontextmanager
-async def served(tmp_path: Path, body: bytes, content_type: str) -> AsyncIterator[str]:
+async def served(
+    tmp_path: Path, body: bytes, content_type: str, *, app: web.Application | None = None
+) -> AsyncIterator[str]:
     engine = open_database(f"sqlite:///{tmp_path / 'samops.sqlite3'}")
     folder = shutil.copytree(MANIFESTS, tmp_path / "manifests")
     apply_revision(engine, validate_source(DirectorySource(Path(folder))))
-    runner = web.AppRunner(hostile_upstream(body, content_type), access_log=None)
+    runner = web.AppRunner(app or hostile_upstream(body, content_type), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     sessions = SessionStore(engine)
@@ -145,3 +148,58 @@ def test_a_broken_stream_ends_with_an_error_event_and_done(tmp_path: Path, case:
     else:  # nothing was sent yet: an ordinary error answer
         assert status == 502
         assert json.loads(text)["error"]["code"] == "upstream_bad_answer"
+
+
+def slow_stream_upstream() -> web.Application:
+    """A stream of 50 content chunks, 20 ms apart: long enough for a caller to leave."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for n in range(50):
+            chunk = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"content": f"part{n} "}}],
+            }
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            await asyncio.sleep(0.02)
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    return app
+
+
+def test_a_caller_leaving_mid_stream_is_not_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 12, item 12: client disconnects were logged as errors with a traceback.
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario() -> None:
+        async with served(tmp_path, b"", "text/plain", app=slow_stream_upstream()) as base:
+            for _ in range(5):
+                async with aiohttp.ClientSession() as http:
+                    body = {
+                        "model": "support",
+                        "stream": True,
+                        "messages": [{"role": "user", "content": "hi"}],
+                    }
+                    async with http.post(f"{base}/v1/chat/completions", json=body) as response:
+                        await response.content.readuntil(b"\n\n")  # one event, then leave
+            await asyncio.sleep(1.5)  # past the upstream's whole stream: nothing may remain
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            assert not [t for t in tasks if "handle" in repr(t.get_coro())], tasks
+
+    asyncio.run(scenario())
+    ours = [
+        r for r in caplog.records if r.name in ("samops.serve", "samops.chat", "aiohttp.server")
+    ]
+    loud = [r for r in ours if r.levelno >= logging.WARNING]
+    assert not loud, [(r.name, r.getMessage()) for r in loud]
+    assert not any(r.exc_info for r in caplog.records)
+    assert any(r.getMessage() == "caller went away" for r in caplog.records)
