@@ -27,7 +27,7 @@ from typing import Any
 from serve import jsonwire
 from serve.providers import Providers, UpstreamError, translated_upstream_errors, upstream_clock
 from serve.state import CompiledClient, CompiledPlugin, Snapshot, Tool
-from serve.tools.functions import ToolError
+from serve.tools.functions import ToolError, parse_arguments
 
 DEFAULT_MAX_TOOL_ROUNDS = 4
 log = logging.getLogger("samops.chat")
@@ -286,8 +286,9 @@ class Turn:
     async def run_tool(self, call: Mapping[str, Any]) -> ToolCallRecord:
         name = call["function"]["name"]
         started = time.perf_counter()
+        arguments: Any = {}
         try:
-            arguments = json.loads(call["function"].get("arguments") or "{}")
+            arguments = parse_arguments(call["function"].get("arguments") or "{}")
             if not isinstance(arguments, dict):
                 raise ToolError("the arguments must be a JSON object")
             result: str | None = await self.tools[name].execute(arguments)

@@ -55,6 +55,22 @@ class ToolError(Exception):
     """A tool could not produce a result; the message is returned to the model as the result."""
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def int64(value: int) -> int:
+    """``value`` when a database, a JSON encoder or a date can hold it; else a ToolError
+    (a model may write any number of digits)."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ToolError(f"the number {_short(value, 40)} is beyond what a tool can hold (64 bits)")
+    return value
+
+
+def parse_arguments(text: str) -> Any:
+    """A tool call's JSON arguments; integers beyond 64 bits are a ToolError."""
+    return json.loads(text, parse_int=lambda digits: int64(int(digits)))
+
+
 @dataclass(frozen=True)
 class FunctionSettings:
     """Where ``get_current_weather`` asks, and how long it waits (tests use a local server)."""

@@ -31,7 +31,7 @@ from sqlalchemy import Engine, TextClause, create_engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
-from serve.tools.functions import ToolError
+from serve.tools.functions import ToolError, int64
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 API_RESPONSE_MAX_BYTES = 1024 * 1024
@@ -101,6 +101,8 @@ def checked_arguments(
             not isinstance(value, expected) or (kind != "boolean" and isinstance(value, bool))
         ):
             raise ToolError(f"the argument {name!r} must be of type {kind}")
+        if isinstance(value, int) and not isinstance(value, bool):
+            int64(value)
         if parameter.get("enum") and value not in parameter["enum"]:
             raise ToolError(f"the argument {name!r} must be one of {parameter['enum']}")
         values[name] = value
