@@ -2,6 +2,10 @@
 
 Fields passed with ``extra=`` (``revision``, ``outcome``...) appear as ``key=value`` in text
 and as keys in JSON, so every reconcile line carries its revision in both forms.
+
+Text lines carry untrusted strings (file names, refs, client names from manifests): control
+characters (newlines, ANSI escapes) and undecodable bytes are written escaped, and a value with
+spaces or quotes is quoted, so that no input can forge a line or colour a terminal.
 """
 
 from __future__ import annotations
@@ -18,11 +22,32 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD}
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\\t",
+}
+
+
+def escaped(text: str) -> str:
+    """``text`` with control characters and lone surrogates (undecodable bytes) escaped."""
+    return text.translate(_CONTROL).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _field(value: Any) -> str:
+    text = escaped(str(value))
+    return (
+        json.dumps(text, ensure_ascii=False)
+        if (not text or any(c in text for c in ' "='))
+        else text
+    )
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         moment = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
-        head = f"{moment} {record.levelname:<7} {record.getMessage()}"
-        fields = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        head = f"{moment} {record.levelname:<7} {escaped(record.getMessage())}"
+        fields = " ".join(f"{k}={_field(v)}" for k, v in _extras(record).items())
         text = f"{head} {fields}" if fields else head
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)

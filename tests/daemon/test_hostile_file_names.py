@@ -61,3 +61,22 @@ def test_daemon_keeps_serving_through_a_non_utf8_file_name(
     assert again.healthy()
     bad.unlink()
     wait_for(lambda: again.status()["last_applied_revision"] == good, what="the good state again")
+
+
+FORGED = "2026-11-27T00:00:00 INFO    reconciled revision=evil outcome=applied generation=999"
+
+
+def test_a_file_name_cannot_forge_or_colour_a_log_line(
+    start_daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    # Issue 12, item 14: a committed file name holding a newline and a fake log line appeared
+    # as a real line in the text log; ANSI escapes were written raw.
+    folder = Path(shutil.copytree(MANIFESTS, tmp_path / "manifests"))
+    daemon = start_daemon(str(folder))
+    first = wait_for(lambda: daemon.status()["last_applied_revision"], what="a first apply")
+    (folder / f"x\n{FORGED}\n\x1b[31mred.yaml").write_text("kind: Nope\n")
+    wait_for(lambda: daemon.status()["last_attempted_revision"] != first, what="the name attempted")
+    text = daemon.log.read_text()
+    assert "\\n" + FORGED in text  # the name is there, escaped, on its own line's tail
+    assert not any(line.startswith(FORGED) for line in text.splitlines())
+    assert "\x1b" not in text
