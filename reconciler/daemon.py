@@ -50,6 +50,7 @@ from sqlalchemy import Engine
 from reconciler.apply import ApplyError, ApplyResult, apply_if_files_unchanged, apply_revision
 from reconciler.follow import Follower, Watch
 from reconciler.leader import LeaderLock
+from reconciler.logs import Throttled
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.revision import ParseCache, Revision, validate_files
@@ -168,44 +169,19 @@ class Pacer:
         return delay
 
 
-class Outage:
-    """Reports an unreachable database without flooding the log: one warning when the outage
-    starts, then at most one per interval (from ``retry_initial_seconds``, doubling up to
-    ``retry_max_seconds``), one info line when it ends; every failed check at debug."""
+class Outage(Throttled):
+    """Reports an unreachable database without flooding the log (``Throttled``), with the
+    daemon's retry intervals."""
 
     def __init__(self, settings: DaemonSettings) -> None:
-        self.settings = settings
-        self.since: float | None = None
-        self.failures = 0
-        self.interval = 0.0
-        self.next_warning = 0.0
-
-    def failed(self, now: float, error: str) -> None:
-        self.failures += 1
-        fields = {"error": error, "failed_checks": self.failures}
-        if self.since is None:
-            self.since, self.interval = now, self.settings.retry_initial_seconds
-        elif now < self.next_warning:
-            log.debug("database check failed", extra=fields)
-            return
-        else:
-            self.interval = min(self.settings.retry_max_seconds, self.interval * 2)
-            fields["down_s"] = round(now - self.since, 1)
-        self.next_warning = now + self.interval
-        log.warning(
+        super().__init__(
+            log,
             "database unavailable; serving the last applied state, retrying every "
-            f"{self.settings.control_poll_seconds:g} s",
-            extra=fields,
-        )
-
-    def recovered(self, now: float) -> None:
-        if self.since is None:
-            return
-        log.info(
+            f"{settings.control_poll_seconds:g} s",
             "database reachable again",
-            extra={"down_s": round(now - self.since, 1), "failed_checks": self.failures},
+            initial_seconds=settings.retry_initial_seconds,
+            max_seconds=settings.retry_max_seconds,
         )
-        self.since, self.failures = None, 0
 
 
 MAX_CATCH_UPS = 3

@@ -68,6 +68,52 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str)
 
 
+class Throttled:
+    """A condition that lasts (a database down, a state that cannot load), logged without
+    flooding: one warning when it starts, then at most one per interval (from
+    ``initial_seconds``, doubling up to ``max_seconds``) carrying how often it failed, one info
+    line when it ends; every failure in between at debug."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        started: str,
+        ended: str,
+        *,
+        initial_seconds: float = 1.0,
+        max_seconds: float = 60.0,
+    ) -> None:
+        self.logger, self.started, self.ended = logger, started, ended
+        self.initial_seconds, self.max_seconds = initial_seconds, max_seconds
+        self.since: float | None = None
+        self.failures = 0
+        self.interval = 0.0
+        self.next_warning = 0.0
+
+    def failed(self, now: float, error: str) -> None:
+        self.failures += 1
+        fields: dict[str, Any] = {"error": error, "failed_checks": self.failures}
+        if self.since is None:
+            self.since, self.interval = now, self.initial_seconds
+        elif now < self.next_warning:
+            self.logger.debug(self.started, extra=fields)
+            return
+        else:
+            self.interval = min(self.max_seconds, self.interval * 2)
+            fields["down_s"] = round(now - self.since, 1)
+        self.next_warning = now + self.interval
+        self.logger.warning(self.started, extra=fields)
+
+    def recovered(self, now: float) -> None:
+        if self.since is None:
+            return
+        self.logger.info(
+            self.ended,
+            extra={"down_s": round(now - self.since, 1), "failed_checks": self.failures},
+        )
+        self.since, self.failures = None, 0
+
+
 def configure_logging(log_format: str = "text", level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())

@@ -25,6 +25,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -46,7 +47,7 @@ from reconciler.follow import (
     clone_dir_for,
 )
 from reconciler.leader import leader_lock_for
-from reconciler.logs import configure_logging
+from reconciler.logs import Throttled, configure_logging
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.sam.kinds import DIGEST_PATTERN
 from reconciler.sam.load import LoadOptions
@@ -333,7 +334,13 @@ async def _watch_generations(
     stop: asyncio.Event,
     report: Callable[[float], None],
 ) -> None:
-    """Load new generations: at once when the daemon announces one, else by polling."""
+    """Load new generations: at once when the daemon announces one, else by polling. A
+    failure (the database down) keeps the last snapshot serving, logged once, then sparsely."""
+    failing = Throttled(
+        log,
+        "cannot load the serving state; serving the last one",
+        "the serving state loads again",
+    )
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(refresh.wait(), timeout=GENERATION_POLL_SECONDS)
@@ -341,8 +348,9 @@ async def _watch_generations(
         try:
             snapshot = await asyncio.to_thread(state.load)
         except Exception as exc:  # the database may be down: keep serving the last snapshot
-            log.warning("cannot load the serving state", extra={"error": str(exc)[:200]})
+            failing.failed(time.monotonic(), str(exc)[:200])
             continue
+        failing.recovered(time.monotonic())
         report(snapshot.generation)
 
 
