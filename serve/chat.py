@@ -30,6 +30,11 @@ from serve.state import CompiledClient, CompiledPlugin, Snapshot, Tool
 from serve.tools.functions import ToolError, parse_arguments
 
 DEFAULT_MAX_TOOL_ROUNDS = 4
+DEFAULT_MAX_TOOL_CALLS_PER_ROUND = 16
+"""Calls of one round that run; the model is told the others did not (an upstream once asked
+for 150 at a time, all sent to one API host at once)."""
+DEFAULT_MAX_CONCURRENT_TOOL_CALLS = 4
+"""Calls of one round that run at the same time."""
 log = logging.getLogger("samops.chat")
 
 
@@ -151,6 +156,8 @@ class Turn:
     messages: list[dict[str, Any]]
     caller_tools: list[dict[str, Any]] = field(default_factory=list)
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    max_calls_per_round: int = DEFAULT_MAX_TOOL_CALLS_PER_ROUND
+    max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_TOOL_CALLS
     selected: list[CompiledPlugin] = field(init=False)
     tools: dict[str, Tool] = field(init=False)
 
@@ -281,7 +288,19 @@ class Turn:
     async def run_tools(self, calls: list[dict[str, Any]]) -> list[ToolCallRecord]:
         if len(calls) == 1:  # no task: on a busy loop a new task waits for every other one
             return [await self.run_tool(calls[0])]
-        return list(await asyncio.gather(*(self.run_tool(c) for c in calls)))
+        running, refused = calls[: self.max_calls_per_round], calls[self.max_calls_per_round :]
+        gate = asyncio.Semaphore(self.max_concurrent_calls)
+
+        async def gated(call: dict[str, Any]) -> ToolCallRecord:
+            async with gate:
+                return await self.run_tool(call)
+
+        done = list(await asyncio.gather(*(gated(c) for c in running)))
+        reason = (
+            f"not run: at most {self.max_calls_per_round} tool calls run in one round; ask "
+            "again for the ones you still need"
+        )
+        return done + [ToolCallRecord(c["function"]["name"], {}, None, reason, 0) for c in refused]
 
     async def run_tool(self, call: Mapping[str, Any]) -> ToolCallRecord:
         name = call["function"]["name"]

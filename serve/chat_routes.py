@@ -34,7 +34,14 @@ from aiohttp import web
 from reconciler.apikeys import digests_match, presented_digests
 from serve import jsonwire, logctx
 from serve.bodies import BodyTooLarge, read_body
-from serve.chat import DEFAULT_MAX_TOOL_ROUNDS, Turn, TurnResult, text_of
+from serve.chat import (
+    DEFAULT_MAX_CONCURRENT_TOOL_CALLS,
+    DEFAULT_MAX_TOOL_CALLS_PER_ROUND,
+    DEFAULT_MAX_TOOL_ROUNDS,
+    Turn,
+    TurnResult,
+    text_of,
+)
 from serve.providers import Providers, UpstreamError
 from serve.sessions import (
     SESSION_KEY,
@@ -58,6 +65,8 @@ class ChatSettings:
     """Most earlier messages of a session sent upstream with a new prompt (the newest)."""
     max_history_chars: int = 200_000
     """Most characters of earlier messages sent upstream (the newest, whole messages)."""
+    max_tool_calls_per_round: int = DEFAULT_MAX_TOOL_CALLS_PER_ROUND
+    max_concurrent_tool_calls: int = DEFAULT_MAX_CONCURRENT_TOOL_CALLS
     deadline_seconds: float = 120.0
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
     account_number: str = "0000-0000-0000"
@@ -249,6 +258,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             body["messages"],
             caller_tools,
             deps.settings.max_tool_rounds,
+            deps.settings.max_tool_calls_per_round,
+            deps.settings.max_concurrent_tool_calls,
         )
         if body.get("stream"):
             return await _stream(request, deps, turn, body, started)
@@ -389,6 +400,8 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
             deps.providers,
             messages,
             max_tool_rounds=deps.settings.max_tool_rounds,
+            max_calls_per_round=deps.settings.max_tool_calls_per_round,
+            max_concurrent_calls=deps.settings.max_concurrent_tool_calls,
         )
         async with turn_errors(deps):
             result = await turn.run()
