@@ -233,7 +233,9 @@ class SqlExecutor:
             raise ToolError(f"the query failed: {reason}") from None
         truncated = len(rows) > self.limit
         data = [[_cell(v) for v in row] for row in rows[: self.limit]]
-        return json.dumps({"columns": columns, "rows": data, "truncated": truncated})
+        answer = json.dumps({"columns": columns, "rows": data, "truncated": truncated})
+        password = self.engine.url.password
+        return redacted(answer, [str(password)]) if password else answer
 
 
 def _cell(value: Any) -> Any:
@@ -242,6 +244,21 @@ def _cell(value: Any) -> Any:
     if isinstance(value, int | float | bool) or value is None:
         return value
     return str(value)[:SQL_VALUE_MAX_CHARS]
+
+
+REDACTED = "[redacted]"
+MIN_REDACTED_CHARS = 4
+"""Shorter secrets are not searched for: they would blank out ordinary text."""
+
+
+def redacted(text: str, secrets: list[str]) -> str:
+    """``text`` with every occurrence of the connection's secrets replaced, before a tool's
+    result reaches the model, the caller, the logs or the database (an API may echo back
+    the credentials it was sent)."""
+    for secret in secrets:
+        if len(secret) >= MIN_REDACTED_CHARS:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes | None:
@@ -332,6 +349,12 @@ class ApiExecutor:
             raise ToolError("the request would leave the connection's base URL")
         return final, used
 
+    def secret_forms(self) -> list[str]:
+        """The connection's secret as it may come back: plain, and as sent for basic auth."""
+        if not self.api_key:
+            return []
+        return [self.api_key, base64.b64encode(self.api_key.encode()).decode()]
+
     def headers(self) -> dict[str, str]:
         headers = {h["name"]: str(h["value"] or "") for h in self.data["headers"]}
         if self.api_key and self.auth_method in ("token", "oauth"):
@@ -376,7 +399,7 @@ class ApiExecutor:
             raise ToolError(f"the API cannot be reached: {exc.__class__.__name__}") from None
         if raw is None:
             raise ToolError(f"the API's answer is over {API_RESPONSE_MAX_BYTES:,} bytes")
-        text_body = raw.decode("utf-8", "replace")
+        text_body = redacted(raw.decode("utf-8", "replace"), self.secret_forms())
         parsed: Any = text_body
         if "json" in kind:
             try:

@@ -146,3 +146,17 @@ def test_an_answer_over_the_cap_is_a_tool_error_that_says_so() -> None:
     result, _ = asyncio.run(call(oversized, "/big/", {}))
     assert isinstance(result, ToolError)
     assert str(result) == f"the API's answer is over {API_RESPONSE_MAX_BYTES:,} bytes"
+
+
+async def echo_headers(request: web.Request) -> web.Response:
+    """An API that echoes what it was sent, its Authorization header included."""
+    return web.json_response({"headers": dict(request.headers), "note": "token-1 again"})
+
+
+def test_the_connections_secret_never_comes_back_in_a_result() -> None:
+    # Issue 12, item 17: an API echoing its Authorization header handed the connection's
+    # token to the model, the caller and the database.
+    result, _ = asyncio.run(call(echo_headers, "/echo/", {}))
+    assert isinstance(result, str), result
+    assert "token-1" not in result
+    assert json.loads(result)["body"]["headers"]["Authorization"] == "Bearer [redacted]"
