@@ -52,6 +52,8 @@ class ServerDeps:
     """This process's index in its worker group (0: the primary, or the only process)."""
     workers_listening: Callable[[], bool] = lambda: True
     """In a primary: whether all its workers have started listening."""
+    offline_demo: bool = False
+    """No OPENAI_API_KEY: the built-in openai provider is the offline demo model."""
 
 
 DEPS = web.AppKey("deps", ServerDeps)
@@ -113,6 +115,7 @@ async def readyz(request: web.Request) -> web.Response:
             "revision": revision,
             "served_generation": served,
             "worker": request.app[DEPS].worker,
+            **({"offline_demo": True} if request.app[DEPS].offline_demo else {}),
         }
     )
 
@@ -158,6 +161,8 @@ async def status(request: web.Request) -> web.Response:
         return error_response(
             503, "database_unavailable", f"the database cannot be reached: {type(exc).__name__}"
         )
+    if request.app[DEPS].offline_demo:
+        document["offline_demo"] = True
     return web.json_response(document)
 
 

@@ -206,6 +206,7 @@ async def serve_until_stopped(
                 served_generation=lambda: state.snapshot.generation,
                 worker=worker.index if worker is not None else 0,
                 workers_listening=lambda: group is None or group.listening,
+                offline_demo=not os.environ.get("OPENAI_API_KEY"),
             )
         )
         add_chat_routes(app, ChatDeps(state, providers, sessions, options.chat))
@@ -242,6 +243,12 @@ async def serve_until_stopped(
             describe += f", {options.workers} processes"
         if worker is None:
             click.echo(f"samops: serving on http://{options.host}:{port} ({describe})", err=True)
+            if not os.environ.get("OPENAI_API_KEY"):
+                click.echo(
+                    "samops: OPENAI_API_KEY is not set: the offline demo model answers the "
+                    "openai provider ('echo: ...'); set it to use OpenAI",
+                    err=True,
+                )
         else:
             tell_primary_listening(worker)
         listener = None

@@ -17,8 +17,10 @@ A chat completion is answered by the first rule that applies:
 4. the last user message says ``#system``: the text of the system message(s);
 5. otherwise ``echo: <last user text>``.
 
-Every chat completion body is kept in ``app[REQUESTS]`` and served at ``GET /_scripted/requests``
-(``DELETE`` clears it) for tests that run the upstream in another process:
+With ``record=True`` (tests only: ``--record`` on the command line) every chat completion body
+is kept in ``app[REQUESTS]`` and served at ``GET /_scripted/requests`` (``DELETE`` clears it),
+for tests that run the upstream in another process. Without it, as the offline demo runs it,
+nothing is kept and there is no such route: a conversation lives only for its request.
 ``python -m serve.scripted --port 8081`` prints the base URL to give the SDK.
 """
 
@@ -63,6 +65,7 @@ class ScriptedState:
 
     latency_ms: float
     api_key: str | None
+    record: bool = False
     failures: dict[str, int] = field(default_factory=dict)  # #flaky: 500s so far, per messages
     completions: int = 0  # numbers the completion ids
 
@@ -354,7 +357,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         body = await request.json()
     except ValueError:
         return openai_error(400, "the request body is not JSON: send the OpenAI chat request")
-    request.app[REQUESTS].append(body)
+    if request.app[STATE].record:
+        request.app[REQUESTS].append(body)
     try:
         chat = parse_request(body)
         orders = parse_directives(last_user_text(chat.messages))
@@ -420,15 +424,19 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         )
 
 
-def create_scripted_app(*, latency_ms: float = 0, api_key: str | None = None) -> web.Application:
-    """The upstream; ``latency_ms`` is added to every chat completion, ``api_key`` is required."""
+def create_scripted_app(
+    *, latency_ms: float = 0, api_key: str | None = None, record: bool = False
+) -> web.Application:
+    """The upstream; ``latency_ms`` is added to every chat completion, ``api_key`` is required,
+    ``record`` keeps and serves the requests (tests only)."""
     app = web.Application(middlewares=[openai_errors])
     app[REQUESTS] = []
-    app[STATE] = ScriptedState(latency_ms=latency_ms, api_key=api_key)
+    app[STATE] = ScriptedState(latency_ms=latency_ms, api_key=api_key, record=record)
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_get("/_scripted/requests", recorded_requests)
-    app.router.add_delete("/_scripted/requests", clear_requests)
+    if record:
+        app.router.add_get("/_scripted/requests", recorded_requests)
+        app.router.add_delete("/_scripted/requests", clear_requests)
     return app
 
 
@@ -497,8 +505,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8081, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=float, default=0, help="added to every completion")
     parser.add_argument("--api-key", help="require `Authorization: Bearer KEY` on /v1/")
+    parser.add_argument(
+        "--record", action="store_true", help="keep requests, served at /_scripted/requests"
+    )
     args = parser.parse_args(argv)
-    app = create_scripted_app(latency_ms=args.latency_ms, api_key=args.api_key)
+    app = create_scripted_app(latency_ms=args.latency_ms, api_key=args.api_key, record=args.record)
     announce = functools.partial(print, flush=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):

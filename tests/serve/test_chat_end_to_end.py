@@ -73,7 +73,7 @@ def seats_api() -> tuple[web.Application, list[dict[str, Any]]]:
 
 @pytest.fixture
 def upstream() -> Iterator[LoopbackServer]:
-    server = LoopbackServer(create_scripted_app())
+    server = LoopbackServer(create_scripted_app(record=True))
     yield server
     server.stop()
 

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from tests.conftest import MANIFESTS, GitRepo
-from tests.daemon.conftest import DaemonProcess
+from tests.daemon.conftest import DaemonProcess, wait_for
 
 
 def test_demo_api_answers_from_the_demo_data(repo: GitRepo, tmp_path: Path) -> None:
@@ -35,5 +35,21 @@ def test_demo_api_answers_from_the_demo_data(repo: GitRepo, tmp_path: Path) -> N
             )[0]
             == 404
         )
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_the_offline_demo_says_so_and_keeps_no_conversation(repo: GitRepo, tmp_path: Path) -> None:
+    # Issue 12, item 18: /readyz said nothing while every answer was the demo model's echo.
+    daemon = DaemonProcess(
+        ["--repo", str(repo.root), "--path", "manifests"],
+        env={"OPENAI_API_KEY": "", "SAMOPS_DATABASE_URL": f"sqlite:///{tmp_path / 's.sqlite3'}"},
+        log=tmp_path / "demo.log",
+    )
+    try:
+        wait_for(lambda: daemon.request("GET", "/readyz")[0] == 200, what="ready")
+        assert daemon.request("GET", "/readyz")[1]["offline_demo"] is True
+        assert daemon.status()["offline_demo"] is True
+        assert "the offline demo model answers" in daemon.log.read_text()
     finally:
         assert daemon.stop() == 0

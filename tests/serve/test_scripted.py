@@ -51,7 +51,7 @@ def function_calls(message: ChatCompletionMessage) -> list[ChatCompletionMessage
 
 @contextmanager
 def upstream(**settings: Any) -> Iterator[Upstream]:
-    app = create_scripted_app(**settings)
+    app = create_scripted_app(**{"record": True, **settings})
     with serve_in_thread(app) as base_url:
         yield app, base_url
 
@@ -366,7 +366,10 @@ def test_models_are_listed(client: openai.OpenAI) -> None:
 
 
 def test_cli_prints_the_base_url_and_serves_other_processes() -> None:
-    command = [sys.executable, "-m", "serve.scripted", "--port", "0", "--api-key", "k"]
+    command = [
+        *(sys.executable, "-m", "serve.scripted"),
+        *("--port", "0", "--api-key", "k", "--record"),
+    ]
     with subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None
@@ -381,3 +384,14 @@ def test_cli_prints_the_base_url_and_serves_other_processes() -> None:
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def test_the_demo_upstream_keeps_nothing_and_shows_nothing() -> None:
+    # Issue 12, item 18: the offline demo's upstream kept every request body (RSS grew) and
+    # served them all, unauthenticated, at /_scripted/requests.
+    app = create_scripted_app()
+    with serve_in_thread(app) as base_url, sync_client(base_url, "any") as client:
+        client.chat.completions.create(model=MODEL, messages=[user("private words")])
+        status, _type, _body = http("GET", f"{base_url.removesuffix('/v1')}/_scripted/requests")
+    assert status == 404
+    assert app[REQUESTS] == []

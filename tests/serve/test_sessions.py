@@ -408,7 +408,7 @@ async def chat_server(
     scripted upstream; yields the base URL, an HTTP client, the store and the upstream app."""
     folder = shutil.copytree(MANIFESTS, tmp_path / "manifests")
     apply_revision(engine, validate_source(DirectorySource(Path(folder))))
-    upstream_app = create_scripted_app()
+    upstream_app = create_scripted_app(record=True)
     upstream = web.AppRunner(upstream_app, access_log=None)
     await upstream.setup()
     await web.TCPSite(upstream, "127.0.0.1", 0).start()
