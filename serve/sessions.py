@@ -430,8 +430,8 @@ class SessionStore:
                         **common,
                         "tool": c.name,
                         "arguments": dict(c.arguments),
-                        "result": c.result,
-                        "error": c.error,
+                        "result": _text(c.result),
+                        "error": _text(c.error),
                         "duration_ms": c.duration_ms,
                     }
                     for c in turn.tool_calls
@@ -494,14 +494,21 @@ def _session_ids(
     return ids
 
 
+def _text(value: Any) -> str | None:
+    """Text as it is stored: NUL (which PostgreSQL's text cannot hold, and which dropped the
+    whole turn there) written as the six characters ``\\u0000``, as JSON writes it."""
+    if value is None:
+        return None
+    return (value if isinstance(value, str) else str(value)).replace("\x00", "\\u0000")
+
+
 def _message_fields(message: Mapping[str, Any]) -> dict[str, Any]:
     """A message as it is stored: text content, JSON tool calls, a string tool call id."""
-    content, call_id = message.get("content"), message.get("tool_call_id")
     return {
         "role": message.get("role"),
-        "content": content if isinstance(content, str | None) else str(content),
+        "content": _text(message.get("content")),
         "tool_calls": message.get("tool_calls"),
-        "tool_call_id": call_id if isinstance(call_id, str | None) else str(call_id),
+        "tool_call_id": _text(message.get("tool_call_id")),
     }
 
 

@@ -308,7 +308,6 @@ def test_unreachable_database_keeps_turns_and_history_is_unavailable(
     ("refused", "dialects"),
     [
         pytest.param(turn(C, "no role", role=None), {"sqlite", "postgresql"}, id="null-role"),
-        pytest.param(turn(C, "nul \x00 byte"), {"postgresql"}, id="nul-in-text"),
         pytest.param(turn(C + "0", "long key"), {"postgresql"}, id="key-too-long"),
     ],
 )
@@ -469,3 +468,17 @@ def test_prompt_in_a_session_is_a_503_while_its_history_cannot_be_read(
             assert (sessions.written, sessions.dropped, sessions.rejected) == (3, 0, 0)
 
     asyncio.run(scenario())
+
+
+def test_a_nul_character_is_stored_escaped_not_dropped(engine: Engine) -> None:
+    # Issue 12, item 19: a NUL character in a message dropped the turn on PostgreSQL.
+    async def scenario() -> SessionStore:
+        store = fast_store(engine)
+        store.start()
+        store.record(turn(A, "nul \x00 byte"))
+        await store.close()
+        return store
+
+    store = asyncio.run(scenario())
+    assert (store.written, store.rejected) == (1, 0)
+    assert contents(engine, A)[0] == "nul \\u0000 byte"
