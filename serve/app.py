@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from reconciler.store.db import reading
 from reconciler.store.read import read_state
 from reconciler.store.status import status_document
 from serve.bodies import BodyTooLarge, read_body
-from serve.webhooks import verify
+from serve.webhooks import Deliveries, verify
 from serve.workers import shared_metrics_folder
 
 log = logging.getLogger("samops.serve")
@@ -58,6 +59,7 @@ class ServerDeps:
 
 DEPS = web.AppKey("deps", ServerDeps)
 WEBHOOKS = web.AppKey("webhook_counter", Counter)
+DELIVERIES = web.AppKey("webhook_deliveries", Deliveries)
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -193,6 +195,9 @@ async def git_webhook(request: web.Request) -> web.Response:
             },
         )
         return error_response(401, "bad_signature", f"webhook refused: {verdict.reason}")
+    if not request.app[DELIVERIES].first_time(request.headers, time.monotonic()):
+        counter.labels(provider=verdict.provider, result="duplicate").inc()
+        return web.json_response({"status": "duplicate", "worker": deps.worker}, status=200)
     counter.labels(provider=verdict.provider, result="accepted").inc()
     deps.wake_reconciler(f"webhook from {verdict.provider}")
     return web.json_response({"status": "accepted", "worker": deps.worker}, status=202)
@@ -201,6 +206,7 @@ async def git_webhook(request: web.Request) -> web.Response:
 def create_app(deps: ServerDeps) -> web.Application:
     app = web.Application(middlewares=[json_errors])
     app[DEPS] = deps
+    app[DELIVERIES] = Deliveries()
     app[WEBHOOKS] = Counter(
         "samops_webhook_requests",
         "Git webhook deliveries by result.",

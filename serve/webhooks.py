@@ -56,6 +56,35 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str) -> Verdict:
     return Verdict("unknown", False, "no signature header")
 
 
+DELIVERY_HEADERS = ("X-GitHub-Delivery", "X-Gitea-Delivery", "X-Gitlab-Event-UUID")
+REPLAY_WINDOW_SECONDS = 600.0
+MAX_REMEMBERED_DELIVERIES = 10_000
+
+
+class Deliveries:
+    """Delivery ids seen within the replay window: a delivery sent again (a replay of a
+    captured, correctly signed request, or a provider's redelivery) is acknowledged without
+    a second wake-up. Bounded in time and in count."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+
+    def first_time(self, headers: Mapping[str, str], now: float) -> bool:
+        delivery = next((headers[h] for h in DELIVERY_HEADERS if headers.get(h)), None)
+        if delivery is None:
+            return True
+        horizon = now - REPLAY_WINDOW_SECONDS
+        while self._seen and (
+            next(iter(self._seen.values())) < horizon
+            or len(self._seen) >= MAX_REMEMBERED_DELIVERIES
+        ):
+            del self._seen[next(iter(self._seen))]
+        if delivery in self._seen:
+            return False
+        self._seen[delivery] = now
+        return True
+
+
 def sign(body: bytes, secret: str) -> str:
     """The ``X-Samops-Signature`` / ``X-Hub-Signature-256`` value for ``body``."""
     return "sha256=" + _hmac_hex(secret, body)

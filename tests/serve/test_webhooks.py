@@ -189,3 +189,16 @@ def test_body_over_the_limit_is_refused_declared_or_not(
         status, answer = post_raw(server.port, path, halves(body), headers, chunked=chunked)
         assert status == 413, answer
         assert json.loads(answer)["error"]["code"] == code
+
+
+def test_a_delivery_sent_again_is_acknowledged_once(server: DaemonProcess) -> None:
+    # Issue 12, item 19: a captured, correctly signed delivery could be replayed at will.
+    body = github_push(2_000)
+    headers = {**github_headers(body), "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"}
+    first = post_raw(server.port, "/hooks/git", [body], headers)
+    again = post_raw(server.port, "/hooks/git", [body], headers)
+    other = post_raw(server.port, "/hooks/git", [body], {**headers, "X-GitHub-Delivery": "b"})
+    assert (first[0], json.loads(first[1])["status"]) == (202, "accepted")
+    assert (again[0], json.loads(again[1])["status"]) == (200, "duplicate")
+    assert (other[0], json.loads(other[1])["status"]) == (202, "accepted")
+    assert server.metric('samops_webhook_requests_total{provider="github",result="duplicate"}') == 1
