@@ -27,7 +27,7 @@ from reconciler.apikeys import digests_match, presented_digests
 from reconciler.store.db import reading
 from reconciler.store.read import read_state
 from reconciler.store.status import status_document
-from serve.bodies import BodyTooLarge, read_body
+from serve.bodies import BodyTimeout, BodyTooLarge, read_body
 from serve.webhooks import Deliveries, verify
 from serve.workers import shared_metrics_folder
 
@@ -178,6 +178,9 @@ async def git_webhook(request: web.Request) -> web.Response:
         )
     try:
         body = await read_body(request, WEBHOOK_MAX_BYTES)
+    except BodyTimeout as exc:
+        counter.labels(provider="unknown", result="body_timeout").inc()
+        return error_response(408, "body_timeout", str(exc))
     except BodyTooLarge:
         counter.labels(provider="unknown", result="too_large").inc()
         return error_response(

@@ -5,12 +5,25 @@ Serve stage, for every route that reads a body (the git webhook, chat). aiohttp'
 bytes: a body that arrives in several packets would be cut short, so a webhook's signature
 would be checked against part of the body, and a chat body would no longer be valid JSON.
 ``read_body`` reads to the end of the body, whatever its framing (``Content-Length`` or
-chunked), and refuses a body that declares, or turns out to have, more bytes than allowed.
+chunked), and refuses a body that declares, or turns out to have, more bytes than allowed,
+or that has not arrived whole within ``timeout`` seconds (a client that sends 9 bytes of a
+100,000-byte body and waits would otherwise hold the connection and a handler for ever).
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
+
+BODY_TIMEOUT_SECONDS = 30.0
+
+
+class BodyTimeout(Exception):
+    """The body did not arrive whole in time (answer 408)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body did not arrive within {seconds:g} s")
 
 
 class BodyTooLarge(Exception):
@@ -21,15 +34,22 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
-async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+async def read_body(
+    request: web.BaseRequest, limit: int, timeout: float = BODY_TIMEOUT_SECONDS
+) -> bytes:
     """The whole body of ``request``; ``BodyTooLarge`` as soon as it exceeds ``limit`` bytes
-    (before reading anything when ``Content-Length`` says so)."""
+    (before reading anything when ``Content-Length`` says so); ``BodyTimeout`` when it has
+    not arrived within ``timeout`` seconds."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise BodyTooLarge(limit)
     body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge(limit)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_any():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLarge(limit)
+    except TimeoutError:
+        raise BodyTimeout(timeout) from None
     return bytes(body)

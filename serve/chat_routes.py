@@ -33,7 +33,7 @@ from aiohttp import web
 
 from reconciler.apikeys import digests_match, presented_digests
 from serve import jsonwire, logctx
-from serve.bodies import BodyTooLarge, read_body
+from serve.bodies import BODY_TIMEOUT_SECONDS, BodyTimeout, BodyTooLarge, read_body
 from serve.chat import (
     DEFAULT_MAX_CONCURRENT_TOOL_CALLS,
     DEFAULT_MAX_TOOL_CALLS_PER_ROUND,
@@ -60,6 +60,7 @@ SMARTER_API = "smarter.sh/v1"
 @dataclass(frozen=True, slots=True)
 class ChatSettings:
     max_body_bytes: int = 1024 * 1024
+    body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
     max_messages: int = 200
     max_history_messages: int = 100
     """Most earlier messages of a session sent upstream with a new prompt (the newest)."""
@@ -183,9 +184,11 @@ def _client(snapshot: Snapshot, name: str) -> CompiledClient:
 async def _json_body(request: web.Request, settings: ChatSettings) -> dict[str, Any]:
 
     try:
-        raw = await read_body(request, settings.max_body_bytes)
+        raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
     except BodyTooLarge as exc:
         raise ChatError(413, "body_too_large", str(exc)) from None
+    except BodyTimeout as exc:
+        raise ChatError(408, "body_timeout", str(exc)) from None
     try:
         body = jsonwire.loads(raw or b"{}")
     except jsonwire.JSONDecodeError:

@@ -65,6 +65,7 @@ from serve import eventloop, logctx
 from serve.app import ServerDeps, create_app
 from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
 from serve.demo import add_demo_routes
+from serve.listening import LimitedSite
 from serve.notify import GenerationListener
 from serve.options import FollowerSpec, ServerOptions
 from serve.preview import (
@@ -113,11 +114,15 @@ def choose_follower(
     return DirectoryFollower(path or Path("."))
 
 
-async def _start_site(runner: web.AppRunner, host: str, port: int, *, reuse_port: bool) -> int:
-    """Listen; the port actually bound (``port`` may be 0)."""
+async def _start_site(
+    runner: web.AppRunner, host: str, port: int, *, reuse_port: bool, max_connections: int
+) -> int:
+    """Listen, with at most ``max_connections`` open; the port bound (``port`` may be 0)."""
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        await LimitedSite(
+            runner, host, port, max_connections=max_connections, reuse_port=reuse_port or None
+        ).start()
     except OSError as exc:
         await runner.cleanup()
         raise click.ClickException(
@@ -224,7 +229,7 @@ async def serve_until_stopped(
         if daemon is not None:
             daemon.on_generation = lambda _generation: refresh.set()
         group: WorkerGroup | None = None
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=options.keepalive_timeout)
         await asyncio.to_thread(state.load)
         served.set(state.snapshot.generation)
         # What exists now (modules, the application, the first snapshot) lives as long as the
@@ -233,7 +238,11 @@ async def serve_until_stopped(
         # request at 64 concurrent requests). Python's docs: gc.freeze.
         gc.freeze()
         port = await _start_site(
-            runner, options.host, options.port, reuse_port=options.workers > 1 or bool(worker)
+            runner,
+            options.host,
+            options.port,
+            reuse_port=options.workers > 1 or bool(worker),
+            max_connections=options.max_connections,
         )
         if primary:
             group = WorkerGroup(
@@ -424,6 +433,33 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
             "About one per core. [env: SAMOPS_WORKERS]",
         ),
         click.option(
+            "--keepalive-timeout",
+            envvar="SAMOPS_KEEPALIVE_TIMEOUT",
+            default=15.0,
+            show_default=True,
+            type=click.FloatRange(min=0.1),
+            help="Seconds a connection may stay idle, or take to send a request's headers, "
+            "before it is closed. [env: SAMOPS_KEEPALIVE_TIMEOUT]",
+        ),
+        click.option(
+            "--body-timeout",
+            envvar="SAMOPS_BODY_TIMEOUT",
+            default=30.0,
+            show_default=True,
+            type=click.FloatRange(min=0.1),
+            help="Seconds a request's body may take to arrive (then 408). "
+            "[env: SAMOPS_BODY_TIMEOUT]",
+        ),
+        click.option(
+            "--max-connections",
+            envvar="SAMOPS_MAX_CONNECTIONS",
+            default=1000,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Connections open at once, per process; more are closed at once. "
+            "[env: SAMOPS_MAX_CONNECTIONS]",
+        ),
+        click.option(
             "--max-tool-rounds",
             envvar="SAMOPS_MAX_TOOL_ROUNDS",
             default=4,
@@ -453,11 +489,14 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-def _chat_settings(account_number: str, api_domain: str, max_tool_rounds: int) -> ChatSettings:
+def _chat_settings(
+    account_number: str, api_domain: str, max_tool_rounds: int, body_timeout: float
+) -> ChatSettings:
     return ChatSettings(
         account_number=account_number,
         api_domain=api_domain.lower(),
         max_tool_rounds=max_tool_rounds,
+        body_timeout_seconds=body_timeout,
     )
 
 
@@ -566,6 +605,9 @@ def run(
     api_domain: str,
     workers: int,
     max_tool_rounds: int,
+    keepalive_timeout: float,
+    body_timeout: float,
+    max_connections: int,
     log_format: str,
     log_level: str,
     webhook_secret: str | None,
@@ -619,7 +661,9 @@ def run(
         host,
         port,
         webhook_secret,
-        _chat_settings(account_number, api_domain, max_tool_rounds),
+        _chat_settings(account_number, api_domain, max_tool_rounds, body_timeout),
+        keepalive_timeout=keepalive_timeout,
+        max_connections=max_connections,
         demo=demo,
         admin_key_digest=admin_key_digest,
         protect=protect,
@@ -655,6 +699,9 @@ def serve(
     api_domain: str,
     workers: int,
     max_tool_rounds: int,
+    keepalive_timeout: float,
+    body_timeout: float,
+    max_connections: int,
     log_format: str,
     log_level: str,
     admin_key_digest: str | None,
@@ -683,7 +730,9 @@ def serve(
         host,
         port,
         None,
-        _chat_settings(account_number, api_domain, max_tool_rounds),
+        _chat_settings(account_number, api_domain, max_tool_rounds, body_timeout),
+        keepalive_timeout=keepalive_timeout,
+        max_connections=max_connections,
         admin_key_digest=admin_key_digest,
         protect=protect,
         workers=workers,

@@ -35,6 +35,10 @@ class ServerOptions:
     """Operational endpoints (``status``, ``metrics``) that require that key."""
     workers: int = 1
     """Server processes on the port (``serve/workers.py``); 1 is this process alone."""
+    keepalive_timeout: float = 15.0
+    """Seconds a connection may stay idle or take to send its headers."""
+    max_connections: int = 1000
+    """Connections open at once, per process."""
     log_format: str = "text"
     log_level: str = "info"
     follower: FollowerSpec | None = None
