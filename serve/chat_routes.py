@@ -42,6 +42,7 @@ from serve.chat import (
     TurnResult,
     text_of,
 )
+from serve.chat_metrics import ChatMetrics
 from serve.providers import Providers, UpstreamError
 from serve.sessions import (
     SESSION_KEY,
@@ -80,6 +81,7 @@ class ChatDeps:
     providers: Providers
     sessions: SessionStore
     settings: ChatSettings
+    metrics: ChatMetrics | None = None
 
 
 CHAT = web.AppKey("chat", ChatDeps)
@@ -174,11 +176,24 @@ def presented(request: web.Request) -> dict[str, str] | None:
     return presented_digests(key) if key is not None else None
 
 
-def _client(snapshot: Snapshot, name: str) -> CompiledClient:
+def _client(snapshot: Snapshot, name: str, request: web.Request) -> CompiledClient:
+    """The applied client ``name`` (then named in the request's metrics), or a 404."""
     client = snapshot.clients.get(name)
     if client is None:
         raise ChatError(404, "unknown_client", f"there is no LLM client named {name!r}")
+    request[CLIENT_KEY] = client.name
     return client
+
+
+CLIENT_KEY = web.RequestKey("samops_client", str)
+"""The applied client a chat request named, for its metrics."""
+CHAT_ROUTES = {
+    "/v1/chat/completions",
+    "/v1/models",
+    "/api/v1/llm-clients/{name}/prompt/",
+    "/prompt/",
+    "/api/v1/llm-clients/{name}/config/",
+}
 
 
 async def _json_body(request: web.Request, settings: ChatSettings) -> dict[str, Any]:
@@ -226,8 +241,8 @@ def _headers(
 
 
 @asynccontextmanager
-async def turn_errors(deps: ChatDeps) -> AsyncIterator[None]:
-    """The turn's deadline, and upstream failures, as ChatErrors (502/504)."""
+async def turn_errors(deps: ChatDeps, turn: Turn) -> AsyncIterator[None]:
+    """The turn's deadline, and upstream failures, as ChatErrors (502/504), counted."""
     try:
         async with asyncio.timeout(deps.settings.deadline_seconds):
             yield
@@ -238,6 +253,8 @@ async def turn_errors(deps: ChatDeps) -> AsyncIterator[None]:
             f"the turn took longer than {deps.settings.deadline_seconds:g} s",
         ) from None
     except UpstreamError as exc:
+        if deps.metrics is not None:
+            deps.metrics.upstream_failed(exc, turn.client.provider)
         raise ChatError(exc.status, exc.code, str(exc)) from None
 
 
@@ -250,7 +267,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     snapshot = deps.state.snapshot
     try:
         body = await _json_body(request, deps.settings)
-        client = _client(snapshot, str(body.get("model", "")))
+        client = _client(snapshot, str(body.get("model", "")), request)
         authorize(client, presented(request), snapshot)
         tools = body.get("tools")
         caller_tools: list[dict[str, Any]] = tools if isinstance(tools, list) else []
@@ -266,8 +283,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         )
         if body.get("stream"):
             return await _stream(request, deps, turn, body, started)
-        async with turn_errors(deps):
+        async with turn_errors(deps, turn):
             result = await turn.run()
+        if deps.metrics is not None:
+            deps.metrics.turn(result, turn.client.provider)
     except ChatError as error:
         response = _openai_error(error)
         response.headers.update(_headers(started, None, snapshot, request))
@@ -296,7 +315,7 @@ async def _stream(
     chunks = turn.stream(result)
     options = body.get("stream_options")
     with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-    async with turn_errors(deps):
+    async with turn_errors(deps, turn):
         first = await anext(chunks)
     response = web.StreamResponse(
         headers={
@@ -334,6 +353,8 @@ async def _stream(
         log.debug("caller went away", extra={"path": request.path})
     finally:
         await chunks.aclose()
+        if deps.metrics is not None:
+            deps.metrics.turn(result, turn.client.provider)
     return response
 
 
@@ -368,7 +389,7 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
     snapshot = deps.state.snapshot
     try:
         body = await _json_body(request, deps.settings)
-        client = _client(snapshot, name)
+        client = _client(snapshot, name, request)
         opened_by = authorize(client, presented(request), snapshot)
         session_key = body.get("session_key") or new_session_key()
         if not isinstance(session_key, str) or not SESSION_KEY.match(session_key):
@@ -406,8 +427,10 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
             max_calls_per_round=deps.settings.max_tool_calls_per_round,
             max_concurrent_calls=deps.settings.max_concurrent_tool_calls,
         )
-        async with turn_errors(deps):
+        async with turn_errors(deps, turn):
             result = await turn.run()
+        if deps.metrics is not None:
+            deps.metrics.turn(result, turn.client.provider)
     except ChatError as error:
         response = _samops_error(error)
         response.headers.update(_headers(started, None, snapshot, request))
@@ -464,7 +487,7 @@ async def client_config(request: web.Request) -> web.Response:
     deps = request.app[CHAT]
     snapshot = deps.state.snapshot
     try:
-        client = _client(snapshot, request.match_info["name"])
+        client = _client(snapshot, request.match_info["name"], request)
         authorize(client, presented(request), snapshot)
     except ChatError as error:
         response = _samops_error(error)
@@ -498,12 +521,29 @@ async def cors_preflight(_request: web.Request) -> web.Response:
 
 @web.middleware
 async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every request gets an id (the caller's ``X-Request-Id`` or a new one) for the logs."""
+    """Every request gets an id (the caller's ``X-Request-Id`` or a new one) for the logs; a
+    chat request is counted, timed and held in flight (``chat_metrics.py``)."""
     identifier = (request.headers.get("X-Request-Id") or secrets.token_hex(16))[:100]
     token = logctx.request_id.set(identifier)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else ""
+    metrics = request.app[CHAT].metrics if route in CHAT_ROUTES else None
+    if metrics is None:
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        finally:
+            logctx.request_id.reset(token)
+    started, status = time.perf_counter(), 500
+    metrics.in_flight.inc()
     try:
-        return await handler(request)  # type: ignore[no-any-return]
+        response: web.StreamResponse = await handler(request)
+        status = response.status
+        return response
     finally:
+        metrics.in_flight.dec()
+        metrics.seconds.labels(route=route).observe(time.perf_counter() - started)
+        client = request.get(CLIENT_KEY) or ""
+        metrics.requests.labels(client=client, route=route, status=str(status)).inc()
         logctx.request_id.reset(token)
 
 

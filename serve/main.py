@@ -63,6 +63,7 @@ from reconciler.store.db import (
 )
 from serve import eventloop, logctx
 from serve.app import ServerDeps, create_app
+from serve.chat_metrics import ChatMetrics
 from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
 from serve.demo import add_demo_routes
 from serve.listening import LimitedSite
@@ -188,7 +189,10 @@ async def serve_until_stopped(
                 openai_base_url=openai_url, openai_api_key=os.environ.get("OPENAI_API_KEY")
             )
         )
-        sessions = SessionStore(engine)
+        metrics = ChatMetrics(registry)
+        sessions = SessionStore(
+            engine, on_unstored=lambda reason, turns: metrics.unstored.labels(reason).inc(turns)
+        )
         sessions.start()
         refresh = asyncio.Event()
 
@@ -214,7 +218,7 @@ async def serve_until_stopped(
                 offline_demo=not os.environ.get("OPENAI_API_KEY"),
             )
         )
-        add_chat_routes(app, ChatDeps(state, providers, sessions, options.chat))
+        add_chat_routes(app, ChatDeps(state, providers, sessions, options.chat, metrics))
         add_preview_route(
             app,
             PreviewDeps(

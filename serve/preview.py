@@ -455,7 +455,7 @@ async def preview_prompt(request: web.Request) -> web.Response:
                 messages,
                 max_tool_rounds=chat.settings.max_tool_rounds,
             )
-            async with turn_errors(chat):
+            async with turn_errors(chat, turn):
                 result = await turn.run()
     except PreviewError as error:
         response = web.json_response(error.to_json(), status=error.status)

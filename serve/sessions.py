@@ -42,7 +42,7 @@ import re
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,11 +139,14 @@ class SessionStore:
         retry_initial: float = 0.1,
         retry_max: float = 5.0,
         log_every: float = 5.0,
+        on_unstored: Callable[[str, int], None] = lambda _reason, _turns: None,
     ) -> None:
         """``max_pending``: turns that may wait behind the batch being written; ``max_batch``:
         turns per transaction; ``retry_initial``/``retry_max``: seconds between attempts
         while the database fails (doubling); ``log_every``: seconds between repeated logs."""
         self.engine = engine
+        self.on_unstored = on_unstored
+        """Told (reason, turns) when turns cannot be stored: dropped, refused, lost."""
         self.max_pending, self.max_batch = max_pending, max_batch
         self.retry_initial, self.retry_max = retry_initial, retry_max
         self.written = self.dropped = self.rejected = self.lost = 0
@@ -184,6 +187,7 @@ class SessionStore:
             await self._writer
         if self.pending:
             self.lost += self.pending
+            self.on_unstored("lost", self.pending)
             log.error(
                 "gave up writing %d chat turns after %g s at shutdown: the database did not "
                 "accept them, they are lost%s",
@@ -202,6 +206,7 @@ class SessionStore:
             oldest = self._queue.popleft()
             self._forget(oldest)
             self.dropped += 1
+            self.on_unstored("dropped", 1)
             if self._full.due():
                 log.error(
                     "the chat turn queue is full (%d turns wait for the database): dropped "
@@ -343,6 +348,7 @@ class SessionStore:
 
     def _reject(self, entry: _Pending, exc: BaseException) -> None:
         self.rejected += 1
+        self.on_unstored("refused", 1)
         self._forget(entry)
         key = entry.turn.session_key[:8]
         log.error(

@@ -552,3 +552,41 @@ def test_a_session_belongs_to_its_client_and_key(
         return code == 200 and any(m.get("content") == "private first" for m in sent)
 
     assert wait_for(next_private_turn_sees_only_its_own, timeout=10, what="the private history")
+
+
+def test_metrics_say_what_chat_does(samops: DaemonProcess) -> None:
+    # Issue 12, item 10: /metrics said nothing about chat.
+    client = sdk(samops, DEMO_KEY)
+    client.chat.completions.create(
+        model="stackademy_advisor",
+        messages=[{"role": "user", "content": 'call:stackademy_enrolment{"course_code": "CS101"}'}],
+    )
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(
+            model="no-such-client-xyz", messages=[{"role": "user", "content": "x"}]
+        )
+    with pytest.raises(openai.APIStatusError):
+        sdk(samops).chat.completions.create(
+            model="support", messages=[{"role": "user", "content": "#status=500"}]
+        )
+    route = "/v1/chat/completions"
+    assert (
+        samops.metric(
+            f'samops_chat_requests_total{{client="stackademy_advisor",route="{route}",status="200"}}'
+        )
+        == 1
+    )
+    assert (
+        samops.metric(f'samops_chat_requests_total{{client="",route="{route}",status="404"}}') == 1
+    )
+    assert "no-such-client-xyz" not in str(samops.request("GET", "/metrics")[1])
+    assert (
+        samops.metric('samops_chat_tool_calls_total{outcome="ok",tool="stackademy_enrolment"}') == 1
+    )
+    assert (
+        samops.metric('samops_chat_upstream_errors_total{code="upstream_error",provider="openai"}')
+        == 1
+    )
+    assert samops.metric('samops_chat_upstream_seconds_count{provider="openai"}') == 1
+    assert samops.metric(f'samops_chat_request_seconds_count{{route="{route}"}}') == 3
+    assert samops.metric("samops_chat_in_flight") == 0
