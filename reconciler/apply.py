@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,9 +97,11 @@ def _record(
     errors: list[dict[str, Any]],
     applied: bool,
     digest: str | None = None,
+    fingerprint_key: str | None = None,
 ) -> None:
     """The sync record and the state row, in the caller's transaction; ``digest`` is that
-    of the applied files (recorded when ``applied``)."""
+    of the applied files (recorded when ``applied``); ``fingerprint_key`` the database's new
+    fingerprint key, when this apply made one."""
     connection.execute(
         insert(schema.syncs).values(
             source=attempt.source,
@@ -123,6 +126,8 @@ def _record(
     if applied:
         values["last_applied_revision"] = attempt.revision
         values["last_applied_digest"] = digest
+    if fingerprint_key is not None:
+        values["fingerprint_key"] = fingerprint_key
     exists = connection.execute(select(schema.state.c.id).where(schema.state.c.id == 1)).first()
     if exists:
         connection.execute(update(schema.state).where(schema.state.c.id == 1).values(values))
@@ -181,10 +186,12 @@ def apply_revision(
         )
         return ApplyResult("invalid", rev, generation, errors=revision.errors)
 
-    desired = desired_state(revision.resources)
     try:
         with translated_errors(str(engine.url)), engine.begin() as connection:
             state = read_state(connection, for_update=True)  # 3. plan against rows as they are
+            new_key = None if state.fingerprint_key else secrets.token_hex(32)
+            key = bytes.fromhex(state.fingerprint_key or new_key or "")
+            desired = desired_state(revision.resources, fingerprint_key=key)
             actual = read_actual(connection, source=source)
             plan = compute_plan(desired, actual)
             if plan.deletes_every("LLMClient", actual) and not allow_empty:  # 4. guard
@@ -222,6 +229,7 @@ def apply_revision(
                 errors=[],
                 applied=True,
                 digest=revision.digest,
+                fingerprint_key=new_key,
             )
     except Exception as exc:
         _record_failure(engine, exc, attempt)
@@ -295,6 +303,11 @@ def _record_failure(engine: Engine, exc: Exception, attempt: _Attempt) -> None:
 def plan_revision(engine: Engine, revision: Revision, *, source: str = DEFAULT_SOURCE) -> Plan:
     """What ``apply_revision`` would change (read-only; the revision must be valid)."""
     with reading(engine) as connection:
+        key = read_state(connection).fingerprint_key
         actual = read_actual(connection, source=source)
         connection.rollback()
-    return compute_plan(desired_state(revision.resources), actual)
+    if key is None:  # nothing keyed is stored yet: any key compares the same
+        return compute_plan(desired_state(revision.resources), actual)
+    return compute_plan(
+        desired_state(revision.resources, fingerprint_key=bytes.fromhex(key)), actual
+    )

@@ -12,6 +12,8 @@ the database and status pages can show that a value changed without holding it.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +40,16 @@ assert set(KIND_ORDER) == set(KINDS)
 Identity = tuple[str, str]  # (kind, name)
 
 
-def secret_fingerprint(name: str, value: str) -> str:
-    """Short, name-bound digest of a secret value: enough to see that it changed."""
-    digest = hashlib.sha256(f"samops-secret\0{name}\0{value}".encode()).hexdigest()
-    return f"sha256:{digest[:16]}"
+EPHEMERAL_FINGERPRINT_KEY = secrets.token_bytes(32)
+"""The key of fingerprints compared within one process only (PR review, previews)."""
+
+
+def secret_fingerprint(name: str, value: str, key: bytes = EPHEMERAL_FINGERPRINT_KEY) -> str:
+    """Short, name-bound, keyed digest of a secret value: enough to see that it changed, and,
+    unlike a plain hash, no dictionary run over plans, PR comments or rows can find the value
+    without the key (the database's own, ``fingerprint_key``; a random one for a review)."""
+    digest = hmac.new(key, f"samops-secret\0{name}\0{value}".encode(), hashlib.sha256)
+    return f"sha256:{digest.hexdigest()[:16]}"  # HMAC-SHA256
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +66,9 @@ class ResourceState:
         return (self.kind, self.name)
 
 
-def canonical_fields(resource: Resource) -> dict[str, Any]:
+def canonical_fields(
+    resource: Resource, fingerprint_key: bytes = EPHEMERAL_FINGERPRINT_KEY
+) -> dict[str, Any]:
     """``metadata`` and ``spec`` of a resource, defaults filled, no secret value."""
     dumped = resource.model.model_dump(mode="json", by_alias=True, exclude={"api_version", "kind"})
     model = resource.model
@@ -70,17 +80,23 @@ def canonical_fields(resource: Resource) -> dict[str, Any]:
         config = dumped["spec"]["config"]
         value = config.pop("value", None)
         config["valueFingerprint"] = (
-            secret_fingerprint(model.name, value) if value is not None else None
+            secret_fingerprint(model.name, value, fingerprint_key) if value is not None else None
         )
     return dumped
 
 
-def desired_state(resources: Iterable[Resource]) -> dict[Identity, ResourceState]:
-    """The desired state of a valid revision, keyed by (kind, name)."""
+def desired_state(
+    resources: Iterable[Resource], *, fingerprint_key: bytes = EPHEMERAL_FINGERPRINT_KEY
+) -> dict[Identity, ResourceState]:
+    """The desired state of a valid revision, keyed by (kind, name); plaintext secrets as
+    fingerprints under ``fingerprint_key`` (the database's, to compare with its rows)."""
     states = {}
     for resource in resources:
         state = ResourceState(
-            resource.kind, resource.name, resource.file, canonical_fields(resource)
+            resource.kind,
+            resource.name,
+            resource.file,
+            canonical_fields(resource, fingerprint_key),
         )
         states[state.identity] = state
     return states

@@ -35,6 +35,8 @@ class StateRow:
     generation: int
     updated_at: dt.datetime | None
     last_applied_digest: str | None = None
+    fingerprint_key: str | None = None
+    """Hex HMAC key of this database's plaintext-secret fingerprints (None until one is needed)."""
 
 
 EMPTY_STATE = StateRow(None, None, None, 0, None)
@@ -56,6 +58,7 @@ def read_state(connection: Connection, *, for_update: bool = False) -> StateRow:
         row["generation"],
         row["updated_at"],
         row["last_applied_digest"],
+        row["fingerprint_key"],
     )
 
 

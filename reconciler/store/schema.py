@@ -303,6 +303,11 @@ state = Table(
     ),
     Column("suspended_reason", Text),
     Column(
+        "fingerprint_key",
+        String(64),
+        comment="random HMAC key of plaintext-secret fingerprints (not a secret's value)",
+    ),
+    Column(
         "reconcile_requested_at",
         DateTime(timezone=True),
         comment="samops reconcile: the daemon runs a pass when this moves",

@@ -125,3 +125,37 @@ def test_no_secret_value_reaches_the_database(engine: Engine) -> None:
     assert "correct-horse" not in dump
     assert rows[0]["value_source"] == "plaintext"
     assert rows[0]["value_fingerprint"].startswith("sha256:")
+
+
+LEGACY = """\
+apiVersion: smarter.sh/v1
+kind: Secret
+metadata: {name: legacy}
+spec: {config: {value: correct-horse-battery-staple}}
+"""
+
+
+def test_a_plaintext_fingerprint_is_keyed_per_database(engine: Engine, tmp_path: Path) -> None:
+    # Issue 12, item 19: fingerprints were unsalted SHA-256 cut to 16 hex characters, so a
+    # dictionary run over a plan or a row recovered the value.
+    import hashlib
+
+    from reconciler.apply import plan_revision
+    from reconciler.store.db import open_database
+
+    revision = validate_text(LEGACY, allow_plaintext_secrets=True)
+    apply_revision(engine, revision)
+    unkeyed = hashlib.sha256(b"samops-secret\0legacy\0correct-horse-battery-staple").hexdigest()
+
+    def stored(on: Engine) -> str:
+        with on.connect() as connection:
+            return str(connection.execute(select(schema.secrets.c.value_fingerprint)).scalar())
+
+    assert stored(engine) != f"sha256:{unkeyed[:16]}"
+    assert plan_revision(engine, revision).empty  # the database's key is stable
+    apply_revision(engine, validate_text(LEGACY + "\n", allow_plaintext_secrets=True))
+    assert plan_revision(engine, revision).empty
+    other = open_database(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    apply_revision(other, revision)
+    assert stored(other) != stored(engine)  # another database, another key
+    other.dispose()
