@@ -117,7 +117,6 @@ async def readyz(request: web.Request) -> web.Response:
             "revision": revision,
             "served_generation": served,
             "worker": request.app[DEPS].worker,
-            **({"offline_demo": True} if request.app[DEPS].offline_demo else {}),
         }
     )
 
