@@ -197,7 +197,7 @@ async def git_webhook(request: web.Request) -> web.Response:
             },
         )
         return error_response(401, "bad_signature", f"webhook refused: {verdict.reason}")
-    if not request.app[DELIVERIES].first_time(request.headers, time.monotonic()):
+    if not request.app[DELIVERIES].first_time(request.headers, body, time.monotonic()):
         counter.labels(provider=verdict.provider, result="duplicate").inc()
         return web.json_response({"status": "duplicate", "worker": deps.worker}, status=200)
     counter.labels(provider=verdict.provider, result="accepted").inc()

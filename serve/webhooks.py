@@ -62,17 +62,19 @@ MAX_REMEMBERED_DELIVERIES = 10_000
 
 
 class Deliveries:
-    """Delivery ids seen within the replay window: a delivery sent again (a replay of a
-    captured, correctly signed request, or a provider's redelivery) is acknowledged without
-    a second wake-up. Bounded in time and in count."""
+    """Deliveries seen within the replay window, by id and body: the same delivery sent again
+    (a replay of a captured, correctly signed request, or a provider's redelivery) is
+    acknowledged without a second wake-up. A sender that reuses an id for another body is
+    not mistaken for a replay. Bounded in time and in count."""
 
     def __init__(self) -> None:
         self._seen: dict[str, float] = {}
 
-    def first_time(self, headers: Mapping[str, str], now: float) -> bool:
-        delivery = next((headers[h] for h in DELIVERY_HEADERS if headers.get(h)), None)
-        if delivery is None:
+    def first_time(self, headers: Mapping[str, str], body: bytes, now: float) -> bool:
+        delivery_id = next((headers[h] for h in DELIVERY_HEADERS if headers.get(h)), None)
+        if delivery_id is None:
             return True
+        delivery = f"{delivery_id}:{hashlib.sha256(body).hexdigest()}"
         horizon = now - REPLAY_WINDOW_SECONDS
         while self._seen and (
             next(iter(self._seen.values())) < horizon

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def github_headers(body: bytes, secret: str = SECRET) -> dict[str, str]:
     digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return {
         "X-GitHub-Event": "push",
-        "X-GitHub-Delivery": "72d3162e",
+        "X-GitHub-Delivery": str(uuid.uuid4()),  # one per delivery, as GitHub sends them
         "X-Hub-Signature-256": f"sha256={digest}",
         "Content-Type": "application/json",
     }
