@@ -3,6 +3,7 @@ while they control the database and the upstream themselves."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -61,3 +62,51 @@ async def chat_routes(
         await runner.cleanup()
         await providers.close()
         state.close()
+
+
+@asynccontextmanager
+async def loopback(app: web.Application) -> AsyncIterator[str]:
+    """``app`` served on 127.0.0.1 in this event loop; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def example_chat(
+    tmp_path: Path, upstream: web.Application, *, folder: Path | None = None
+) -> AsyncIterator[str]:
+    """The example manifests (or ``folder``) applied on SQLite and served by the chat routes
+    in front of ``upstream``, an OpenAI-shaped app on loopback; yields the routes' base URL."""
+    from reconciler.apply import apply_revision
+    from reconciler.sam.revision import validate_source
+    from reconciler.source import DirectorySource
+    from reconciler.store.db import open_database
+    from tests.conftest import MANIFESTS
+
+    engine = open_database(f"sqlite:///{tmp_path / 'samops.sqlite3'}")
+    folder = folder or Path(shutil.copytree(MANIFESTS, tmp_path / "manifests"))
+    apply_revision(engine, validate_source(DirectorySource(folder)))
+    sessions = SessionStore(engine)
+    sessions.start()
+    try:
+        async with (
+            loopback(upstream) as upstream_url,
+            aiohttp.ClientSession() as http,
+            chat_routes(
+                engine,
+                http,
+                sessions,
+                upstream_url=f"{upstream_url}/v1",
+                data_dir=tmp_path,
+                timeout=5,
+            ) as base,
+        ):
+            yield base
+    finally:
+        await sessions.close()
+        engine.dispose()

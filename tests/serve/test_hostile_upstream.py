@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from reconciler.apply import apply_revision
-from reconciler.sam.revision import validate_source
-from reconciler.source import DirectorySource
-from reconciler.store.db import open_database
-from serve.sessions import SessionStore
-from tests.conftest import MANIFESTS
-from tests.serve.harness import chat_routes
+from tests.serve.harness import example_chat
 
 CALL = {"type": "function", "function": {"name": "calculator", "arguments": '{"expression": "1"}'}}
 
@@ -71,35 +63,11 @@ def hostile_upstream(body: bytes, content_type: str) -> web.Application:
     return app
 
 
-@asynccontextmanager
-async def served(
+def served(
     tmp_path: Path, body: bytes, content_type: str, *, app: web.Application | None = None
-) -> AsyncIterator[str]:
-    engine = open_database(f"sqlite:///{tmp_path / 'samops.sqlite3'}")
-    folder = shutil.copytree(MANIFESTS, tmp_path / "manifests")
-    apply_revision(engine, validate_source(DirectorySource(Path(folder))))
-    runner = web.AppRunner(app or hostile_upstream(body, content_type), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    sessions = SessionStore(engine)
-    sessions.start()
-    try:
-        async with (
-            aiohttp.ClientSession() as http,
-            chat_routes(
-                engine,
-                http,
-                sessions,
-                upstream_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1",
-                data_dir=tmp_path,
-                timeout=5,
-            ) as base,
-        ):
-            yield base
-    finally:
-        await sessions.close()
-        await runner.cleanup()
-        engine.dispose()
+) -> AbstractAsyncContextManager[str]:
+    """The chat routes over the example, in front of an upstream answering ``body``."""
+    return example_chat(tmp_path, app or hostile_upstream(body, content_type))
 
 
 @pytest.mark.parametrize("smarter", [False, True], ids=["openai-route", "smarter-route"])

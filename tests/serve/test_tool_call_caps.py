@@ -13,14 +13,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from reconciler.apply import apply_revision
-from reconciler.sam.revision import validate_source
-from reconciler.source import DirectorySource
-from reconciler.store.db import open_database
 from serve.chat import DEFAULT_MAX_CONCURRENT_TOOL_CALLS, DEFAULT_MAX_TOOL_CALLS_PER_ROUND
-from serve.sessions import SessionStore
 from tests.conftest import MANIFESTS
-from tests.serve.harness import chat_routes
+from tests.serve.harness import example_chat, loopback
 
 CALLS = 150
 
@@ -70,13 +65,6 @@ def counting_api(seen: dict[str, int]) -> web.Application:
     return app
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, runner.addresses[0][1]
-
-
 def test_a_round_runs_at_most_the_cap_and_few_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,27 +73,13 @@ def test_a_round_runs_at_most_the_cap_and_few_at_a_time(
     seen = {"now": 0, "peak": 0, "total": 0}
 
     async def scenario() -> dict[str, Any]:
-        upstream, upstream_port = await _serve(greedy_upstream())
-        api, api_port = await _serve(counting_api(seen))
-        folder = Path(shutil.copytree(MANIFESTS, tmp_path / "manifests"))
-        connection = folder / "connections/stackademy-api.yaml"
-        connection.write_text(
-            connection.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{api_port}")
-        )
-        engine = open_database(f"sqlite:///{tmp_path / 'samops.sqlite3'}")
-        apply_revision(engine, validate_source(DirectorySource(folder)))
-        sessions = SessionStore(engine)
-        sessions.start()
-        try:
+        async with loopback(counting_api(seen)) as api:
+            folder = Path(shutil.copytree(MANIFESTS, tmp_path / "manifests"))
+            connection = folder / "connections/stackademy-api.yaml"
+            connection.write_text(connection.read_text().replace("http://127.0.0.1:8080", api))
             async with (
+                example_chat(tmp_path, greedy_upstream(), folder=folder) as base,
                 aiohttp.ClientSession() as http,
-                chat_routes(
-                    engine,
-                    http,
-                    sessions,
-                    upstream_url=f"http://127.0.0.1:{upstream_port}/v1",
-                    data_dir=tmp_path,
-                ) as base,
             ):
                 body = {"messages": [{"role": "user", "content": "how many seats?"}]}
                 headers = {"Authorization": "Bearer " + _demo_key()}
@@ -113,11 +87,6 @@ def test_a_round_runs_at_most_the_cap_and_few_at_a_time(
                 async with http.post(url, json=body, headers=headers) as response:
                     assert response.status == 200, await response.text()
                     return dict(await response.json())
-        finally:
-            await sessions.close()
-            await api.cleanup()
-            await upstream.cleanup()
-            engine.dispose()
 
     answer = asyncio.run(scenario())
     calls = answer["data"]["tool_calls_made"]
