@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
+from reconciler.errors import ApplyRefused, ApplyUnavailable, DatabaseError, TemporaryError
 from reconciler.plan import Plan, compute_plan
 from reconciler.progress import Progress
 from reconciler.sam.diagnostics import Diagnostic
@@ -53,10 +54,6 @@ DEFAULT_SOURCE = "default"
 ALLOW_EMPTY_HINT = "(pass --allow-empty if that is intended)"
 GENERATION_CHANNEL = "samops_generation"
 """PostgreSQL channel on which each applied generation is announced (after commit)."""
-
-
-class ApplyError(Exception):
-    """Applying failed for a reason other than the revision's content (the database)."""
 
 
 @dataclass(slots=True)
@@ -231,9 +228,13 @@ def apply_revision(
                 digest=revision.digest,
                 fingerprint_key=new_key,
             )
-    except Exception as exc:
-        _record_failure(engine, exc, attempt)
-        raise ApplyError(f"applying {rev[:12]} failed and changed nothing: {exc}") from exc
+    except DatabaseError as exc:
+        _record_failure(engine, str(exc), attempt)
+        failed = ApplyUnavailable if isinstance(exc, TemporaryError) else ApplyRefused
+        raise failed(f"applying {rev[:12]} failed and changed nothing: {exc}") from exc
+    except Exception as exc:  # a bug: recorded without its text (it may hold data), not retried
+        _record_failure(engine, f"internal error ({type(exc).__name__}); see the log", attempt)
+        raise
     if on_committed is not None and not plan.empty:  # 6. publish, after the commit
         on_committed(generation)
     return ApplyResult("unchanged" if plan.empty else "applied", rev, generation, plan)
@@ -293,9 +294,9 @@ def _record_attempt(
     return state.generation
 
 
-def _record_failure(engine: Engine, exc: Exception, attempt: _Attempt) -> None:
+def _record_failure(engine: Engine, message: str, attempt: _Attempt) -> None:
     """Best effort: the database may be the very thing that failed."""
-    error = {"severity": "error", "code": "apply-failed", "message": str(exc).splitlines()[0][:500]}
+    error = {"severity": "error", "code": "apply-failed", "message": message.splitlines()[0][:500]}
     with contextlib.suppress(Exception):  # the original error is what the caller reports
         _record_attempt(engine, attempt, "failed", [error])
 

@@ -44,28 +44,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import sqlalchemy.exc
 from sqlalchemy import Engine
 
-from reconciler.apply import ApplyError, ApplyResult, apply_if_files_unchanged, apply_revision
+from reconciler.apply import ApplyResult, apply_if_files_unchanged, apply_revision
+from reconciler.errors import PermanentError, SourceError, TemporaryError
 from reconciler.follow import Follower, Watch
 from reconciler.leader import LeaderLock
 from reconciler.logs import Throttled
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.revision import ParseCache, Revision, validate_files
-from reconciler.source import SourceError
 from reconciler.store.control import Control, read_control
-from reconciler.store.db import DatabaseError, reading
+from reconciler.store.db import reading, translated_errors
 
 log = logging.getLogger("samops.daemon")
-TRANSIENT = (
-    SourceError,
-    DatabaseError,
-    ApplyError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-)
+TRANSIENT = TemporaryError
+"""What the loop retries with backoff; ``PermanentError`` and bugs wait for the next trigger."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,18 +325,41 @@ class Daemon:
         fetch, self._fetch_wanted = self._fetch_wanted, False
         served = self.pacer.started()
         try:
-            await asyncio.to_thread(self.reconcile_once, fetch=fetch)
-        except TRANSIENT as exc:
+            await asyncio.to_thread(self._translated_pass, fetch)
+        except TemporaryError as exc:
             delay = self.pacer.failed(time.monotonic(), served)
             self._fetch_wanted = self._fetch_wanted or fetch
-            fields: dict[str, object] = {"error": _first_line(exc), "retry_in_s": round(delay, 2)}
-            if self.last_pass_revision:
-                fields = {"revision": self.last_pass_revision, **fields}
-            log.warning("reconcile failed; retrying", extra=fields)
+            fields = {**self._revision_field(), "error": _first_line(exc)}
+            log.warning(
+                "reconcile failed; retrying", extra={**fields, "retry_in_s": round(delay, 2)}
+            )
+        except PermanentError as exc:  # the same input fails the same way: wait for a new one
+            self.pacer.succeeded()
+            fields = {**self._revision_field(), "error": _first_line(exc)}
+            log.error("reconcile failed; waiting for a new revision", extra=fields)
+        except Exception:  # a bug in samops: shown in full, never retried as if transient
+            self.pacer.succeeded()
+            log.exception(
+                "reconcile failed on an internal error; waiting for a new revision",
+                extra=self._revision_field(),
+            )
         else:
             self.pacer.succeeded()
 
+    def _revision_field(self) -> dict[str, object]:
+        return {"revision": self.last_pass_revision} if self.last_pass_revision else {}
+
+    def _translated_pass(self, fetch: bool) -> ApplyResult:
+        """``reconcile_once``, with the database's errors as ``DatabaseError``s wherever they
+        surface (a read before the apply's own translation, the record of an invalid one)."""
+        with translated_errors(str(self.engine.url)):
+            return self.reconcile_once(fetch=fetch)
+
     def _leadership_and_control(self) -> tuple[bool, Control]:
+        with translated_errors(str(self.engine.url)):
+            return self._read_leadership_and_control()
+
+    def _read_leadership_and_control(self) -> tuple[bool, Control]:
         leader = self.leader.try_acquire()
         with reading(self.engine) as connection:
             control = read_control(connection)

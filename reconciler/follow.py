@@ -15,6 +15,7 @@ fetch. It never decides when: the daemon does, level-based, by calling ``read`` 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -30,10 +31,12 @@ from watchdog.observers import Observer
 from reconciler.sam.diagnostics import mask_url_credentials
 from reconciler.source import (
     DirectorySource,
+    GitCommandFailed,
     GitSource,
     Peek,
     Snapshot,
     SourceError,
+    git_errors,
     is_manifest,
 )
 
@@ -125,23 +128,56 @@ class RemoteGitFollower:
     def fetch(self) -> None:
         """Fetch the followed branch; a forced refspec makes force-pushes just move the ref."""
         repository = self._ensure_clone()
+        doing = f"cannot fetch {self.branch} from {mask_url_credentials(self.url)}"
         try:
-            repository.git.fetch(
-                "--prune",
-                "--no-tags",
-                "origin",
-                f"+refs/heads/{self.branch}:refs/heads/{self.branch}",
-                kill_after_timeout=FETCH_TIMEOUT_SECONDS,
-            )
-        except git.GitCommandError as exc:
-            detail = (exc.stderr or "").strip().splitlines()
-            reason = mask_url_credentials(detail[-1]) if detail else f"git exited {exc.status}"
+            with git_errors(doing):
+                repository.git.fetch(
+                    "--prune",
+                    "--no-tags",
+                    "origin",
+                    f"+refs/heads/{self.branch}:refs/heads/{self.branch}",
+                    kill_after_timeout=FETCH_TIMEOUT_SECONDS,
+                )
+        except GitCommandFailed as exc:
             raise SourceError(
-                f"cannot fetch {self.branch} from {mask_url_credentials(self.url)}: {reason} "
-                "(hint: check the URL, the network and the credentials)"
-            ) from None
+                f"{exc} (hint: check the URL, the network and the credentials)"
+            ) from exc
         finally:
             repository.close()
+
+    def fetch_into(self, remote_ref: str, private: str, timeout_seconds: float) -> str | None:
+        """Fetch ``remote_ref`` into the clone's ``private`` ref (for a preview); its commit,
+        or None when the remote has no such ref. Other failures: ``GitCommandFailed``."""
+        repository = git.Repo(self.clone_dir)
+        try:
+            with git_errors(f"cannot fetch {remote_ref} from {mask_url_credentials(self.url)}"):
+                repository.git.fetch(
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    "origin",
+                    f"+{remote_ref}:{private}",
+                    kill_after_timeout=timeout_seconds,
+                )
+        except GitCommandFailed as exc:
+            if "couldn't find remote ref" in exc.stderr or "not our ref" in exc.stderr:
+                return None
+            raise
+        finally:
+            repository.close()
+        return self.commit_of(private)
+
+    def drop_ref(self, private: str) -> None:
+        """Delete a private ref of the clone, if it is there."""
+        repository = git.Repo(self.clone_dir)
+        try:
+            with contextlib.suppress(SourceError), git_errors("cannot delete a preview ref"):
+                repository.git.update_ref("-d", private)
+        finally:
+            repository.close()
+
+    def commit_of(self, name: str) -> str | None:
+        """The SHA of the commit ``name`` names in the clone, None if it names none."""
+        return GitSource(self.clone_dir, ref=name).commit_sha()
 
     def _source(self) -> GitSource:
         if not (self.clone_dir / "HEAD").exists():

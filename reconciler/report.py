@@ -11,16 +11,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from reconciler.errors import DescribeError
 from reconciler.sam.kinds import KINDS
 from reconciler.state import ResourceState
 from reconciler.store.db import reading
 from reconciler.store.mapping import get_path
 from reconciler.store.read import read_actual
-
-
-class DescribeError(Exception):
-    """The resource does not exist, or cannot be written back as SAM."""
-
 
 # Columns `samops get KIND` shows after NAME, as (heading, path in the canonical fields).
 GET_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {

@@ -23,16 +23,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from reconciler.errors import SealingError
 from reconciler.sam.kinds import ENCRYPTED_PREFIX
 
 PUBLIC_PREFIX = "samops-pk1:"
 PRIVATE_PREFIX = "samops-sk1:"
 _INFO = b"samops sealed secret v1"
 _RAW = serialization.Encoding.Raw
-
-
-class SealingError(Exception):
-    """A key or a sealed value is malformed, or does not open with this key."""
 
 
 def _b64(data: bytes) -> str:

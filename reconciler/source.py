@@ -10,8 +10,9 @@ the same paths (and revision) whatever the working directory or the spelling of 
 Both refuse what a hostile repository could use to read outside itself: symlinks whose target
 leaves the source root, and files over the size limit (checked before reading them).
 
-GitPython's exceptions are translated here, at one choke point, into ``SourceError`` with a
-sentence a user can act on.
+GitPython's exceptions are translated here, at one choke point (``git_errors`` and the
+``GitSource`` methods), into ``SourceError`` (``reconciler/errors.py``) with a sentence a user
+can act on; the followers and the preview run their git commands through ``git_errors``.
 """
 
 from __future__ import annotations
@@ -20,21 +21,43 @@ import hashlib
 import os
 import posixpath
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import git
 from gitdb.exc import BadName, BadObject
 
-from reconciler.sam.diagnostics import Diagnostic, Severity
+from reconciler.errors import SourceError
+from reconciler.sam.diagnostics import Diagnostic, Severity, mask_url_credentials
+
+__all__ = ["GitCommandFailed", "SourceError", "git_errors"]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 SYMLINK_MODE = 0o120000
 MAX_SYMLINK_HOPS = 8
 
 
-class SourceError(Exception):
-    """The source itself cannot be read (no repository, unknown ref, missing path)."""
+class GitCommandFailed(SourceError):
+    """A git command failed; ``stderr`` is its last line, credentials in URLs masked."""
+
+    def __init__(self, message: str, stderr: str, status: int | str | None) -> None:
+        super().__init__(message)
+        self.stderr, self.status = stderr, status
+
+
+@contextmanager
+def git_errors(doing: str) -> Iterator[None]:
+    """Run git commands: GitPython's exceptions become a ``GitCommandFailed`` whose sentence
+    starts with ``doing`` (``"cannot fetch main from https://host/repo"``)."""
+    try:
+        yield
+    except git.GitCommandError as exc:
+        stderr = (exc.stderr or "").strip()
+        lines = stderr.splitlines()
+        reason = mask_url_credentials(lines[-1]) if lines else f"git exited {exc.status}"
+        raise GitCommandFailed(f"{doing}: {reason}", stderr, str(exc.status)) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +251,8 @@ class GitSource:
     def open(self) -> git.Repo:
         try:
             return git.Repo(self.repo)
-        except git.NoSuchPathError:
-            raise SourceError(f"{self.repo} does not exist") from None
+        except git.NoSuchPathError as exc:
+            raise SourceError(f"{self.repo} does not exist") from exc
         except git.InvalidGitRepositoryError:
             raise SourceError(
                 f"{self.repo} is not a git repository (hint: give a directory as PATH to read "
@@ -239,11 +262,21 @@ class GitSource:
     def resolve(self, repository: git.Repo) -> git.Commit:
         try:
             return repository.commit(self.ref)
-        except (BadName, BadObject, ValueError, git.GitCommandError):
+        except (BadName, BadObject, ValueError, git.GitCommandError) as exc:
             raise SourceError(
                 f"the ref {self.ref!r} is not a commit in {self.repo} (hint: check "
                 "'git branch -a' and 'git tag')"
-            ) from None
+            ) from exc
+
+    def commit_sha(self) -> str | None:
+        """The SHA of the commit ``ref`` names, None when it names none."""
+        repository = self.open()
+        try:
+            return self.resolve(repository).hexsha
+        except SourceError:
+            return None
+        finally:
+            repository.close()
 
     def _tree(self, repository: git.Repo) -> tuple[git.Commit, git.Tree, str]:
         """The commit, the tree at ``path`` in it, and the path without slashes."""

@@ -4,8 +4,8 @@ Serve stage. The application is built by ``create_app`` from what the compositio
 it: the database engine, the metrics registry, and a callback that wakes the reconciler (the
 server never imports the daemon). Chat routes join this application later.
 
-Every error answer has one JSON shape: ``{"error": {"code": ..., "message": ...}}``. Database
-work runs in a worker thread, never on the event loop.
+Every error answer has samops' JSON shape (``serve/errors.py``): ``{"error": {"code": ...,
+"message": ...}}``. Database work runs in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy.exc
 from aiohttp import web
@@ -23,11 +22,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine, text
 
-from reconciler.apikeys import digests_match, presented_digests
+from reconciler.api import digests_match, presented_digests
 from reconciler.store.db import reading
 from reconciler.store.read import read_state
 from reconciler.store.status import status_document
 from serve.bodies import BodyTimeout, BodyTooLarge, read_body
+from serve.errors import error_response
 from serve.webhooks import Deliveries, verify
 from serve.workers import shared_metrics_folder
 
@@ -60,10 +60,6 @@ class ServerDeps:
 DEPS = web.AppKey("deps", ServerDeps)
 WEBHOOKS = web.AppKey("webhook_counter", Counter)
 DELIVERIES = web.AppKey("webhook_deliveries", Deliveries)
-
-
-def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
 
 
 @web.middleware

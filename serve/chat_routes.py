@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import secrets
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.apikeys import digests_match, presented_digests
+from reconciler.api import digests_match, presented_digests
 from serve import jsonwire, logctx
 from serve.bodies import BODY_TIMEOUT_SECONDS, BodyTimeout, BodyTooLarge, read_body
 from serve.chat import (
@@ -43,6 +42,7 @@ from serve.chat import (
     text_of,
 )
 from serve.chat_metrics import ChatMetrics
+from serve.errors import HttpError, error_response, openai_error_response, openai_stream_error
 from serve.providers import Providers, UpstreamError
 from serve.sessions import (
     SESSION_KEY,
@@ -87,30 +87,16 @@ class ChatDeps:
 CHAT = web.AppKey("chat", ChatDeps)
 
 
-class ChatError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
+ChatError = HttpError
+"""What a chat handler raises; the route family renders it (``serve/errors.py``)."""
 
 
-def _openai_error(error: ChatError) -> web.Response:
-    kind = {
-        401: "authentication_error",
-        403: "permission_error",
-        404: "not_found_error",
-        413: "invalid_request_error",
-        400: "invalid_request_error",
-    }.get(error.status, "api_error")
-    return web.json_response(
-        {"error": {"message": str(error), "type": kind, "param": None, "code": error.code}},
-        status=error.status,
-    )
+def _openai_error(error: HttpError) -> web.Response:
+    return openai_error_response(error.status, error.code, str(error))
 
 
-def _samops_error(error: ChatError) -> web.Response:
-    return web.json_response(
-        {"error": {"code": error.code, "message": str(error)}}, status=error.status
-    )
+def _samops_error(error: HttpError) -> web.Response:
+    return error_response(error.status, error.code, str(error))
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -196,7 +182,7 @@ CHAT_ROUTES = {
 }
 
 
-async def _json_body(request: web.Request, settings: ChatSettings) -> dict[str, Any]:
+async def json_body(request: web.Request, settings: ChatSettings) -> dict[str, Any]:
 
     try:
         raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
@@ -228,7 +214,7 @@ async def _json_body(request: web.Request, settings: ChatSettings) -> dict[str, 
     return body
 
 
-def _headers(
+def answer_headers(
     started: float, result: TurnResult | None, snapshot: Snapshot, request: web.Request
 ) -> dict[str, str]:
     elapsed = time.perf_counter() - started
@@ -266,7 +252,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     snapshot = deps.state.snapshot
     try:
-        body = await _json_body(request, deps.settings)
+        body = await json_body(request, deps.settings)
         client = _client(snapshot, str(body.get("model", "")), request)
         authorize(client, presented(request), snapshot)
         tools = body.get("tools")
@@ -289,10 +275,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             deps.metrics.turn(result, turn.client.provider)
     except ChatError as error:
         response = _openai_error(error)
-        response.headers.update(_headers(started, None, snapshot, request))
+        response.headers.update(answer_headers(started, None, snapshot, request))
         return response
     completion = {**result.completion, "model": client.name}
-    headers = _headers(started, result, snapshot, request)
+    headers = answer_headers(started, result, snapshot, request)
     log.debug(
         "chat turn",
         extra={
@@ -319,7 +305,7 @@ async def _stream(
         first = await anext(chunks)
     response = web.StreamResponse(
         headers={
-            **_headers(started, result, turn.snapshot, request),
+            **answer_headers(started, result, turn.snapshot, request),
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
         }
@@ -339,14 +325,8 @@ async def _stream(
                 async for chunk in chunks:
                     await send(chunk)
         except (UpstreamError, TimeoutError) as exc:
-            error = {
-                "error": {
-                    "message": str(exc) or "the turn took too long",
-                    "type": "api_error",
-                    "code": getattr(exc, "code", "deadline_exceeded"),
-                }
-            }
-            await response.write(f"data: {json.dumps(error)}\n\n".encode())
+            code = getattr(exc, "code", "deadline_exceeded")
+            await response.write(openai_stream_error(code, str(exc) or "the turn took too long"))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
     except ConnectionResetError:  # the caller left: normal, and the upstream call ends here
@@ -375,7 +355,7 @@ async def list_models(request: web.Request) -> web.Response:
 # --- Smarter-compatible -----------------------------------------------------------------------
 
 
-def _envelope(data: Mapping[str, Any], command: str) -> dict[str, Any]:
+def envelope(data: Mapping[str, Any], command: str) -> dict[str, Any]:
     return {
         "data": data,
         "api": SMARTER_API,
@@ -388,7 +368,7 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
     started = time.perf_counter()
     snapshot = deps.state.snapshot
     try:
-        body = await _json_body(request, deps.settings)
+        body = await json_body(request, deps.settings)
         client = _client(snapshot, name, request)
         opened_by = authorize(client, presented(request), snapshot)
         session_key = body.get("session_key") or new_session_key()
@@ -433,7 +413,7 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
             deps.metrics.turn(result, turn.client.provider)
     except ChatError as error:
         response = _samops_error(error)
-        response.headers.update(_headers(started, None, snapshot, request))
+        response.headers.update(answer_headers(started, None, snapshot, request))
         return response
     new_messages = [prompt, *result.added] if history is not None else [*messages, *result.added]
     deps.sessions.record(
@@ -464,7 +444,7 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
         ],
     }
     return jsonwire.response(
-        _envelope(data, "prompt"), headers=_headers(started, result, snapshot, request)
+        envelope(data, "prompt"), headers=answer_headers(started, result, snapshot, request)
     )
 
 
@@ -498,7 +478,7 @@ async def client_config(request: web.Request) -> web.Response:
             "requires_key": client.key.required,
             **client.ui,
         }
-        response = web.json_response(_envelope(data, "config"))
+        response = web.json_response(envelope(data, "config"))
     response.headers.update(
         {
             "Access-Control-Allow-Origin": "*",

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy import Engine
 
-from reconciler.apply import GENERATION_CHANNEL
+from reconciler.api import GENERATION_CHANNEL
 
 log = logging.getLogger("samops.notify")
 

@@ -27,40 +27,31 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
-import git
 from aiohttp import web
-from gitdb.exc import BadName, BadObject
 from sqlalchemy import Engine
 
-from reconciler.apikeys import digests_match
-from reconciler.follow import Follower, LocalGitFollower, RemoteGitFollower
-from reconciler.sam.diagnostics import mask_url_credentials
-from reconciler.sam.load import LoadOptions
-from reconciler.sam.revision import ParseCache, Revision, validate_files
-from reconciler.source import GitSource, SourceError
-from reconciler.state import desired_state
+from reconciler.api import RefError, RefReader, desired_state, digests_match
+from reconciler.errors import error_document
+from reconciler.sam.revision import Revision
 from serve import logctx
-from serve.app import error_response
 from serve.chat import Turn, TurnResult, text_of
 from serve.chat_routes import (
     CHAT,
     ChatError,
-    _envelope,
-    _headers,
-    _json_body,
+    answer_headers,
+    envelope,
+    json_body,
     presented,
     turn_errors,
 )
+from serve.errors import error_response
 from serve.providers import Providers, ProviderSettings
 from serve.state import CompiledClient, ServingSettings, ServingState, Snapshot
 
@@ -84,182 +75,30 @@ class PreviewError(Exception):
 
     def to_json(self) -> dict[str, Any]:
         """The project's one error shape, plus the revision's errors when it is invalid."""
-        error: dict[str, Any] = {"code": self.code, "message": str(self)}
-        if self.revision is not None:
-            error["errors"] = [d.to_json() for d in self.revision.errors]
-        return {"error": error}
-
-
-# --- reading a revision -------------------------------------------------------------------------
-
-
-class PreviewSource(Protocol):
-    def read(self, ref: str) -> Revision:
-        """The validated revision at ``ref`` (valid or not). Blocking."""
-        ...
-
-
-@dataclass
-class Validator:
-    """Validates revisions like the daemon does; parsed files are cached by blob SHA, so a
-    preview costs what differs from the last one (the cache is not thread-safe: a lock)."""
-
-    options: LoadOptions = field(default_factory=LoadOptions)
-    cache: ParseCache = field(default_factory=lambda: ParseCache(max_entries=5_000))
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def read(self, repo: Path, commit: str, path: str, ref: str) -> Revision:
-        try:
-            snapshot = GitSource(repo, ref=commit, path=path).read()
-        except SourceError as exc:  # the path is missing at that commit
-            raise PreviewError(422, "invalid_revision", f"{ref}: {exc}") from None
-        with self._lock:
-            return validate_files(
-                snapshot.revision,
-                snapshot.files,
-                options=self.options,
-                cache=self.cache,
-                source_diagnostics=snapshot.diagnostics,
-            )
-
-
-def _check_ref(ref: str, pattern: re.Pattern[str] | None = None) -> None:
-    """Refs come from HTTP callers: never an option for git, never a refspec."""
-    shaped = pattern is None or (pattern.fullmatch(ref) and ".." not in ref)
-    if (
-        not ref
-        or len(ref) > MAX_REF_CHARS
-        or ref.startswith("-")
-        or not ref.isprintable()
-        or not shaped
-    ):
-        raise PreviewError(400, "invalid_ref", f"{ref[:80]!r} is not a branch, tag or commit name")
-
-
-def _unknown_ref(ref: str) -> PreviewError:
-    return PreviewError(
-        404,
-        "unknown_ref",
-        f"the ref {ref!r} is not a commit of the repository (hint: check the name with "
-        "'git branch -a' and 'git tag'; a branch must be pushed where samops reads it)",
-    )
-
-
-@dataclass
-class LocalPreviewSource:
-    """Any ref of a local repository (the one ``samops run --repo`` follows)."""
-
-    repo: Path
-    path: str = ""
-    validator: Validator = field(default_factory=Validator)
-
-    def read(self, ref: str) -> Revision:
-        _check_ref(ref)
-        source = GitSource(self.repo, ref=ref, path=self.path)
-        try:
-            repository = source.open()
-        except SourceError as exc:
-            raise PreviewError(503, "source_unavailable", str(exc)) from None
-        try:
-            commit = source.resolve(repository).hexsha
-        except SourceError:
-            raise _unknown_ref(ref) from None
-        finally:
-            repository.close()
-        return self.validator.read(self.repo, commit, self.path, ref)
-
-
-@dataclass
-class RemotePreviewSource:
-    """A branch, tag or full SHA of the remote that ``samops run --url`` follows, fetched into
-    a private ref of samops' clone (deleted after reading); a short SHA that the clone already
-    holds also works."""
-
-    follower: RemoteGitFollower
-    validator: Validator = field(default_factory=Validator)
-    fetch_timeout_seconds: float = FETCH_TIMEOUT_SECONDS
-
-    def read(self, ref: str) -> Revision:
-        _check_ref(ref, REMOTE_REF)
-        clone = self.follower.clone_dir
-        if not (clone / "HEAD").exists():  # before the daemon's first fetch
-            try:
-                self.follower.fetch()
-            except SourceError as exc:
-                raise PreviewError(502, "preview_fetch_failed", str(exc)) from None
-        private = PREVIEW_REF_PREFIX + uuid.uuid4().hex
-        repository = git.Repo(clone)
-        try:
-            commit = self._fetch(repository, ref, private)
-        finally:
-            with suppress(git.GitCommandError):
-                repository.git.update_ref("-d", private)
-            repository.close()
-        return self.validator.read(clone, commit, self.follower.path, ref)
-
-    def _fetch(self, repository: git.Repo, ref: str, private: str) -> str:
-        if FULL_SHA.fullmatch(ref) and (known := _commit(repository, ref)):
-            return known
-        if FULL_SHA.fullmatch(ref) or ref.startswith("refs/") or ref == "HEAD":
-            wanted = [ref]
-        else:
-            wanted = [f"refs/heads/{ref}", f"refs/tags/{ref}"]
-        for remote_ref in wanted:
-            started = time.monotonic()
-            try:
-                repository.git.fetch(
-                    "--no-tags",
-                    "--no-write-fetch-head",
-                    "origin",
-                    f"+{remote_ref}:{private}",
-                    kill_after_timeout=self.fetch_timeout_seconds,
-                )
-            except git.GitCommandError as exc:
-                stderr = (exc.stderr or "").strip()
-                if "couldn't find remote ref" in stderr or "not our ref" in stderr:
-                    continue
-                raise self._fetch_failed(ref, stderr, time.monotonic() - started) from None
-            found = _commit(repository, private)
-            if found is None:
-                raise PreviewError(404, "unknown_ref", f"the ref {ref!r} is not a commit")
-            return found
-        if SHORT_SHA.fullmatch(ref) and (known := _commit(repository, ref)):
-            return known
-        raise _unknown_ref(ref)
-
-    def _fetch_failed(self, ref: str, stderr: str, seconds: float) -> PreviewError:
-        url = mask_url_credentials(self.follower.url)
-        if seconds >= self.fetch_timeout_seconds:
-            return PreviewError(
-                504,
-                "preview_fetch_timeout",
-                f"fetching {ref!r} from {url} took over {self.fetch_timeout_seconds:g} s",
-            )
-        lines = stderr.splitlines()
-        reason = mask_url_credentials(lines[-1]) if lines else "git failed"
-        return PreviewError(
-            502,
-            "preview_fetch_failed",
-            f"cannot fetch {ref!r} from {url}: {reason} (hint: check the network and the "
-            "credentials)",
+        if self.revision is None:
+            return error_document(self.code, str(self))
+        return error_document(
+            self.code, str(self), errors=[d.to_json() for d in self.revision.errors]
         )
 
 
-def _commit(repository: git.Repo, name: str) -> str | None:
+REF_ERROR_STATUS = {
+    "invalid_ref": 400,
+    "unknown_ref": 404,
+    "invalid_revision": 422,
+    "preview_fetch_failed": 502,
+    "source_unavailable": 503,
+    "preview_fetch_timeout": 504,
+}
+
+
+def read_ref(reader: RefReader, ref: str) -> Revision:
+    """The valid revision at ``ref``; any problem as a ``PreviewError``. Blocking."""
     try:
-        return repository.commit(name).hexsha
-    except (BadName, BadObject, ValueError, git.GitCommandError):
-        return None
-
-
-def preview_source_for(follower: Follower | None, options: LoadOptions) -> PreviewSource | None:
-    """What a server following ``follower`` previews from (None: a directory, or nothing)."""
-    validator = Validator(options)
-    if isinstance(follower, LocalGitFollower):
-        return LocalPreviewSource(follower.repo, follower.path, validator)
-    if isinstance(follower, RemoteGitFollower):
-        return RemotePreviewSource(follower, validator)
-    return None
+        revision = reader.read(ref)
+    except RefError as exc:
+        raise PreviewError(REF_ERROR_STATUS[exc.code], exc.code, str(exc)) from exc
+    return require_valid(revision, ref)
 
 
 def require_valid(revision: Revision, ref: str) -> Revision:
@@ -391,7 +230,7 @@ async def chat_once(
 class PreviewDeps:
     admin_key_digest: str | None
     """``sha256:<hex>`` of the admin key; None leaves the route off (404)."""
-    source: PreviewSource | None
+    source: RefReader | None
     """Where refs are read (None: the server follows no git repository, 409)."""
     http: aiohttp.ClientSession
     serving: ServingSettings
@@ -437,7 +276,7 @@ async def preview_prompt(request: web.Request) -> web.Response:
                 "(SAMOPS_ADMIN_KEY_DIGEST)",
             )
         _admin(request, deps.admin_key_digest)
-        ref, messages = _messages(await _json_body(request, chat.settings))
+        ref, messages = _messages(await json_body(request, chat.settings))
         if deps.source is None:
             raise PreviewError(
                 409,
@@ -445,7 +284,7 @@ async def preview_prompt(request: web.Request) -> web.Response:
                 "this server does not follow a git repository, so it has no revisions to "
                 "preview (hint: run samops with --repo or --url)",
             )
-        revision = require_valid(await asyncio.to_thread(deps.source.read, ref), ref)
+        revision = await asyncio.to_thread(read_ref, deps.source, ref)
         async with compiled(revision, deps.http, deps.serving) as snapshot:
             client = find_client(snapshot, request.match_info["name"])
             turn = Turn(
@@ -463,11 +302,11 @@ async def preview_prompt(request: web.Request) -> web.Response:
         response = error_response(error.status, error.code, str(error))
     else:
         answer = Answer(client.name, revision.revision, result)
-        headers = _headers(started, result, snapshot, request)
+        headers = answer_headers(started, result, snapshot, request)
         del headers["x-samops-generation"]  # a preview has a revision, not a generation
         headers["x-samops-revision"] = revision.revision
         data = {**answer.data(), "ref": ref}
-        return web.json_response(_envelope(data, "preview"), headers=headers)
+        return web.json_response(envelope(data, "preview"), headers=headers)
     response.headers["x-request-id"] = logctx.request_id.get() or ""
     return response
 

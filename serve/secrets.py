@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reconciler.api import SealingError, unseal
 from reconciler.sam.secret_access import SecretAccess
-from reconciler.sealing import SealingError, unseal
 
 PRIVATE_KEY_ENV = "SAMOPS_SECRETS_PRIVATE_KEY_FILE"
 

@@ -31,8 +31,8 @@ from typing import Any
 import aiohttp
 from sqlalchemy import Engine
 
+from reconciler.api import Identity, ResourceState
 from reconciler.sam.functions import canonical_function
-from reconciler.state import Identity, ResourceState
 from reconciler.store.db import reading
 from reconciler.store.read import read_actual, read_state
 from serve.secrets import SecretUnavailable, resolve_secret

@@ -12,10 +12,10 @@ import os
 
 from prometheus_client import CollectorRegistry
 
-from reconciler.logs import configure_logging
+from reconciler.api import configure_logging
 from reconciler.store.db import DatabaseError, open_database
 from serve import logctx
-from serve.main import run_server, serve_until_stopped
+from serve.server import run_server, serve_until_stopped
 from serve.workers import CONFIG_VARIABLE, WorkerConfig
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, func, select
 
-from reconciler.apply import ApplyError, apply_revision, plan_revision
+from reconciler.apply import apply_revision, plan_revision
+from reconciler.errors import ApplyError
 from reconciler.sam.revision import Revision, validate_source
 from reconciler.source import GitSource
 from reconciler.store import schema

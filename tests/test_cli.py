@@ -16,8 +16,9 @@ from click.testing import CliRunner
 
 from reconciler.apikeys import KEY_PREFIX, key_matches
 from reconciler.cli import cli
+from reconciler.errors import SealingError
 from reconciler.sam.kinds import KINDS
-from reconciler.sealing import SealingError, unseal
+from reconciler.sealing import unseal
 from tests.conftest import MANIFESTS, GitRepo
 
 SAMOPS = Path(sys.executable).parent / "samops"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.apply import ApplyError, ApplyResult, apply_revision, plan_revision
+from reconciler.apply import ApplyResult, apply_revision, plan_revision
 from reconciler.cli.common import (
     EXIT_CHANGES,
     EXIT_FAILED,
@@ -27,6 +27,7 @@ from reconciler.cli.common import (
     read_revision,
     source_options,
 )
+from reconciler.errors import ApplyError
 from reconciler.plan import plan_to_json, render_markdown, render_text
 from reconciler.review import Level, review_revisions
 from reconciler.review_render import (

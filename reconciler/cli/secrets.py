@@ -13,6 +13,7 @@ import click
 
 from reconciler import apikeys, sealing
 from reconciler.cli.common import dump_yaml, fail, output_option, resource_name
+from reconciler.errors import SealingError
 
 
 @click.group()
@@ -182,6 +183,6 @@ def secrets_encrypt(
         manifest = sealing.sealed_secret_manifest(
             name, value, public_key=public_key, description=description
         )
-    except sealing.SealingError as exc:
+    except SealingError as exc:
         fail(str(exc))
     click.echo(dump_yaml(manifest), nl=False)

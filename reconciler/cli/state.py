@@ -24,6 +24,7 @@ from reconciler.cli.common import (
     kind_name,
     output_option,
 )
+from reconciler.errors import DescribeError
 from reconciler.leader import leader_present
 from reconciler.sam.base import normalise_name
 from reconciler.store.control import request_reconcile, set_suspended
@@ -107,7 +108,7 @@ def get_command(
         headings, rows = _guarded(
             lambda e: report.get_table(e, kind, wanted, wide=wide), database_url
         )
-    except report.DescribeError as exc:
+    except DescribeError as exc:
         fail(str(exc))
     click.echo(report.table(headings, rows))
 
@@ -131,7 +132,7 @@ def describe(
         manifest = _guarded(
             lambda e: report.describe(e, kind_name(kind), normalise_name(name)), database_url
         )
-    except report.DescribeError as exc:
+    except DescribeError as exc:
         fail(str(exc))
     if output_format == "json":
         click.echo(json.dumps(manifest, indent=2))

@@ -9,13 +9,17 @@ database or migrate it. Every other command opens it with ``open_existing_databa
 creates nothing (no SQLite file, no data folder, no table) and says what it found instead: no
 file, an empty database, a schema behind or ahead of this samops.
 
-SQLAlchemy's driver exceptions are translated here, and only here, into ``DatabaseError``
-with a sentence and a hint, so commands never print a driver traceback:
+SQLAlchemy's and the drivers' exceptions are translated here, and only here
+(``translated_errors``), into the ``DatabaseError`` branch of ``reconciler/errors.py`` with a
+sentence and a hint, so commands never print a driver traceback and the loop knows whether to
+retry:
 
-- ``OperationalError``: the database cannot be reached or used right now;
-- any other ``DBAPIError`` (``IntegrityError``, ``DataError``...): the database refused a
-  statement. The sentence is built from the error's structured parts (constraint, table and
-  column names), never from the SQL statement or its parameters, which hold manifest data.
+- ``OperationalError``, ``InterfaceError``, a psycopg connection error: ``DatabaseUnavailable``
+  (temporary: the database cannot be reached or used right now);
+- any other ``DBAPIError`` (``IntegrityError``, ``DataError``...): ``DatabaseRefused``
+  (permanent: the database refused a statement). The sentence is built from the error's
+  structured parts (constraint, table and column names), never from the SQL statement or its
+  parameters, which hold manifest data.
 """
 
 from __future__ import annotations
@@ -34,12 +38,18 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from reconciler.errors import (
+    DatabaseError,
+    DatabaseMisconfigured,
+    DatabaseRefused,
+    DatabaseUnavailable,
+)
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_DATA_DIR = Path("data")
 
 
-class DatabaseError(Exception):
-    """The database cannot be reached, or its schema cannot be brought up to date."""
+__all__ = ["DatabaseError", "DatabaseMisconfigured", "DatabaseRefused", "DatabaseUnavailable"]
 
 
 def default_data_dir() -> Path:
@@ -115,7 +125,7 @@ def _parsed(url: str) -> Any:
     try:
         return make_url(normalise_url(url))
     except sqlalchemy.exc.ArgumentError as exc:
-        raise DatabaseError(
+        raise DatabaseMisconfigured(
             f"the database URL {_shown(url)!r} is not a URL SQLAlchemy can read (hint: "
             "postgresql://user@host:5432/db or sqlite:///path/to/file.sqlite3)"
         ) from exc
@@ -129,7 +139,7 @@ def create_database_engine(url: str, *, create: bool = True) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             if not create and not Path(parsed.database).is_file():
-                raise DatabaseError(
+                raise DatabaseMisconfigured(
                     f"there is no samops database at {parsed.database} (the SQLite file does "
                     "not exist) (hint: 'samops apply' or 'samops run' create it; set "
                     "SAMOPS_DATABASE_URL or --database-url to read another database)"
@@ -139,7 +149,7 @@ def create_database_engine(url: str, *, create: bool = True) -> Engine:
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
-                    raise DatabaseError(
+                    raise DatabaseMisconfigured(
                         f"cannot create the folder {folder} of the SQLite database: "
                         f"{exc.strerror} (hint: check the path in SAMOPS_DATABASE_URL or "
                         "SAMOPS_DATA_DIR)"
@@ -156,7 +166,7 @@ def _with_driver(url: str, **options: Any) -> Engine:
     try:
         return create_engine(url, **options)
     except ImportError as exc:
-        raise DatabaseError(
+        raise DatabaseMisconfigured(
             f"the database URL {redacted(url)} names a driver samops does not install or "
             f"cannot use ({exc}) (hint: samops supports postgresql:// (psycopg 3) and "
             "sqlite:///)"
@@ -168,19 +178,19 @@ def translated_errors(url: str) -> Iterator[None]:
     """The one place where driver errors about reaching the database become sentences."""
     try:
         yield
-    except sqlalchemy.exc.OperationalError as exc:
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseError(
+        raise DatabaseUnavailable(
             f"cannot use the database {redacted(url)}: {reason} (hint: check "
             "SAMOPS_DATABASE_URL and that the server is running)"
         ) from exc
     except sqlalchemy.exc.NoSuchModuleError as exc:
-        raise DatabaseError(
+        raise DatabaseMisconfigured(
             f"no driver for the database URL {_shown(url)} (hint: PostgreSQL URLs start "
             "with postgresql://, SQLite ones with sqlite:///)"
         ) from exc
     except sqlalchemy.exc.DBAPIError as exc:
-        raise DatabaseError(refusal(exc)) from exc
+        raise DatabaseRefused(refusal(exc)) from exc
 
 
 UNIQUE_VIOLATION = "23505"
@@ -262,7 +272,7 @@ def _require_current(url: str, found: str | None) -> None:
     if found == head:
         return
     if found is None:
-        raise DatabaseError(
+        raise DatabaseMisconfigured(
             f"the database {redacted(url)} holds no samops schema (hint: 'samops apply' or "
             "'samops run' fill it; 'samops db upgrade' creates the empty schema)"
         )
@@ -270,11 +280,11 @@ def _require_current(url: str, found: str | None) -> None:
         r.revision for r in ScriptDirectory.from_config(_alembic_config(None)).walk_revisions()
     }
     if found in known:
-        raise DatabaseError(
+        raise DatabaseMisconfigured(
             f"the database {redacted(url)} has schema revision {found}, older than this "
             f"samops' {head} (hint: run 'samops db upgrade')"
         )
-    raise DatabaseError(
+    raise DatabaseMisconfigured(
         f"the database {redacted(url)} has schema revision {found}, which this samops does "
         f"not know (its newest is {head}): a newer samops wrote it (hint: upgrade samops)"
     )

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from serve.app import ServerDeps, create_app
 from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
+from serve.preview import PreviewDeps, add_preview_route
 from serve.providers import Providers, ProviderSettings
 from serve.sessions import SessionStore
 from serve.state import ServingSettings, ServingState
@@ -53,6 +54,7 @@ async def chat_routes(
         )
     )
     add_chat_routes(app, ChatDeps(state, providers, sessions, settings or ChatSettings()))
+    add_preview_route(app, PreviewDeps(None, None, http, state.settings))  # off: no admin key
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

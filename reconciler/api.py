@@ -1,0 +1,57 @@
+"""What the ``serve`` package may use of the reconciler, named in one place.
+
+The public API between the two halves of samops. ``serve`` imports ``reconciler.api``,
+``reconciler.errors``, ``reconciler.sam`` (the format) and ``reconciler.store`` (the database),
+and nothing else of ``reconciler`` (``tests/test_layout.py`` holds it to that); ``reconciler``
+never imports ``serve``. A name added here is a promise to keep it working for the server.
+"""
+
+from __future__ import annotations
+
+from reconciler.apikeys import digests_match, presented_digests
+from reconciler.apply import GENERATION_CHANNEL
+from reconciler.cli.common import database_options, fail
+from reconciler.daemon import Daemon, DaemonSettings
+from reconciler.errors import SealingError
+from reconciler.follow import (
+    DirectoryFollower,
+    Follower,
+    LocalGitFollower,
+    RemoteGitFollower,
+    clone_dir_for,
+)
+from reconciler.leader import leader_lock_for
+from reconciler.logs import Throttled, configure_logging
+from reconciler.metrics import ReconcilerMetrics
+from reconciler.refs import LocalRefReader, RefError, RefReader, Validator, ref_reader_for
+from reconciler.sealing import unseal
+from reconciler.state import Identity, ResourceState, desired_state
+
+__all__ = [
+    "GENERATION_CHANNEL",
+    "Daemon",
+    "DaemonSettings",
+    "DirectoryFollower",
+    "Follower",
+    "Identity",
+    "LocalGitFollower",
+    "LocalRefReader",
+    "ReconcilerMetrics",
+    "RefError",
+    "RefReader",
+    "RemoteGitFollower",
+    "ResourceState",
+    "SealingError",
+    "Throttled",
+    "Validator",
+    "clone_dir_for",
+    "configure_logging",
+    "database_options",
+    "desired_state",
+    "digests_match",
+    "fail",
+    "leader_lock_for",
+    "presented_digests",
+    "ref_reader_for",
+    "unseal",
+]

@@ -1,0 +1,251 @@
+"""``samops run`` and ``samops serve``: parse, build the parts, hand them to the server.
+
+Entry points. The commands reach the ``samops`` CLI through a package entry point
+(``samops.commands``), so ``reconciler`` never imports this package. The lifecycle itself is
+``serve/server.py``'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from prometheus_client import CollectorRegistry
+
+from reconciler.api import (
+    Daemon,
+    DaemonSettings,
+    ReconcilerMetrics,
+    configure_logging,
+    database_options,
+    fail,
+    leader_lock_for,
+)
+from reconciler.errors import SourceError
+from reconciler.sam.load import LoadOptions
+from reconciler.sam.secret_access import SecretAccess
+from reconciler.store.db import (
+    DatabaseError,
+    default_data_dir,
+    open_database,
+)
+from serve import logctx
+from serve.cli_options import chat_settings, needs_admin_key, server_options
+from serve.options import FollowerSpec, ServerOptions
+from serve.server import choose_follower, run_server, serve_until_stopped
+from serve.workers import (
+    enable_shared_metrics,
+)
+
+
+@click.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--repo",
+    envvar="SAMOPS_REPO",
+    type=click.Path(path_type=Path),
+    help="Follow this local git repository (watched for commits). [env: SAMOPS_REPO]",
+)
+@click.option(
+    "--url",
+    envvar="SAMOPS_URL",
+    help="Follow a remote repository: samops keeps its own clone in the data "
+    "directory and fetches on a timer and on webhooks. [env: SAMOPS_URL]",
+)
+@click.option(
+    "--ref",
+    envvar="SAMOPS_REF",
+    default="HEAD",
+    show_default=True,
+    help="The ref to follow (with --url: the branch). [env: SAMOPS_REF]",
+)
+@click.option(
+    "--path",
+    "subpath",
+    envvar="SAMOPS_PATH",
+    default="",
+    help="Folder inside the repository holding the manifests. [env: SAMOPS_PATH]",
+)
+@database_options
+@server_options
+@click.option(
+    "--webhook-secret",
+    envvar="SAMOPS_WEBHOOK_SECRET",
+    help="Enables POST /hooks/git; deliveries must be signed with it. [env: SAMOPS_WEBHOOK_SECRET]",
+)
+@click.option(
+    "--poll-interval",
+    envvar="SAMOPS_POLL_INTERVAL",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds between fetches of a remote repository (jittered 10%). "
+    "[env: SAMOPS_POLL_INTERVAL]",
+)
+@click.option(
+    "--allow-plaintext-secrets",
+    is_flag=True,
+    envvar="SAMOPS_ALLOW_PLAINTEXT_SECRETS",
+    help="Accept plaintext Secret values (a warning). [env: SAMOPS_ALLOW_PLAINTEXT_SECRETS]",
+)
+@click.option("--allow-empty", is_flag=True, help="Allow a revision that deletes every LLM client.")
+@click.option(
+    "--demo", is_flag=True, help="Also serve the example manifests' demo API (make run uses this)."
+)
+def run(
+    path: Path | None,
+    repo: Path | None,
+    url: str | None,
+    ref: str,
+    subpath: str,
+    database_url: str | None,
+    source_name: str,
+    host: str,
+    port: int,
+    account_number: str,
+    api_domain: str,
+    workers: int,
+    max_tool_rounds: int,
+    keepalive_timeout: float,
+    body_timeout: float,
+    max_connections: int,
+    log_format: str,
+    log_level: str,
+    webhook_secret: str | None,
+    poll_interval: float,
+    allow_plaintext_secrets: bool,
+    allow_empty: bool,
+    demo: bool,
+    admin_key_digest: str | None,
+    protect: tuple[str, ...],
+) -> None:
+    """Follow a repository and serve chat: every commit is validated and applied at once.
+
+    PATH is a directory of manifests; --repo follows a local git repository (a commit, merge,
+    reset or checkout that moves --ref is applied at once); --url follows a remote one.
+    Invalid commits are recorded and change nothing; the last good state keeps serving.
+
+    \b
+    Examples:
+      samops run --repo . --path manifests
+      samops run --url https://git.example.com/team/bots.git --ref main --webhook-secret "$S"
+    """
+    needs_admin_key(protect, admin_key_digest)
+    configure_logging(log_format, log_level)
+    logctx.install()
+    follower = choose_follower(path, repo, url, ref, subpath, default_data_dir())
+    try:
+        engine = open_database(database_url)
+        if not follower.remote:
+            follower.read()  # fail now, clearly, on a wrong path or ref
+    except (DatabaseError, SourceError) as exc:
+        fail(str(exc))
+    if workers > 1:
+        enable_shared_metrics()
+    registry = CollectorRegistry()
+    daemon = Daemon(
+        engine=engine,
+        follower=follower,
+        leader=leader_lock_for(engine, source_name),
+        metrics=ReconcilerMetrics(registry),
+        settings=DaemonSettings(
+            source_name=source_name,
+            poll_interval_seconds=poll_interval,
+            allow_empty=allow_empty,
+            load_options=LoadOptions(
+                allow_plaintext_secrets=allow_plaintext_secrets,
+                secret_access=SecretAccess.if_configured(),
+            ),
+        ),
+    )
+    options = ServerOptions(
+        host,
+        port,
+        webhook_secret,
+        chat_settings(account_number, api_domain, max_tool_rounds, body_timeout),
+        keepalive_timeout=keepalive_timeout,
+        max_connections=max_connections,
+        demo=demo,
+        admin_key_digest=admin_key_digest,
+        protect=protect,
+        workers=workers,
+        log_format=log_format,
+        log_level=log_level,
+        follower=FollowerSpec(
+            str(path) if path else None, str(repo) if repo else None, url, ref, subpath
+        ),
+        allow_plaintext_secrets=allow_plaintext_secrets,
+    )
+    run_server(
+        serve_until_stopped(
+            engine=engine,
+            registry=registry,
+            options=options,
+            describe=f"following {follower.describe()}",
+            daemon=daemon,
+        ),
+        engine,
+    )
+
+
+@click.command()
+@database_options
+@server_options
+def serve(
+    database_url: str | None,
+    source_name: str,
+    host: str,
+    port: int,
+    account_number: str,
+    api_domain: str,
+    workers: int,
+    max_tool_rounds: int,
+    keepalive_timeout: float,
+    body_timeout: float,
+    max_connections: int,
+    log_format: str,
+    log_level: str,
+    admin_key_digest: str | None,
+    protect: tuple[str, ...],
+) -> None:
+    """Serve chat from a shared database, without reconciling (a replica).
+
+    Run any number of these behind a load balancer, next to one or more `samops run` on the
+    same PostgreSQL database; each follows the applied generation within moments.
+
+    \b
+    Examples:
+      samops serve --database-url postgresql://samops@db.internal/samops --port 8081
+      samops serve --database-url postgresql://samops@db.internal/samops --workers 2
+    """
+    needs_admin_key(protect, admin_key_digest)
+    configure_logging(log_format, log_level)
+    logctx.install()
+    try:
+        engine = open_database(database_url)
+    except DatabaseError as exc:
+        fail(str(exc))
+    if workers > 1:
+        enable_shared_metrics()
+    options = ServerOptions(
+        host,
+        port,
+        None,
+        chat_settings(account_number, api_domain, max_tool_rounds, body_timeout),
+        keepalive_timeout=keepalive_timeout,
+        max_connections=max_connections,
+        admin_key_digest=admin_key_digest,
+        protect=protect,
+        workers=workers,
+        log_format=log_format,
+        log_level=log_level,
+    )
+    run_server(
+        serve_until_stopped(
+            engine=engine,
+            registry=CollectorRegistry(),
+            options=options,
+            describe="serve-only replica",
+        ),
+        engine,
+    )

@@ -1,0 +1,173 @@
+"""The command-line options ``samops run`` and ``samops serve`` share, and their checks.
+
+Entry point helpers: each option names its environment variable (``SAMOPS_*``) and its unit
+and default in its help; values are checked here, so a bad one is a usage error before
+anything starts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import click
+
+from reconciler.sam.kinds import DIGEST_PATTERN
+from serve.chat_routes import ChatSettings
+
+
+def server_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Listening and chat options shared by ``run`` and ``serve``."""
+    options = [
+        click.option(
+            "--admin-key-digest",
+            envvar="SAMOPS_ADMIN_KEY_DIGEST",
+            callback=lambda _ctx, _param, value: _digest(value),
+            help="Digest (sha256:<hex>) of the admin key that may use the preview route, "
+            "POST /api/v1/preview/llm-clients/{name}/prompt/ (off without it), and the "
+            "--protect endpoints. Make one with `samops keys create admin`. "
+            "[env: SAMOPS_ADMIN_KEY_DIGEST]",
+        ),
+        click.option(
+            "--protect",
+            envvar="SAMOPS_PROTECT",
+            default="",
+            callback=lambda _ctx, _param, value: _protected(value),
+            metavar="status,metrics",
+            help="Operational endpoints that require the admin key (Authorization: Bearer): "
+            "status (/api/v1/status), metrics (/metrics); needs --admin-key-digest. "
+            "[env: SAMOPS_PROTECT]",
+        ),
+        click.option(
+            "--host",
+            envvar="SAMOPS_HOST",
+            default="127.0.0.1",
+            show_default=True,
+            help="Address to listen on. [env: SAMOPS_HOST]",
+        ),
+        click.option(
+            "--port",
+            envvar="SAMOPS_PORT",
+            default=8080,
+            show_default=True,
+            type=int,
+            help="Port to listen on. [env: SAMOPS_PORT]",
+        ),
+        click.option(
+            "--account-number",
+            envvar="SAMOPS_ACCOUNT_NUMBER",
+            default="0000-0000-0000",
+            show_default=True,
+            help="Smarter account number of host-based routes "
+            "(<client>.<account>.api.<domain>). [env: SAMOPS_ACCOUNT_NUMBER]",
+        ),
+        click.option(
+            "--api-domain",
+            envvar="SAMOPS_API_DOMAIN",
+            default="localhost",
+            show_default=True,
+            help="Domain of host-based routes. [env: SAMOPS_API_DOMAIN]",
+        ),
+        click.option(
+            "--workers",
+            envvar="SAMOPS_WORKERS",
+            default=1,
+            show_default=True,
+            type=click.IntRange(1, 64),
+            help="Server processes sharing the port (SO_REUSEPORT, Linux). Each is one event "
+            "loop on one core; the first also reconciles, the others serve from the database. "
+            "About one per core. [env: SAMOPS_WORKERS]",
+        ),
+        click.option(
+            "--keepalive-timeout",
+            envvar="SAMOPS_KEEPALIVE_TIMEOUT",
+            default=15.0,
+            show_default=True,
+            type=click.FloatRange(min=0.1),
+            help="Seconds a connection may stay idle, or take to send a request's headers, "
+            "before it is closed. [env: SAMOPS_KEEPALIVE_TIMEOUT]",
+        ),
+        click.option(
+            "--body-timeout",
+            envvar="SAMOPS_BODY_TIMEOUT",
+            default=30.0,
+            show_default=True,
+            type=click.FloatRange(min=0.1),
+            help="Seconds a request's body may take to arrive (then 408). "
+            "[env: SAMOPS_BODY_TIMEOUT]",
+        ),
+        click.option(
+            "--max-connections",
+            envvar="SAMOPS_MAX_CONNECTIONS",
+            default=1000,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Connections open at once, per process; more are closed at once. "
+            "[env: SAMOPS_MAX_CONNECTIONS]",
+        ),
+        click.option(
+            "--max-tool-rounds",
+            envvar="SAMOPS_MAX_TOOL_ROUNDS",
+            default=4,
+            show_default=True,
+            type=click.IntRange(0, 20),
+            help="Most tool rounds in one chat turn. [env: SAMOPS_MAX_TOOL_ROUNDS]",
+        ),
+        click.option(
+            "--log-format",
+            envvar="SAMOPS_LOG_FORMAT",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="[env: SAMOPS_LOG_FORMAT]",
+        ),
+        click.option(
+            "--log-level",
+            envvar="SAMOPS_LOG_LEVEL",
+            default="info",
+            show_default=True,
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            help="[env: SAMOPS_LOG_LEVEL]",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def chat_settings(
+    account_number: str, api_domain: str, max_tool_rounds: int, body_timeout: float
+) -> ChatSettings:
+    return ChatSettings(
+        account_number=account_number,
+        api_domain=api_domain.lower(),
+        max_tool_rounds=max_tool_rounds,
+        body_timeout_seconds=body_timeout,
+    )
+
+
+PROTECTABLE = ("status", "metrics")
+
+
+def _protected(value: str) -> tuple[str, ...]:
+    names = tuple(sorted({n.strip() for n in value.split(",") if n.strip()}))
+    unknown = [n for n in names if n not in PROTECTABLE]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: expected some of {', '.join(PROTECTABLE)}")
+    return names
+
+
+def needs_admin_key(protect: tuple[str, ...], admin_key_digest: str | None) -> None:
+    if protect and admin_key_digest is None:
+        raise click.UsageError("--protect needs --admin-key-digest (the key that may read them)")
+
+
+def _digest(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not re.fullmatch(DIGEST_PATTERN, value.strip()):
+        raise click.BadParameter(
+            "expected sha256:<64 hex> or sha512:<128 hex> (the digest in the manifest that "
+            "`samops keys create` prints, or `samops keys digest`), never the key itself"
+        )
+    return value.strip()
