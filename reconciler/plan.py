@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from reconciler.state import Identity, ResourceState, kind_rank
+from reconciler.state import Identity, ResourceState, kind_ranks
 
 Action = Literal["create", "update", "delete"]
 PLAN_JSON_VERSION = 1
@@ -98,8 +98,9 @@ def compute_plan(
     desired: Mapping[Identity, ResourceState], actual: Mapping[Identity, ResourceState]
 ) -> Plan:
     """The ordered changes that make ``actual`` equal ``desired``."""
+    rank = kind_ranks()  # dependency order, from the reference graph
     upserts: list[Change] = []
-    for identity in sorted(desired, key=lambda i: (kind_rank(i[0]), i[1])):
+    for identity in sorted(desired, key=lambda i: (rank[i[0]], i[1])):
         want = desired[identity]
         have = actual.get(identity)
         if have is None:
@@ -114,7 +115,7 @@ def compute_plan(
             upserts.append(Change("update", want.kind, want.name, want.file, changed))
     deletes = [
         Change("delete", have.kind, have.name, have.file, diff_fields(have.fields, {}))
-        for identity, have in sorted(actual.items(), key=lambda e: (-kind_rank(e[0][0]), e[0][1]))
+        for identity, have in sorted(actual.items(), key=lambda e: (-rank[e[0][0]], e[0][1]))
         if identity not in desired
     ]
     return Plan(tuple(upserts + deletes))

@@ -21,20 +21,10 @@ from typing import Any
 from reconciler.sam.functions import canonical_function
 from reconciler.sam.kinds import KINDS, LLMClient, Secret
 from reconciler.sam.load import Resource
+from reconciler.sam.references import kind_order
 
-# Creates and updates run in this order, deletes in the reverse: a kind only refers to kinds
-# before it.
-KIND_ORDER: tuple[str, ...] = (
-    "Secret",
-    "Provider",
-    "SqlConnection",
-    "ApiConnection",
-    "Plugin",
-    "SqlPlugin",
-    "ApiPlugin",
-    "SmarterAuthToken",
-    "LLMClient",
-)
+KIND_ORDER: tuple[str, ...] = kind_order()
+"""Creates and updates run in this order, deletes in the reverse (from the reference graph)."""
 assert set(KIND_ORDER) == set(KINDS)
 
 Identity = tuple[str, str]  # (kind, name)
@@ -102,5 +92,6 @@ def desired_state(
     return states
 
 
-def kind_rank(kind: str) -> int:
-    return KIND_ORDER.index(kind)
+def kind_ranks() -> dict[str, int]:
+    """Each kind's place in the dependency order, as the reference graph says now."""
+    return {kind: rank for rank, kind in enumerate(kind_order())}

@@ -2,10 +2,10 @@
 
 Publish stage, on every serving process. ``ServingState.load`` reads the database when the
 generation moved and hands the rows to ``install``, which works out which rows changed and
-rebuilds only their dependants:
+rebuilds only their dependants: the changed rows and whatever refers to them, directly or
+through others, as the one reference graph (``reconciler/sam/references.py``) says, e.g.
 
-    secret -> connections, providers;  connection -> plugins;  plugin -> clients;
-    key -> clients;  provider -> clients
+    secret -> connection -> plugin -> client;  key -> client;  provider -> client
 
 Clients whose dependencies did not change are reused as they are (the same objects), and SQL
 connection pools of changed connections are closed. The new ``Snapshot`` replaces the old one
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from sqlalchemy import Engine
 
 from reconciler.api import Identity, ResourceState
 from reconciler.sam.functions import canonical_function
+from reconciler.sam.references import PLUGIN_KINDS, dependants
 from reconciler.store.db import reading
 from reconciler.store.read import read_actual, read_state
 from serve.secrets import SecretUnavailable, resolve_secret
@@ -41,6 +41,7 @@ from serve.tools.plugins import ApiExecutor, SqlExecutor, StaticExecutor, sql_en
 
 log = logging.getLogger("samops.state")
 Execute = Callable[[Mapping[str, Any]], Awaitable[str]]
+CONNECTION_KINDS = ("SqlConnection", "ApiConnection")
 UI_FIELDS = (
     "appName",
     "appAssistant",
@@ -220,68 +221,35 @@ class ServingState:
         return {name: s.fields for (k, name), s in self._states.items() if k == kind}
 
     def _compile(self, generation: int, revision: str | None, changed: set[Identity]) -> Snapshot:
+        affected = dependants(changed, {i: s.fields for i, s in self._states.items()})
         secrets = self._of("Secret")
-        changed_names: dict[str, set[str]] = defaultdict(set)
-        for kind, name in changed:
-            changed_names[kind].add(name)
-        dirty_secrets = changed_names["Secret"]
         connections: dict[str, Mapping[str, Any]] = {}
-        for kind in ("SqlConnection", "ApiConnection"):
+        for kind in CONNECTION_KINDS:
             for name, fields in self._of(kind).items():
                 connections[f"{kind}/{name}"] = fields
-        dirty_connections = {  # changed (or removed), or using a changed secret
-            f"{kind}/{name}"
-            for kind in ("SqlConnection", "ApiConnection")
-            for name in changed_names[kind]
-        } | {
-            key
-            for key, fields in connections.items()
-            if _secret_names(fields["spec"]["connection"]) & dirty_secrets
-        }
-        for key in dirty_connections:
-            engine = self._sql_engines.pop(key, None)
-            if engine is not None:
-                engine.dispose()  # pools of changed connections are closed
+        for key in [k for k in self._sql_engines if tuple(k.split("/", 1)) in affected]:
+            self._sql_engines.pop(key).dispose()  # pools of changed connections are closed
         providers = {
             name: self._provider(name, fields, secrets)
             for name, fields in self._of("Provider").items()
         }
-        dirty_providers = changed_names["Provider"] | {
-            name
-            for name, fields in self._of("Provider").items()
-            if _secret_names(fields["spec"]["provider"]) & dirty_secrets
-        }
-        plugin_kinds = ("Plugin", "SqlPlugin", "ApiPlugin")
-        dirty_plugins = set().union(*(changed_names[k] for k in plugin_kinds))
         plugins: dict[str, tuple[str, Mapping[str, Any]]] = {}
-        for kind in plugin_kinds:
+        for kind in PLUGIN_KINDS:
             for name, fields in self._of(kind).items():
                 plugins[name] = (kind, fields)
-                connection = fields["spec"].get("connection")
-                prefix = "SqlConnection" if kind == "SqlPlugin" else "ApiConnection"
-                if connection and f"{prefix}/{connection}" in dirty_connections:
-                    dirty_plugins.add(name)
         for name in list(self._plugins):
-            if name not in plugins or name in dirty_plugins:
+            kind = self._plugins[name].kind
+            if name not in plugins or (kind, name) in affected or plugins[name][0] != kind:
                 del self._plugins[name]
         for name, (kind, fields) in plugins.items():
             if name not in self._plugins:
                 self._plugins[name] = self._plugin(name, kind, fields, connections, secrets)
-        dirty_tokens = changed_names["SmarterAuthToken"]
         tokens = self._of("SmarterAuthToken")
         clients: dict[str, CompiledClient] = {}
         self.rebuilt = set()
         previous = self.snapshot.clients
         for name, fields in self._of("LLMClient").items():
-            spec = fields["spec"]
-            reuse = (
-                name in previous
-                and name not in changed_names["LLMClient"]
-                and not set(spec["plugins"]) & dirty_plugins
-                and spec.get("apiKey") not in dirty_tokens
-                and spec["config"]["provider"] not in dirty_providers
-            )
-            if reuse:
+            if name in previous and ("LLMClient", name) not in affected:
                 clients[name] = previous[name]
             else:
                 clients[name] = self._client(name, fields, tokens)
@@ -411,8 +379,3 @@ class ServingState:
         for engine in self._sql_engines.values():
             engine.dispose()
         self._sql_engines.clear()
-
-
-def _secret_names(config: Mapping[str, Any]) -> set[str]:
-    names = {config.get(k) for k in ("password", "proxyPassword", "apiKey", "api_key")}
-    return {n for n in names if isinstance(n, str)}

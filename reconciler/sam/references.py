@@ -1,5 +1,10 @@
 """Checks that need the whole revision: identities and references between resources.
 
+``REFERENCE_FIELDS`` is the one statement of who refers to whom. Reference checking (here),
+the order of creates, updates and deletes (``kind_order``, used by the plan) and the serving
+snapshot's invalidation (``dependants``, used by ``serve/state.py``) are all derived from it:
+a new reference field is declared once, in that table.
+
 Last stage of Validate. Runs over every resource that loaded, so one bad file does not hide
 the reference errors of the others. A reference is checked against the namespace of the kinds
 it may name: an LLMClient's ``plugins`` may name any of the three plugin kinds, a SqlPlugin's
@@ -108,6 +113,71 @@ REFERENCE_FIELDS: dict[str, tuple[tuple[Path, tuple[str, ...], bool], ...]] = {
 assert set(REFERENCE_FIELDS) <= set(KINDS)
 
 
+PREFERRED_ORDER = (
+    "Secret",
+    "Provider",
+    "SqlConnection",
+    "ApiConnection",
+    "Plugin",
+    "SqlPlugin",
+    "ApiPlugin",
+    "SmarterAuthToken",
+    "LLMClient",
+)
+"""How kinds are listed where the graph leaves the order free (plans, status, reviews)."""
+assert set(PREFERRED_ORDER) == set(KINDS)
+
+
+def kind_order() -> tuple[str, ...]:
+    """Every kind after the kinds it refers to, as ``REFERENCE_FIELDS`` says: creates and
+    updates are applied in this order, deletes in the reverse. Ties follow
+    ``PREFERRED_ORDER``."""
+    order: list[str] = []
+
+    def visit(kind: str, path: tuple[str, ...]) -> None:
+        if kind in order:
+            return
+        if kind in path:
+            raise ValueError(f"REFERENCE_FIELDS has a cycle: {' -> '.join((*path, kind))}")
+        for _pattern, targets, _sensitive in REFERENCE_FIELDS.get(kind, ()):
+            for target in sorted(targets, key=PREFERRED_ORDER.index):
+                visit(target, (*path, kind))
+        order.append(kind)
+
+    for kind in PREFERRED_ORDER:
+        visit(kind, ())
+    return tuple(order)
+
+
+def names_referred_to(kind: str, data: Mapping[str, Any]) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(name, kinds it may be) of every reference in a document's (or row's) data."""
+    for pattern, kinds, _sensitive in REFERENCE_FIELDS.get(kind, ()):
+        for _path, value in _values_at(data, pattern):
+            if isinstance(value, str) and value:
+                yield value, kinds
+
+
+def dependants(
+    changed: Iterable[tuple[str, str]], data: Mapping[tuple[str, str], Mapping[str, Any]]
+) -> set[tuple[str, str]]:
+    """``changed`` and every identity of ``data`` that refers to one of them, directly or
+    through others: what must be rebuilt when ``changed`` changed (the serving snapshot's
+    invalidation, ``serve/state.py``)."""
+    referrers: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for identity, fields in data.items():
+        for name, kinds in names_referred_to(identity[0], fields):
+            for kind in kinds:
+                referrers.setdefault((kind, name), set()).add(identity)
+    found = set(changed)
+    frontier = list(found)
+    while frontier:
+        for referrer in referrers.get(frontier.pop(), ()):
+            if referrer not in found:
+                found.add(referrer)
+                frontier.append(referrer)
+    return found
+
+
 def _values_at(data: Any, pattern: Path, at: Path = ()) -> Iterator[tuple[Path, Any]]:
     """(path, value) of every value matching ``pattern`` in nested data."""
     if not pattern:
@@ -123,7 +193,7 @@ def _values_at(data: Any, pattern: Path, at: Path = ()) -> Iterator[tuple[Path, 
 
 def _references(resources: Iterable[Resource]) -> Iterator[Reference]:
     for r in resources:
-        for pattern, kinds, sensitive in REFERENCE_FIELDS.get(r.kind, ()):
+        for pattern, kinds, sensitive in REFERENCE_FIELDS.get(r.kind, ()):  # the one graph
             for path, value in _values_at(r.data, pattern):
                 if isinstance(value, str) and value:
                     yield Reference(r, path, value, kinds, sensitive)
