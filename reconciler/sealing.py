@@ -63,12 +63,6 @@ def _parse_key(text: str, prefix: str, what: str) -> bytes:
     return raw
 
 
-def public_key_of(private_key: str) -> str:
-    raw = _parse_key(private_key, PRIVATE_PREFIX, "the private key")
-    public = X25519PrivateKey.from_private_bytes(raw).public_key()
-    return PUBLIC_PREFIX + _b64(public.public_bytes(_RAW, serialization.PublicFormat.Raw))
-
-
 def _derive(shared: bytes, ephemeral_public: bytes, recipient_public: bytes) -> bytes:
     hkdf = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=ephemeral_public + recipient_public, info=_INFO

@@ -13,7 +13,7 @@ import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -28,7 +28,6 @@ SEMVER_PATTERN = (
 ANNOTATION_KEY_PATTERN = re.compile(r"^[a-zA-Z0-9._/-]+$")
 ANNOTATION_VALUE_MAX_CHARS = 2048
 ACCOUNT_NUMBER_PATTERN = r"^\d{4}-\d{4}-\d{4}$"
-API_VERSIONS = ("smarter.sh/v1", "smarter.sh/v0")
 
 
 def normalise_name(name: str) -> str:
@@ -182,12 +181,3 @@ class Metadata(SamModel):
         default=None,
         description="Written by Smarter's describe; accepted for compatibility, informational.",
     )
-
-
-class Envelope(SamModel):
-    """What every document has. Each kind narrows ``kind``, ``metadata`` and ``spec``."""
-
-    api_version: Literal["smarter.sh/v1", "smarter.sh/v0"]
-    kind: str
-    metadata: Metadata
-    spec: Any
