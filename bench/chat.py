@@ -1,6 +1,6 @@
 """Chat: what samops adds to an upstream call, and how many requests per second it carries.
 
-A scripted upstream (``python -m serve.scripted``) and a real ``samops run`` (SQLite, the
+A scripted upstream (``python -m tests.fakes.upstream``) and a real ``samops run`` (SQLite, the
 example manifests) run as separate processes on loopback; this process is the load generator
 (aiohttp, keep-alive, N concurrent workers). Baseline, measured in the same run: the same
 requests sent to the upstream directly. Reported per scenario (concurrency 1, 16, 64; a plain

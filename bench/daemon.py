@@ -1,7 +1,7 @@
 """Daemon: from ``git commit`` returning to the commit being applied, and to it being served.
 
 A real ``samops run`` follows a temporary repository holding the example manifests, with a
-scripted upstream (``python -m serve.scripted``) behind the ``openai`` provider. Each sample
+scripted upstream (``python -m tests.fakes.upstream``) behind the ``openai`` provider. Each sample
 writes a unique marker ``[bench:N]`` into the ``support`` client's system prompt, commits with
 the real ``git`` and starts the clock when ``git commit`` returns, then polls (keep-alive
 connection, 1 ms period) until

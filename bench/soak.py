@@ -1,7 +1,7 @@
 """``make soak``: a real ``samops run`` answers chat while a commit lands every second.
 
 samops follows a temporary git repository (a copy of ``manifests/``); a scripted upstream
-(``python -m serve.scripted``) answers for the ``openai`` provider; this process is the load
+(``python -m tests.fakes.upstream``) answers for the ``openai`` provider; this process is the load
 generator and the committer, everything on 127.0.0.1. The commits cycle through three kinds,
 and every one of them also writes a unique marker ``[soak:mNNNN]`` into the ``support``
 client's system prompt, so an answer to ``#system`` (the upstream echoes the system prompt)

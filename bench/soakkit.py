@@ -102,7 +102,7 @@ class Child:
 
 
 def scripted_upstream(port: int, log: Path) -> Child:
-    argv = [PYTHON, "-m", "serve.scripted", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [PYTHON, "-m", "tests.fakes.upstream", "--host", "127.0.0.1", "--port", str(port)]
     return Child("upstream", argv, env={}, log=log)
 
 

@@ -12,6 +12,7 @@ from reconciler.apikeys import digests_match, presented_digests
 from reconciler.apply import GENERATION_CHANNEL
 from reconciler.cli.common import database_options, fail
 from reconciler.daemon import Daemon, DaemonSettings
+from reconciler.desired import Identity, ResourceState, desired_state
 from reconciler.errors import SealingError
 from reconciler.follow import (
     DirectoryFollower,
@@ -25,7 +26,6 @@ from reconciler.logs import Throttled, configure_logging
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.refs import LocalRefReader, RefError, RefReader, Validator, ref_reader_for
 from reconciler.sealing import unseal
-from reconciler.state import Identity, ResourceState, desired_state
 
 __all__ = [
     "GENERATION_CHANNEL",

@@ -45,11 +45,6 @@ def digests_match(presented: dict[str, str], digests: Sequence[str]) -> bool:
     return matched
 
 
-def key_matches(key: str, digests: Sequence[str]) -> bool:
-    """True when ``key`` hashes to one of ``digests``; every comparison is constant-time."""
-    return digests_match(presented_digests(key), digests)
-
-
 def token_manifest(
     name: str,
     digests: list[str],

@@ -2,7 +2,7 @@
 
 The last stage before Publish. ``apply_if_files_unchanged`` comes first, before any file is
 read: a new revision whose digest (its git tree at the followed path, see
-``source.Snapshot.digest``) is that of the applied revision has the same files, so it is
+``source.RevisionFiles.digest``) is that of the applied revision has the same files, so it is
 recorded as applied, ``unchanged``, in one small transaction, without reading, validating or
 planning (a commit elsewhere in a monorepo). Otherwise ``apply_revision`` runs these steps:
 
@@ -37,13 +37,13 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
+from reconciler.desired import desired_state
 from reconciler.errors import ApplyRefused, ApplyUnavailable, DatabaseError, TemporaryError
 from reconciler.plan import Plan, compute_plan
 from reconciler.progress import Progress
 from reconciler.sam.diagnostics import Diagnostic
 from reconciler.sam.revision import Revision
 from reconciler.source import Peek
-from reconciler.state import desired_state
 from reconciler.store import schema
 from reconciler.store.db import reading, translated_errors
 from reconciler.store.read import read_actual, read_state

@@ -34,7 +34,7 @@ from reconciler.source import (
     GitCommandFailed,
     GitSource,
     Peek,
-    Snapshot,
+    RevisionFiles,
     SourceError,
     git_errors,
     is_manifest,
@@ -48,7 +48,7 @@ class Follower(Protocol):
 
     def describe(self) -> str: ...
     def peek(self) -> Peek | None: ...
-    def read(self) -> Snapshot: ...
+    def read(self) -> RevisionFiles: ...
     def watch_roots(self) -> list[Path]: ...
     def relevant(self, path: str) -> bool: ...
     def fetch(self) -> None: ...
@@ -84,7 +84,7 @@ class LocalGitFollower:
     def peek(self) -> Peek:
         return GitSource(self.repo, ref=self.ref, path=self.path).peek()
 
-    def read(self) -> Snapshot:
+    def read(self) -> RevisionFiles:
         return GitSource(self.repo, ref=self.ref, path=self.path).read()
 
     def watch_roots(self) -> list[Path]:
@@ -187,7 +187,7 @@ class RemoteGitFollower:
     def peek(self) -> Peek:
         return self._source().peek()
 
-    def read(self) -> Snapshot:
+    def read(self) -> RevisionFiles:
         return self._source().read()
 
     def watch_roots(self) -> list[Path]:
@@ -209,7 +209,7 @@ class DirectoryFollower:
         """A folder has no digest cheaper than reading it (its revision is one)."""
         return None
 
-    def read(self) -> Snapshot:
+    def read(self) -> RevisionFiles:
         return DirectorySource(self.root).read()
 
     def watch_roots(self) -> list[Path]:

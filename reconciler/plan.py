@@ -7,7 +7,7 @@ order. Updates carry field-level before/after values; a rename is a delete plus 
 
 The same function serves ``samops plan`` against the database and, later, the review of a pull
 request between two commits. Secret material never appears: plaintext values were reduced to
-fingerprints in ``state.py``, and sealed values are shown as a digest of the ciphertext.
+fingerprints in ``desired.py``, and sealed values are shown as a digest of the ciphertext.
 
 Renderers: ``render_text`` (terraform-like, coloured on a terminal), ``render_markdown`` and
 ``plan_to_json`` (documented in docs/cli.md; keys are only ever added).
@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from reconciler.state import Identity, ResourceState, kind_ranks
+from reconciler.desired import Identity, ResourceState, kind_ranks
 
 Action = Literal["create", "update", "delete"]
 PLAN_JSON_VERSION = 1

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from reconciler.desired import ResourceState
 from reconciler.errors import DescribeError
 from reconciler.sam.kinds import KINDS
-from reconciler.state import ResourceState
 from reconciler.store.db import reading
 from reconciler.store.mapping import get_path
 from reconciler.store.read import read_actual

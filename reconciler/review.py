@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from reconciler.desired import Identity, ResourceState, desired_state
 from reconciler.plan import Plan, compute_plan
 from reconciler.sam.diagnostics import Diagnostic
 from reconciler.sam.references import REFERENCE_FIELDS
 from reconciler.sam.revision import Revision
-from reconciler.state import Identity, ResourceState, desired_state
 from reconciler.store.mapping import get_path
 
 Level = Literal["high", "medium", "low"]

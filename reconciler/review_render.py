@@ -19,9 +19,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from reconciler.desired import KIND_ORDER
 from reconciler.plan import Change, FieldChange, plan_to_json, render_text, summary_line
 from reconciler.review import LEVELS, Review
-from reconciler.state import KIND_ORDER
 
 MARKER = "<!-- samops-plan -->"
 REVIEW_JSON_VERSION = 1

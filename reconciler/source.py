@@ -30,7 +30,11 @@ import git
 from gitdb.exc import BadName, BadObject
 
 from reconciler.errors import SourceError
+from reconciler.progress import Progress
 from reconciler.sam.diagnostics import Diagnostic, Severity, mask_url_credentials
+from reconciler.sam.load import LoadOptions
+from reconciler.sam.revision import ParseCache, Revision, validate_files
+from reconciler.sam.yamlread import ReadLimits
 
 __all__ = ["GitCommandFailed", "SourceError", "git_errors"]
 
@@ -71,7 +75,7 @@ class SourceFile:
 
 
 @dataclass(slots=True)
-class Snapshot:
+class RevisionFiles:
     """The files of one revision, plus problems found while listing them."""
 
     revision: str
@@ -84,7 +88,7 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Peek:
-    """A revision and its digest (see ``Snapshot.digest``), found without reading files."""
+    """A revision and its digest (see ``RevisionFiles.digest``), found without reading files."""
 
     revision: str
     digest: str
@@ -155,12 +159,12 @@ class DirectorySource:
     root: Path
     max_file_bytes: int = 1024 * 1024
 
-    def read(self) -> Snapshot:
+    def read(self) -> RevisionFiles:
         root = self.root
         if not root.is_dir():
             raise SourceError(f"{root} is not a directory")
         real_root = root.resolve()
-        snapshot = Snapshot(revision="")
+        snapshot = RevisionFiles(revision="")
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
@@ -177,7 +181,7 @@ class DirectorySource:
         snapshot.revision = "dir:" + digest.hexdigest()[:16]
         return snapshot
 
-    def _check_link(self, path: Path, real_root: Path, snapshot: Snapshot) -> bool:
+    def _check_link(self, path: Path, real_root: Path, snapshot: RevisionFiles) -> bool:
         target = path.resolve()
         if not target.is_relative_to(real_root):
             snapshot.diagnostics.append(_escaping_link(self._shown(path), os.readlink(path)))
@@ -188,7 +192,7 @@ class DirectorySource:
         """``path`` (found by walking ``root``) relative to ``root``, like a git path."""
         return path.relative_to(self.root).as_posix()
 
-    def _read_file(self, path: Path, real_root: Path, snapshot: Snapshot) -> None:
+    def _read_file(self, path: Path, real_root: Path, snapshot: RevisionFiles) -> None:
         shown = self._shown(path)
         if not _is_utf8(shown):
             snapshot.diagnostics.append(_undecodable_name(shown))
@@ -228,11 +232,11 @@ class FileSource:
     path: Path
     max_file_bytes: int = 1024 * 1024
 
-    def read(self) -> Snapshot:
+    def read(self) -> RevisionFiles:
         if not self.path.is_file():
             raise SourceError(f"{self.path} is not a file")
         folder = DirectorySource(self.path.parent, self.max_file_bytes)
-        snapshot = Snapshot(revision="")
+        snapshot = RevisionFiles(revision="")
         folder._read_file(self.path, self.path.parent.resolve(), snapshot)
         blob = snapshot.files[0].blob if snapshot.files else "unread"
         snapshot.revision = "file:" + blob[:16]
@@ -301,11 +305,11 @@ class GitSource:
         finally:
             repository.close()
 
-    def read(self) -> Snapshot:
+    def read(self) -> RevisionFiles:
         repository = self.open()
         try:
             commit, tree, base = self._tree(repository)
-            snapshot = Snapshot(commit.hexsha, digest=tree_digest(base, tree.hexsha))
+            snapshot = RevisionFiles(commit.hexsha, digest=tree_digest(base, tree.hexsha))
             for item in tree.traverse():
                 if isinstance(item, git.Blob) and is_manifest(item.name):
                     self._read_blob(commit.tree, item, base, snapshot)
@@ -314,7 +318,7 @@ class GitSource:
         finally:
             repository.close()
 
-    def _read_blob(self, top: git.Tree, blob: git.Blob, base: str, snapshot: Snapshot) -> None:
+    def _read_blob(self, top: git.Tree, blob: git.Blob, base: str, snapshot: RevisionFiles) -> None:
         shown = str(blob.path)
         hops = 0
         while blob.mode == SYMLINK_MODE:
@@ -341,3 +345,28 @@ class GitSource:
             snapshot.diagnostics.append(_too_large(shown, blob.size, self.max_file_bytes))
             return
         snapshot.files.append(SourceFile(shown, blob.hexsha, blob.data_stream.read()))
+
+
+def validate_source(
+    source: DirectorySource | GitSource | FileSource,
+    *,
+    options: LoadOptions | None = None,
+    limits: ReadLimits | None = None,
+    cache: ParseCache | None = None,
+    progress: Progress | None = None,
+) -> Revision:
+    """Read a source's files at its revision and validate them (``SourceError`` if the source
+    itself cannot be read). A single file is checked alone: its references to other
+    resources are not (they live in other files)."""
+    snapshot = source.read()
+    return validate_files(
+        snapshot.revision,
+        snapshot.files,
+        options=options,
+        limits=limits,
+        cache=cache,
+        source_diagnostics=snapshot.diagnostics,
+        check_references=not isinstance(source, FileSource),
+        digest=snapshot.digest,
+        progress=progress,
+    )

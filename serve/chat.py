@@ -26,7 +26,7 @@ from typing import Any
 
 from serve import jsonwire
 from serve.providers import Providers, UpstreamError, translated_upstream_errors, upstream_clock
-from serve.state import CompiledClient, CompiledPlugin, Snapshot, Tool
+from serve.snapshot import CompiledClient, CompiledPlugin, Snapshot, Tool
 from serve.tools.functions import ToolError, parse_arguments
 
 DEFAULT_MAX_TOOL_ROUNDS = 4

@@ -36,7 +36,7 @@ from serve.preview import (
 )
 from serve.providers import ProviderSettings, UpstreamError
 from serve.server import offline_upstream
-from serve.state import ServingSettings
+from serve.snapshot import ServingSettings
 
 
 @click.command("chat")
@@ -97,7 +97,7 @@ def chat(
     database. Nothing is written either way. Client API keys are not required here (whoever
     runs this has the repository or the database); tools really run, with this host's
     secrets. The upstream is OPENAI_BASE_URL / OPENAI_API_KEY, as for the server; without
-    OPENAI_API_KEY, samops' scripted upstream answers (offline).
+    OPENAI_API_KEY, samops' offline demo model answers.
 
     \b
     Examples:

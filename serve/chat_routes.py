@@ -52,7 +52,7 @@ from serve.sessions import (
     TurnRecord,
     new_session_key,
 )
-from serve.state import CompiledClient, ServingState, Snapshot
+from serve.snapshot import CompiledClient, ServingState, Snapshot
 
 log = logging.getLogger("samops.chat")
 SMARTER_API = "smarter.sh/v1"

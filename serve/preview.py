@@ -53,7 +53,7 @@ from serve.chat_routes import (
 )
 from serve.errors import error_response
 from serve.providers import Providers, ProviderSettings
-from serve.state import CompiledClient, ServingSettings, ServingState, Snapshot
+from serve.snapshot import CompiledClient, ServingSettings, ServingState, Snapshot
 
 FETCH_TIMEOUT_SECONDS = 30.0
 MAX_REF_CHARS = 256

@@ -6,7 +6,7 @@ retries 408/409/429/5xx with exponential backoff (``max_retries``) and applies t
 
 The built-in provider ``openai`` needs no manifest: its base URL comes from
 ``OPENAI_BASE_URL`` (default the public API) and its key from ``OPENAI_API_KEY``. When no key
-is set, ``samops run`` points it at the project's scripted upstream so the demo works offline.
+is set, ``samops run`` points it at the offline demo model (``serve/offline.py``).
 
 The SDK's exceptions are translated here, at one choke point, into ``UpstreamError`` with the
 HTTP status samops answers (502 for a failing or refusing upstream, 504 for a timeout).
@@ -24,7 +24,7 @@ from typing import Any
 
 import openai
 
-from serve.state import ProviderTarget, Snapshot
+from serve.snapshot import ProviderTarget, Snapshot
 
 BUILTIN = "openai"
 

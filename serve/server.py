@@ -57,15 +57,15 @@ from serve.chat_routes import ChatDeps, add_chat_routes
 from serve.demo import add_demo_routes
 from serve.listening import LimitedSite
 from serve.notify import GenerationListener
+from serve.offline import create_offline_app
 from serve.options import ServerOptions
 from serve.preview import (
     PreviewDeps,
     add_preview_route,
 )
 from serve.providers import Providers, ProviderSettings
-from serve.scripted import create_scripted_app
 from serve.sessions import SessionStore
-from serve.state import ServingSettings, ServingState
+from serve.snapshot import ServingSettings, ServingState
 from serve.workers import (
     WAKE_SIGNAL,
     WorkerConfig,
@@ -115,7 +115,7 @@ async def _start_site(
 
 @asynccontextmanager
 async def offline_upstream(shared: str | None = None) -> AsyncIterator[str | None]:
-    """The scripted upstream's URL when no OpenAI key is set (None otherwise): ``shared``
+    """The offline demo model's URL when no OpenAI key is set (None otherwise): ``shared``
     (the primary's, in a worker), or one started here."""
     if os.environ.get("OPENAI_API_KEY"):
         yield os.environ.get("OPENAI_BASE_URL")
@@ -123,13 +123,13 @@ async def offline_upstream(shared: str | None = None) -> AsyncIterator[str | Non
     if shared is not None:
         yield shared
         return
-    runner = web.AppRunner(create_scripted_app(), access_log=None)
+    runner = web.AppRunner(create_offline_app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     log.info(
-        "OPENAI_API_KEY is not set: the openai provider answers from the scripted upstream",
+        "OPENAI_API_KEY is not set: the openai provider answers from the offline demo model",
         extra={"url": f"http://127.0.0.1:{port}/v1"},
     )
     try:
@@ -161,7 +161,7 @@ async def serve_until_stopped(
         registry=registry,
         multiprocess_mode="livemin",
     )
-    shared_upstream = worker.scripted_upstream_url if worker is not None else None
+    shared_upstream = worker.offline_upstream_url if worker is not None else None
     async with offline_upstream(shared_upstream) as openai_url, aiohttp.ClientSession() as http:
         state = ServingState(engine, http, ServingSettings(data_dir=default_data_dir()))
         providers = Providers(

@@ -85,8 +85,3 @@ class Deliveries:
             return False
         self._seen[delivery] = now
         return True
-
-
-def sign(body: bytes, secret: str) -> str:
-    """The ``X-Samops-Signature`` / ``X-Hub-Signature-256`` value for ``body``."""
-    return "sha256=" + _hmac_hex(secret, body)

@@ -56,7 +56,7 @@ class WorkerConfig:
     primary_pid: int
     options: ServerOptions
     """The primary's, with the port it bound; its webhook secret travels apart."""
-    scripted_upstream_url: str | None = None
+    offline_upstream_url: str | None = None
     """The primary's offline upstream, shared instead of one per worker."""
     ready_fd: int | None = None
     """A pipe to the primary: the worker writes one byte to it once it listens."""

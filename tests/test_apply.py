@@ -13,8 +13,8 @@ from sqlalchemy import Engine, event, func, select
 
 from reconciler.apply import apply_revision, plan_revision
 from reconciler.errors import ApplyError
-from reconciler.sam.revision import Revision, validate_source
-from reconciler.source import GitSource
+from reconciler.sam.revision import Revision
+from reconciler.source import GitSource, validate_source
 from reconciler.store import schema
 from reconciler.store.read import read_actual
 from reconciler.store.status import status_document as status

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from reconciler.apikeys import KEY_PREFIX, key_matches
+from reconciler.apikeys import KEY_PREFIX, digests_match, presented_digests
 from reconciler.cli import cli
 from reconciler.errors import SealingError
 from reconciler.sam.kinds import KINDS
@@ -22,6 +22,10 @@ from reconciler.sealing import unseal
 from tests.conftest import MANIFESTS, GitRepo
 
 SAMOPS = Path(sys.executable).parent / "samops"
+
+
+def key_matches(key: str, digests: list[str]) -> bool:
+    return digests_match(presented_digests(key), digests)
 
 
 def run(*args: str, stdin: str | None = None) -> tuple[int, str]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.sam.kinds import KINDS, LLMClient, SqlPlugin
-from reconciler.sam.revision import Revision, validate_source
-from reconciler.source import DirectorySource
+from reconciler.sam.revision import Revision
+from reconciler.source import DirectorySource, validate_source
 from tests.conftest import MANIFESTS
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,71 @@ def test_the_layout_rules_find_what_they_forbid() -> None:
         "reconciler.apply",
     }
     assert private_names_of_other_packages(source, "serve") == ["reconciler.cli.common._hidden"]
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PROJECT_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Each module of reconciler and serve -> the project modules it imports at load time."""
+    modules = {_module_name(p): p for p in [*MODULES, *SERVE_MODULES]}
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.parse(path.read_text()).body:  # top level: what runs at import
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = (found & set(modules)) - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    found: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                found.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    return found
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    assert cycles(_import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
+
+
+SAM_MAY_IMPORT = ("reconciler.sam", "reconciler.errors", "reconciler.progress")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [str(p.relative_to(PROJECT_ROOT)) for p in MODULES if "/sam/" in str(p)],
+    ids=lambda p: p,
+)
+def test_the_format_layer_imports_nothing_above_it(path: str) -> None:
+    """``reconciler.sam`` is read by every stage, so it depends on none of them."""
+    offending = {
+        module
+        for module, _ in _from_imports((PROJECT_ROOT / path).read_text())
+        if module.split(".")[0] == "reconciler"
+        and not any(module == a or module.startswith(a + ".") for a in SAM_MAY_IMPORT)
+    }
+    assert not offending, f"{path} imports {offending}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from reconciler.desired import ResourceState, desired_state
 from reconciler.plan import (
     FieldChange,
     compute_plan,
@@ -13,7 +14,6 @@ from reconciler.plan import (
     render_text,
 )
 from reconciler.sealing import generate_keypair, seal
-from reconciler.state import ResourceState, desired_state
 from tests.conftest import validate_text
 
 PUBLIC_KEY, _ = generate_keypair()

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sam.revision import validate_source
-from reconciler.source import DirectorySource, GitSource, SourceError, blob_sha
+from reconciler.source import DirectorySource, GitSource, SourceError, blob_sha, validate_source
 from tests.conftest import GitRepo
 
 SECRET = """\

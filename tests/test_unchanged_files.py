@@ -11,8 +11,7 @@ from sqlalchemy import Engine, select
 
 from reconciler.apply import apply_if_files_unchanged, apply_revision
 from reconciler.follow import DirectoryFollower
-from reconciler.sam.revision import validate_source
-from reconciler.source import DirectorySource, GitSource
+from reconciler.source import DirectorySource, GitSource, validate_source
 from reconciler.store import schema
 from reconciler.store.db import reading
 from reconciler.store.read import read_state

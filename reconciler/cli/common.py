@@ -27,9 +27,9 @@ from reconciler.sam.diagnostics import Diagnostic
 from reconciler.sam.kinds import KINDS
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_text
-from reconciler.sam.revision import Revision, validate_source
+from reconciler.sam.revision import Revision
 from reconciler.sam.secret_access import SecretAccess
-from reconciler.source import DirectorySource, FileSource, GitSource, SourceError
+from reconciler.source import DirectorySource, FileSource, GitSource, SourceError, validate_source
 from reconciler.store.db import DatabaseError, open_database, open_existing_database
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

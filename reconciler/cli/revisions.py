@@ -38,10 +38,10 @@ from reconciler.review_render import (
 )
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_json, as_text, dumps
-from reconciler.sam.revision import ParseCache, validate_source
+from reconciler.sam.revision import ParseCache
 from reconciler.sam.schema import all_kinds_schema, kind_schema
 from reconciler.sam.secret_access import SecretAccess
-from reconciler.source import GitSource, SourceError
+from reconciler.source import GitSource, SourceError, validate_source
 from reconciler.store.db import DatabaseError, default_database_url, translated_errors
 
 

@@ -2,7 +2,7 @@
 
 ``REFERENCE_FIELDS`` is the one statement of who refers to whom. Reference checking (here),
 the order of creates, updates and deletes (``kind_order``, used by the plan) and the serving
-snapshot's invalidation (``dependants``, used by ``serve/state.py``) are all derived from it:
+snapshot's invalidation (``dependants``, used by ``serve/snapshot.py``) are all derived from it:
 a new reference field is declared once, in that table.
 
 Last stage of Validate. Runs over every resource that loaded, so one bad file does not hide
@@ -162,7 +162,7 @@ def dependants(
 ) -> set[tuple[str, str]]:
     """``changed`` and every identity of ``data`` that refers to one of them, directly or
     through others: what must be rebuilt when ``changed`` changed (the serving snapshot's
-    invalidation, ``serve/state.py``)."""
+    invalidation, ``serve/snapshot.py``)."""
     referrers: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for identity, fields in data.items():
         for name, kinds in names_referred_to(identity[0], fields):

@@ -1,6 +1,7 @@
 """Load and Validate for a whole revision: files in, resources and every diagnostic out.
 
-This is the function the CLI's ``validate`` and, later, the reconciler call. Per-file work
+``validate_files`` is what every reader of a revision calls (``reconciler.source.validate_source``
+for a source, the daemon, previews). Per-file work
 (YAML reading and model validation) is cached by (path, blob SHA, options), so re-validating a
 revision costs in proportion to the files that changed; the cross-resource checks always run
 over the whole revision because a change in one file can break a reference in another.
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from reconciler.progress import Progress
 from reconciler.sam.diagnostics import (
@@ -24,7 +26,17 @@ from reconciler.sam.diagnostics import (
 from reconciler.sam.load import LoadOptions, Resource, load_document
 from reconciler.sam.references import check_revision
 from reconciler.sam.yamlread import ReadLimits, read_yaml_file
-from reconciler.source import DirectorySource, FileSource, GitSource, SourceFile
+
+
+class ManifestFile(Protocol):
+    """One file of a revision as a source gives it (``reconciler.source.ManifestFile``)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def blob(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -38,7 +50,7 @@ class Revision:
     references_checked: bool = True
     """False when files were checked alone (``samops validate FILE``)."""
     digest: str | None = None
-    """What the files were read from, when known (``source.Snapshot.digest``)."""
+    """What the files were read from, when known (``source.RevisionFiles.digest``)."""
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -89,7 +101,7 @@ class ParseCache:
 
 
 def load_file(
-    file: SourceFile, options: LoadOptions, limits: ReadLimits, *, alias_budget: int | None = None
+    file: ManifestFile, options: LoadOptions, limits: ReadLimits, *, alias_budget: int | None = None
 ) -> FileResult:
     """Every resource and diagnostic of one file."""
     read = read_yaml_file(file.data, file.path, limits, alias_budget=alias_budget)
@@ -106,7 +118,7 @@ def load_file(
 
 def validate_files(
     revision: str,
-    files: Iterable[SourceFile],
+    files: Iterable[ManifestFile],
     *,
     options: LoadOptions | None = None,
     limits: ReadLimits | None = None,
@@ -149,28 +161,3 @@ def validate_files(
     result.resources = resources
     result.diagnostics = capped(sort_diagnostics(result.diagnostics), MAX_PER_REVISION)
     return result
-
-
-def validate_source(
-    source: DirectorySource | GitSource | FileSource,
-    *,
-    options: LoadOptions | None = None,
-    limits: ReadLimits | None = None,
-    cache: ParseCache | None = None,
-    progress: Progress | None = None,
-) -> Revision:
-    """Read a source's files at its revision and validate them (``SourceError`` if the source
-    itself cannot be read). A single file is checked alone: its references to other
-    resources are not (they live in other files)."""
-    snapshot = source.read()
-    return validate_files(
-        snapshot.revision,
-        snapshot.files,
-        options=options,
-        limits=limits,
-        cache=cache,
-        source_diagnostics=snapshot.diagnostics,
-        check_references=not isinstance(source, FileSource),
-        digest=snapshot.digest,
-        progress=progress,
-    )

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, select
 
-from reconciler.state import Identity, ResourceState
+from reconciler.desired import Identity, ResourceState
 from reconciler.store import schema
 from reconciler.store.mapping import KIND_TABLES, from_column, set_path
 

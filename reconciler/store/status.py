@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from reconciler.state import KIND_ORDER
+from reconciler.desired import KIND_ORDER
 from reconciler.store import schema
 from reconciler.store.control import read_control
 from reconciler.store.db import reading

@@ -22,9 +22,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
+from reconciler.desired import Identity, ResourceState
 from reconciler.plan import Plan
 from reconciler.progress import Progress
-from reconciler.state import Identity, ResourceState
 from reconciler.store import schema
 from reconciler.store.mapping import KIND_TABLES, KindTable, get_path, to_column, value_source
 from reconciler.store.read import REFERENCED_TABLES

@@ -1,6 +1,6 @@
 """The built-in functions an LLM client lists in ``spec.functions``, as OpenAI tools.
 
-Serve stage: ``serve/state.py`` compiles each listed function into a tool with
+Serve stage: ``serve/snapshot.py`` compiles each listed function into a tool with
 ``function_tool_schema``, and the chat turn calls ``run_function`` with the model's arguments.
 The result is a JSON string handed back to the model. Bad input and upstream failures raise
 ``ToolError``, whose message is the tool's result, so it is a sentence the model can act on,

@@ -1,7 +1,7 @@
 """Executors for the three plugin kinds: static data, SQL queries and HTTP APIs.
 
 Used by the chat turn when the model calls a plugin's tool. Each executor is compiled once per
-generation from canonical fields (see ``serve/state.py``) and called with the model's
+generation from canonical fields (see ``serve/snapshot.py``) and called with the model's
 arguments; whatever goes wrong becomes a ``ToolError`` sentence that is returned to the model
 as the tool's result, never a crash of the request.
 

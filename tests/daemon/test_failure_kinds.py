@@ -22,7 +22,7 @@ from reconciler.errors import DatabaseRefused, SourceError
 from reconciler.follow import LocalGitFollower
 from reconciler.leader import leader_lock_for
 from reconciler.metrics import ReconcilerMetrics
-from reconciler.source import Snapshot
+from reconciler.source import RevisionFiles
 from reconciler.store.status import status_document
 from tests.conftest import MANIFESTS, GitRepo
 
@@ -31,7 +31,7 @@ from tests.conftest import MANIFESTS, GitRepo
 class FailingFollower(LocalGitFollower):
     failure: Exception | None = None
 
-    def read(self) -> Snapshot:
+    def read(self) -> RevisionFiles:
         if self.failure is not None:
             raise self.failure
         return super().read()

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from reconciler.sam import yamlread
-from reconciler.sam.revision import ParseCache, validate_source
-from reconciler.source import DirectorySource
+from reconciler.sam.revision import ParseCache
+from reconciler.source import DirectorySource, validate_source
 
 MEMORY_CAP_BYTES = 1024 * 1024 * 1024
 TIMEOUT_SECONDS = 20

@@ -14,12 +14,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from reconciler.desired import desired_state
 from reconciler.plan import compute_plan
 from reconciler.sam.references import REFERENCE_FIELDS, kind_order
-from reconciler.sam.revision import Revision, validate_source
-from reconciler.source import DirectorySource
-from reconciler.state import desired_state
-from serve.state import ServingState
+from reconciler.sam.revision import Revision
+from reconciler.source import DirectorySource, validate_source
+from serve.snapshot import ServingState
 
 DIGEST = "sha256:" + "ab" * 32
 FILES = {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reconciler.sam.revision import ParseCache, validate_source
-from reconciler.source import GitSource
+from reconciler.sam.revision import ParseCache
+from reconciler.source import GitSource, validate_source
 from tests.conftest import GitRepo
 
 CLIENT = """\

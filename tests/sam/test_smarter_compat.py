@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 from reconciler.sam.load import LoadOptions
-from reconciler.sam.revision import validate_source
-from reconciler.source import DirectorySource
+from reconciler.source import DirectorySource, validate_source
 from tests.conftest import shared_corpus, validate_text
 
 SMARTER_FORMAT = Path(__file__).parent / "smarter_format"

@@ -18,7 +18,7 @@ from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
 from serve.preview import PreviewDeps, add_preview_route
 from serve.providers import Providers, ProviderSettings
 from serve.sessions import SessionStore
-from serve.state import ServingSettings, ServingState
+from serve.snapshot import ServingSettings, ServingState
 
 
 @asynccontextmanager
@@ -85,8 +85,7 @@ async def example_chat(
     """The example manifests (or ``folder``) applied on SQLite and served by the chat routes
     in front of ``upstream``, an OpenAI-shaped app on loopback; yields the routes' base URL."""
     from reconciler.apply import apply_revision
-    from reconciler.sam.revision import validate_source
-    from reconciler.source import DirectorySource
+    from reconciler.source import DirectorySource, validate_source
     from reconciler.store.db import open_database
     from tests.conftest import MANIFESTS
 

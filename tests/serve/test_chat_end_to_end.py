@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 from openai.types.chat import ChatCompletionToolParam
 
-from serve.scripted import REQUESTS, create_scripted_app
 from tests.conftest import MANIFESTS, GitRepo
 from tests.daemon.conftest import DaemonProcess, free_port, wait_for
+from tests.fakes.upstream import REQUESTS, create_scripted_app
 
 DEMO_KEY = re.search(r"`(samops_[^`]+)`", (MANIFESTS / "README.md").read_text())[1]  # type: ignore[index]
 

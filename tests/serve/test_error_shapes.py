@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from serve.scripted import create_scripted_app
+from tests.fakes.upstream import create_scripted_app
 from tests.serve.harness import example_chat
 
 SAMOPS = str(Path(sys.executable).parent / "samops")

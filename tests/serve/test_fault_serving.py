@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from serve.scripted import create_scripted_app, serve_in_thread
 from tests.conftest import GitRepo
 from tests.daemon.conftest import DaemonProcess, remote, set_role, start_daemon, wait_for
+from tests.fakes.upstream import create_scripted_app, serve_in_thread
 
 __all__ = ["remote", "start_daemon"]  # fixtures of the daemon tests, used here
 

@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 from reconciler.apply import apply_revision
-from reconciler.sam.revision import validate_source
-from reconciler.source import DirectorySource
+from reconciler.source import DirectorySource, validate_source
 from reconciler.store.db import open_database
 from serve.notify import GenerationListener
 from tests.conftest import MANIFESTS

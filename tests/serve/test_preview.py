@@ -20,8 +20,7 @@ from sqlalchemy import Engine, create_engine
 
 from reconciler.apikeys import digest_of
 from reconciler.apply import apply_revision
-from reconciler.sam.revision import validate_source
-from reconciler.source import GitSource
+from reconciler.source import GitSource, validate_source
 from reconciler.store.read import read_state
 from tests.conftest import MANIFESTS, PROJECT_ROOT, GitRepo
 from tests.daemon.conftest import SAMOPS, SUPPORT, DaemonProcess, set_role

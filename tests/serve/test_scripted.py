@@ -24,8 +24,8 @@ from openai.types.chat import (
     ChatCompletionToolParam,
 )
 
-from serve.scripted import REQUESTS, create_scripted_app, serve_in_thread
 from tests.conftest import PROJECT_ROOT
+from tests.fakes.upstream import REQUESTS, create_scripted_app, serve_in_thread
 
 MODEL = "gpt-4o-mini"
 TOOLS: list[ChatCompletionToolParam] = [
@@ -367,7 +367,7 @@ def test_models_are_listed(client: openai.OpenAI) -> None:
 
 def test_cli_prints_the_base_url_and_serves_other_processes() -> None:
     command = [
-        *(sys.executable, "-m", "serve.scripted"),
+        *(sys.executable, "-m", "tests.fakes.upstream"),
         *("--port", "0", "--api-key", "k", "--record"),
     ]
     with subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True) as process:

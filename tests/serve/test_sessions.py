@@ -25,13 +25,12 @@ from aiohttp import web
 from sqlalchemy import Engine, event, select, text
 
 from reconciler.apply import apply_revision
-from reconciler.sam.revision import validate_source
-from reconciler.source import DirectorySource
+from reconciler.source import DirectorySource, validate_source
 from reconciler.store import schema
 from serve.chat import ToolCallRecord
-from serve.scripted import REQUESTS, create_scripted_app
 from serve.sessions import SessionNotYours, SessionStore, SessionsUnavailable, TurnRecord
 from tests.conftest import MANIFESTS
+from tests.fakes.upstream import REQUESTS, create_scripted_app
 from tests.serve.harness import chat_routes
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64

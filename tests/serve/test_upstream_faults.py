@@ -23,13 +23,12 @@ import pytest
 from aiohttp import web
 
 from reconciler.apply import apply_revision
-from reconciler.sam.revision import validate_source
-from reconciler.source import DirectorySource
+from reconciler.source import DirectorySource, validate_source
 from reconciler.store.db import open_database
 from serve.chat_routes import ChatSettings
-from serve.scripted import create_scripted_app
 from serve.sessions import SessionStore
 from tests.conftest import MANIFESTS
+from tests.fakes.upstream import create_scripted_app
 from tests.serve.harness import chat_routes
 
 

@@ -14,10 +14,9 @@ import pytest
 from sqlalchemy import Engine
 
 from reconciler.apply import apply_revision
-from reconciler.sam.revision import validate_source
-from reconciler.source import DirectorySource
+from reconciler.source import DirectorySource, validate_source
 from serve.server import watch_generations as _watch_generations
-from serve.state import ServingSettings, ServingState
+from serve.snapshot import ServingSettings, ServingState
 from tests.conftest import MANIFESTS
 from tests.serve.test_sessions import Outages
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from serve.webhooks import sign, verify
+from serve.webhooks import verify
 from tests.conftest import GitRepo
 from tests.daemon.conftest import DaemonProcess, wait_for
+from tests.fakes.webhooks import sign
 
 SECRET = "s3cret"
 BODY = b'{"ref": "refs/heads/main"}'

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from serve.chat_routes import ChatSettings
 from serve.options import FollowerSpec, ServerOptions
-from serve.webhooks import sign
 from serve.workers import WorkerConfig
 from tests.conftest import GitRepo
 from tests.daemon.conftest import DaemonProcess, set_role, wait_for
+from tests.fakes.webhooks import sign
 
 SECRET = "workers-test-secret"
 ASK_SYSTEM = json.dumps(

@@ -16,8 +16,7 @@ from typing import Any
 from sqlalchemy import event
 
 from reconciler.apply import apply_revision
-from reconciler.sam.revision import validate_source
-from reconciler.source import GitSource
+from reconciler.source import GitSource, validate_source
 from reconciler.store.db import open_database
 
 

@@ -11,9 +11,9 @@ import sys
 from sqlalchemy import Engine
 
 from reconciler.apply import apply_revision
-from reconciler.sam.revision import Revision, validate_source
-from reconciler.source import GitSource
-from reconciler.state import desired_state
+from reconciler.desired import desired_state
+from reconciler.sam.revision import Revision
+from reconciler.source import GitSource, validate_source
 from reconciler.store.read import read_actual, read_state
 from tests.conftest import MANIFESTS, PROJECT_ROOT, GitRepo
 from tests.test_apply import edit_rename_remove

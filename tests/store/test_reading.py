@@ -11,8 +11,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from reconciler.apply import apply_revision
-from reconciler.sam.revision import validate_source
-from reconciler.source import DirectorySource
+from reconciler.source import DirectorySource, validate_source
 from reconciler.store.db import open_database, reading
 from reconciler.store.read import read_actual, read_state
 from reconciler.store.status import status_document

@@ -10,11 +10,11 @@ import yaml
 from sqlalchemy import Engine, select
 
 from reconciler.apply import apply_revision
+from reconciler.desired import desired_state
 from reconciler.report import describe
-from reconciler.sam.revision import Revision, validate_source
+from reconciler.sam.revision import Revision
 from reconciler.sealing import generate_keypair, seal
-from reconciler.source import DirectorySource
-from reconciler.state import desired_state
+from reconciler.source import DirectorySource, validate_source
 from reconciler.store import schema
 from reconciler.store.read import read_actual
 from tests.conftest import MANIFESTS, validate_text

@@ -10,9 +10,8 @@ import aiohttp
 from sqlalchemy import Engine
 
 from reconciler.apply import apply_revision
-from reconciler.sam.revision import validate_source
-from reconciler.source import DirectorySource
-from serve.state import ServingSettings, ServingState
+from reconciler.source import DirectorySource, validate_source
+from serve.snapshot import ServingSettings, ServingState
 from tests.conftest import MANIFESTS
 
 
