@@ -9,21 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from reconciler.desired import ResourceState
 from reconciler.errors import DescribeError
-from reconciler.sam.kinds import KINDS
+from reconciler.sam.kinds import Secret
 from reconciler.store.db import reading
-from reconciler.store.mapping import get_path
 from reconciler.store.read import read_actual
 
-# Columns `samops get KIND` shows after NAME, as (heading, path in the canonical fields).
+# Columns `samops get KIND` shows after NAME, as (heading, attribute path in the kind's model).
 GET_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "LLMClient": (
         ("PROVIDER", ("spec", "config", "provider")),
-        ("MODEL", ("spec", "config", "defaultModel")),
-        ("API KEY", ("spec", "apiKey")),
+        ("MODEL", ("spec", "config", "default_model")),
+        ("API KEY", ("spec", "api_key")),
     ),
     "Plugin": (("SELECTOR", ("spec", "selector", "directive")),),
     "SqlPlugin": (
@@ -32,17 +32,24 @@ GET_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     ),
     "ApiPlugin": (
         ("CONNECTION", ("spec", "connection")),
-        ("ENDPOINT", ("spec", "apiData", "endpoint")),
+        ("ENDPOINT", ("spec", "api_data", "endpoint")),
     ),
     "SqlConnection": (
-        ("ENGINE", ("spec", "connection", "dbEngine")),
+        ("ENGINE", ("spec", "connection", "db_engine")),
         ("DATABASE", ("spec", "connection", "database")),
     ),
-    "ApiConnection": (("BASE URL", ("spec", "connection", "baseUrl")),),
-    "Secret": (("FROM", ("spec", "config", "valueFrom")),),
+    "ApiConnection": (("BASE URL", ("spec", "connection", "base_url")),),
+    "Secret": (("FROM", ("spec", "config", "value_from")),),
     "Provider": (("BASE URL", ("spec", "provider", "base_url")),),
-    "SmarterAuthToken": (("ACTIVE", ("spec", "config", "isActive")),),
+    "SmarterAuthToken": (("ACTIVE", ("spec", "config", "is_active")),),
 }
+
+
+def _attribute(model: BaseModel, path: tuple[str, ...]) -> Any:
+    value: Any = model
+    for name in path:
+        value = getattr(value, name)
+    return value.model_dump(mode="json", by_alias=True) if isinstance(value, BaseModel) else value
 
 
 def _resources(engine: Engine, kind: str) -> list[ResourceState]:
@@ -64,10 +71,10 @@ def get_table(
     for resource in _selected(engine, kind, name):
         cells = [resource.name]
         for _, path in columns:
-            cells.append(_cell(get_path(resource.fields, path)))
+            cells.append(_cell(_attribute(resource.model, path)))
         if wide:
-            metadata = resource.fields.get("metadata", {})
-            cells += [_cell(metadata.get("version")), _cell(metadata.get("description"))]
+            metadata = resource.model.metadata
+            cells += [_cell(metadata.version), _cell(metadata.description)]
         rows.append([*cells, resource.file])
     return headings, rows
 
@@ -107,21 +114,14 @@ def describe(engine: Engine, kind: str, name: str) -> dict[str, Any]:
 
 
 def _plaintext_secret(resource: ResourceState) -> bool:
-    return resource.kind == "Secret" and bool(
-        resource.fields["spec"]["config"].get("valueFingerprint")
-    )
+    model = resource.model
+    return isinstance(model, Secret) and model.spec.config.value_fingerprint is not None
 
 
 def _manifest(resource: ResourceState) -> dict[str, Any]:
-    fields = dict(resource.fields)
-    if _plaintext_secret(resource):  # the fingerprint is no field of the model: shown as stored
-        return {"apiVersion": "smarter.sh/v1", "kind": "Secret", **fields}
-    if resource.kind == "Secret":  # a stored null fingerprint is not part of the manifest
-        config = {k: v for k, v in fields["spec"]["config"].items() if k != "valueFingerprint"}
-        fields["spec"] = {**fields["spec"], "config": config}
-    manifest = {"apiVersion": "smarter.sh/v1", "kind": resource.kind, **fields}
-    model = KINDS[resource.kind].model_validate(manifest)
-    return model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    if _plaintext_secret(resource):  # no manifest holds a fingerprint: shown as stored
+        return {"apiVersion": "smarter.sh/v1", "kind": "Secret", **resource.fields}
+    return resource.model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
 
 def table(headings: list[str], rows: list[list[str]]) -> str:

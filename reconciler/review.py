@@ -25,7 +25,9 @@ from urllib.parse import urlsplit
 
 from reconciler.desired import Identity, ResourceState, desired_state
 from reconciler.plan import Plan, compute_plan
+from reconciler.sam.base import alias_path
 from reconciler.sam.diagnostics import Diagnostic
+from reconciler.sam.kinds import KINDS
 from reconciler.sam.references import REFERENCE_FIELDS
 from reconciler.sam.revision import Revision
 from reconciler.store.mapping import get_path
@@ -35,8 +37,8 @@ LEVELS: tuple[Level, ...] = ("high", "medium", "low")
 PLUGIN_KINDS = ("Plugin", "SqlPlugin", "ApiPlugin")
 DATA_ACCESS_PLUGINS = {"SqlPlugin": "SQL", "ApiPlugin": "API"}
 CONNECTION_TARGETS = {
-    "SqlConnection": ("dbEngine", "hostname", "port", "database", "username"),
-    "ApiConnection": ("baseUrl",),
+    "SqlConnection": ("db_engine", "hostname", "port", "database", "username"),
+    "ApiConnection": ("base_url",),
 }
 MANY_DELETES = 10
 """A prune of this many resources is flagged, whatever the repository's size ..."""
@@ -103,8 +105,17 @@ def risk_flags(before: States, after: States, plan: Plan) -> tuple[RiskFlag, ...
 Rule = Callable[[States, States, Plan], Iterator[RiskFlag]]
 
 
-def _field(state: ResourceState | None, *path: str) -> Any:
-    return None if state is None else get_path(state.fields, path)
+def _field(state: ResourceState | None, *attributes: str) -> Any:
+    """The value at an attribute path of the resource's typed model (None when absent)."""
+    value: Any = None if state is None else state.model
+    for attribute in attributes:
+        value = getattr(value, attribute, None)
+    return value
+
+
+def _key(kind: str, *attributes: str) -> str:
+    """How a manifest spells an attribute path (``spec.config.defaultTemperature``)."""
+    return ".".join(alias_path(KINDS[kind], attributes))
 
 
 def _pairs(before: States, after: States, kind: str) -> Iterator[tuple[str, Any, Any]]:
@@ -116,9 +127,9 @@ def _pairs(before: States, after: States, kind: str) -> Iterator[tuple[str, Any,
 
 def _key_gate(states: States, client: ResourceState | None) -> str | None:
     """The name of the key that guards ``client``, or None when the client is public."""
-    token_name = _field(client, "spec", "apiKey")
+    token_name = _field(client, "spec", "api_key")
     token = states.get(("SmarterAuthToken", token_name)) if token_name else None
-    return token_name if _field(token, "spec", "config", "isActive") else None
+    return token_name if _field(token, "spec", "config", "is_active") else None
 
 
 def clients_made_public(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
@@ -126,7 +137,7 @@ def clients_made_public(before: States, after: States, plan: Plan) -> Iterator[R
         guard = _key_gate(before, old)
         if new is None or guard is None or _key_gate(after, new) is not None:
             continue
-        now = _field(new, "spec", "apiKey")
+        now = _field(new, "spec", "api_key")
         token = after.get(("SmarterAuthToken", now)) if now else None
         if now is None:
             why = f"its spec.apiKey ({guard!r}) was removed"
@@ -145,9 +156,9 @@ def clients_made_public(before: States, after: States, plan: Plan) -> Iterator[R
 
 def keys_revoked_or_rotated(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
     for name, old, new in _pairs(before, after, "SmarterAuthToken"):
-        if old is None or not _field(old, "spec", "config", "isActive"):
+        if old is None or not _field(old, "spec", "config", "is_active"):
             continue
-        if new is None or not _field(new, "spec", "config", "isActive"):
+        if new is None or not _field(new, "spec", "config", "is_active"):
             what = "removed" if new is None else "deactivated"
             yield RiskFlag(
                 "medium",
@@ -205,7 +216,8 @@ def connection_targets_moved(before: States, after: States, plan: Plan) -> Itera
             if old is None or new is None:
                 continue
             moved = [
-                f"{key} {_field(old, 'spec', 'connection', key)!r} -> "
+                f"{_key(kind, 'spec', 'connection', key).rsplit('.', 1)[-1]} "
+                f"{_field(old, 'spec', 'connection', key)!r} -> "
                 f"{_field(new, 'spec', 'connection', key)!r}"
                 for key in keys
                 if _field(old, "spec", "connection", key) != _field(new, "spec", "connection", key)
@@ -221,7 +233,7 @@ def connection_targets_moved(before: States, after: States, plan: Plan) -> Itera
 
 
 def models_changed(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
-    watched = [("LLMClient", ("spec", "config"), ("provider", "defaultModel"))]
+    watched = [("LLMClient", ("spec", "config"), ("provider", "default_model"))]
     watched += [(kind, ("spec", "prompt"), ("provider", "model")) for kind in PLUGIN_KINDS]
     watched += [("Provider", ("spec", "provider"), ("base_url", "default_model"))]
     for kind, at, keys in watched:
@@ -229,7 +241,8 @@ def models_changed(before: States, after: States, plan: Plan) -> Iterator[RiskFl
             if old is None or new is None:
                 continue
             changed = [
-                f"{key} {_field(old, *at, key)!r} -> {_field(new, *at, key)!r}"
+                f"{_key(kind, *at, key).rsplit('.', 1)[-1]} "
+                f"{_field(old, *at, key)!r} -> {_field(new, *at, key)!r}"
                 for key in keys
                 if _field(old, *at, key) != _field(new, *at, key)
             ]
@@ -244,7 +257,7 @@ def models_changed(before: States, after: States, plan: Plan) -> Iterator[RiskFl
 
 
 def temperatures_raised(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
-    watched = [("LLMClient", ("spec", "config", "defaultTemperature"))]
+    watched = [("LLMClient", ("spec", "config", "default_temperature"))]
     watched += [(kind, ("spec", "prompt", "temperature")) for kind in PLUGIN_KINDS]
     for kind, path in watched:
         for name, old, new in _pairs(before, after, kind):
@@ -255,7 +268,7 @@ def temperatures_raised(before: States, after: States, plan: Plan) -> Iterator[R
                     "temperature-raised",
                     kind,
                     name,
-                    f"{'.'.join(path)} {was} -> {now}: answers become less predictable",
+                    f"{_key(kind, *path)} {was} -> {now}: answers become less predictable",
                 )
 
 
@@ -305,9 +318,9 @@ def secrets_sent_to_new_hosts(before: States, after: States, plan: Plan) -> Iter
 
 def plaintext_secrets(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
     for name, old, new in _pairs(before, after, "Secret"):
-        fingerprint = _field(new, "spec", "config", "valueFingerprint")
+        fingerprint = _field(new, "spec", "config", "value_fingerprint")
         if fingerprint is not None and fingerprint != _field(
-            old, "spec", "config", "valueFingerprint"
+            old, "spec", "config", "value_fingerprint"
         ):
             yield RiskFlag(
                 "high",

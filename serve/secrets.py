@@ -11,11 +11,10 @@ checked again here before every read. A value that cannot be obtained raises
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from reconciler.api import SealingError, unseal
+from reconciler.sam.kinds import SecretConfig
 from reconciler.sam.secret_access import SecretAccess
 
 PRIVATE_KEY_ENV = "SAMOPS_SECRETS_PRIVATE_KEY_FILE"
@@ -25,35 +24,31 @@ class SecretUnavailable(Exception):
     """A Secret's value cannot be obtained on this host."""
 
 
-def resolve_secret(name: str, config: Mapping[str, Any], access: SecretAccess | None = None) -> str:
+def resolve_secret(name: str, config: SecretConfig, access: SecretAccess | None = None) -> str:
     """The value of Secret ``name`` from its canonical ``spec.config``, within ``access``
     (default: the policy this process's environment sets)."""
-    source = config.get("valueFrom") or {}
-    if source.get("env") or source.get("file"):
+    source = config.value_from
+    if source is not None:
         access = access or SecretAccess.from_environment()
         refusal = (
-            access.env_refusal(source["env"])
-            if source.get("env")
-            else access.file_refusal(source["file"])
+            access.env_refusal(source.env) if source.env else access.file_refusal(source.file or "")
         )
         if refusal is not None:
             raise SecretUnavailable(f"Secret {name!r} cannot be read: {refusal}")
-    if source.get("env"):
-        value = os.environ.get(source["env"])
+    if source is not None and source.env:
+        value = os.environ.get(source.env)
         if value is None:
             raise SecretUnavailable(
-                f"Secret {name!r} reads the environment variable {source['env']}, which is not "
+                f"Secret {name!r} reads the environment variable {source.env}, which is not "
                 "set on this host"
             )
         return value
-    if source.get("file"):
+    if source is not None and source.file:
         try:
-            return Path(source["file"]).read_text().removesuffix("\n")
+            return Path(source.file).read_text().removesuffix("\n")
         except OSError as exc:
-            raise SecretUnavailable(
-                f"Secret {name!r} reads {source['file']}: {exc.strerror}"
-            ) from None
-    if config.get("encryptedValue"):
+            raise SecretUnavailable(f"Secret {name!r} reads {source.file}: {exc.strerror}") from exc
+    if config.encrypted_value:
         key_file = os.environ.get(PRIVATE_KEY_ENV)
         if not key_file:
             raise SecretUnavailable(
@@ -62,7 +57,7 @@ def resolve_secret(name: str, config: Mapping[str, Any], access: SecretAccess | 
             )
         try:
             private_key = Path(key_file).read_text().strip()
-            return unseal(config["encryptedValue"], secret_name=name, private_key=private_key)
+            return unseal(config.encrypted_value, secret_name=name, private_key=private_key)
         except (OSError, SealingError) as exc:
             raise SecretUnavailable(f"Secret {name!r} cannot be opened: {exc}") from None
     raise SecretUnavailable(

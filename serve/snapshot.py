@@ -25,14 +25,28 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from sqlalchemy import Engine
 
 from reconciler.api import Identity, ResourceState
 from reconciler.sam.functions import canonical_function
-from reconciler.sam.references import PLUGIN_KINDS, dependants
+from reconciler.sam.kinds import (
+    ApiConnection,
+    ApiPlugin,
+    Document,
+    LLMClient,
+    Plugin,
+    PluginDocument,
+    Provider,
+    ProviderConfig,
+    Secret,
+    SmarterAuthToken,
+    SqlConnection,
+    SqlPlugin,
+)
+from reconciler.sam.references import dependants
 from reconciler.store.db import reading
 from reconciler.store.read import read_actual, read_state
 from serve.secrets import SecretUnavailable, resolve_secret
@@ -41,21 +55,35 @@ from serve.tools.plugins import ApiExecutor, SqlExecutor, StaticExecutor, sql_en
 
 log = logging.getLogger("samops.state")
 Execute = Callable[[Mapping[str, Any]], Awaitable[str]]
-CONNECTION_KINDS = ("SqlConnection", "ApiConnection")
-UI_FIELDS = (
-    "appName",
-    "appAssistant",
-    "appWelcomeMessage",
-    "appExamplePrompts",
-    "appPlaceholder",
-    "appInfoUrl",
-    "appBackgroundImageUrl",
-    "appLogoUrl",
-    "appFileAttachment",
+UI_ATTRIBUTES = {
+    "app_name",
+    "app_assistant",
+    "app_welcome_message",
+    "app_example_prompts",
+    "app_placeholder",
+    "app_info_url",
+    "app_background_image_url",
+    "app_logo_url",
+    "app_file_attachment",
     "subdomain",
-    "customDomain",
+    "custom_domain",
     "deployed",
-)
+}
+"""The LLMClient settings the chat configuration shows (camelCase there, as in manifests)."""
+M = TypeVar("M", bound=Document)
+
+
+@dataclass(frozen=True, slots=True)
+class _Connections:
+    """The connections and secrets a plugin may need, by name."""
+
+    sql: Mapping[str, SqlConnection]
+    api: Mapping[str, ApiConnection]
+    secrets: Mapping[str, Secret]
+
+
+def _secret(name: str | None, secrets: Mapping[str, Secret]) -> str | None:
+    return None if name is None else resolve_secret(name, secrets[name].spec.config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,122 +245,105 @@ class ServingState:
         self.snapshot = self._compile(generation, revision, changed)
         return self.snapshot
 
-    def _of(self, kind: str) -> dict[str, Mapping[str, Any]]:
-        return {name: s.fields for (k, name), s in self._states.items() if k == kind}
+    def _of(self, kind: type[M]) -> dict[str, M]:
+        """The typed canonical models of one kind, by name."""
+        return {
+            name: s.model
+            for (k, name), s in self._states.items()
+            if k == kind.KIND and isinstance(s.model, kind)
+        }
 
     def _compile(self, generation: int, revision: str | None, changed: set[Identity]) -> Snapshot:
         affected = dependants(changed, {i: s.fields for i, s in self._states.items()})
-        secrets = self._of("Secret")
-        connections: dict[str, Mapping[str, Any]] = {}
-        for kind in CONNECTION_KINDS:
-            for name, fields in self._of(kind).items():
-                connections[f"{kind}/{name}"] = fields
+        secrets = self._of(Secret)
         for key in [k for k in self._sql_engines if tuple(k.split("/", 1)) in affected]:
             self._sql_engines.pop(key).dispose()  # pools of changed connections are closed
         providers = {
-            name: self._provider(name, fields, secrets)
-            for name, fields in self._of("Provider").items()
+            name: self._provider(name, model.spec.provider, secrets)
+            for name, model in self._of(Provider).items()
         }
-        plugins: dict[str, tuple[str, Mapping[str, Any]]] = {}
-        for kind in PLUGIN_KINDS:
-            for name, fields in self._of(kind).items():
-                plugins[name] = (kind, fields)
+        plugins: dict[str, PluginDocument] = {}
+        for plugin_kind in (Plugin, SqlPlugin, ApiPlugin):
+            plugins.update(self._of(plugin_kind))
         for name in list(self._plugins):
             kind = self._plugins[name].kind
-            if name not in plugins or (kind, name) in affected or plugins[name][0] != kind:
+            if name not in plugins or (kind, name) in affected or kind != plugins[name].KIND:
                 del self._plugins[name]
-        for name, (kind, fields) in plugins.items():
+        connections = _Connections(self._of(SqlConnection), self._of(ApiConnection), secrets)
+        for name, plugin in plugins.items():
             if name not in self._plugins:
-                self._plugins[name] = self._plugin(name, kind, fields, connections, secrets)
-        tokens = self._of("SmarterAuthToken")
+                self._plugins[name] = self._plugin(plugin, connections)
+        tokens = self._of(SmarterAuthToken)
         clients: dict[str, CompiledClient] = {}
         self.rebuilt = set()
         previous = self.snapshot.clients
-        for name, fields in self._of("LLMClient").items():
+        for name, client in self._of(LLMClient).items():
             if name in previous and ("LLMClient", name) not in affected:
                 clients[name] = previous[name]
             else:
-                clients[name] = self._client(name, fields, tokens)
+                clients[name] = self._client(client, tokens)
                 self.rebuilt.add(name)
         token_status = {
-            digest: TokenStatus(
-                name,
-                bool(config["isActive"]),
-                dt.datetime.fromisoformat(config["expiresAt"]) if config.get("expiresAt") else None,
-            )
-            for name, fields in tokens.items()
-            for config in [fields["spec"]["config"]]
-            for digest in config["digest"]
+            digest: TokenStatus(name, token.spec.config.is_active, token.spec.config.expires_at)
+            for name, token in tokens.items()
+            for digest in token.spec.config.digest
         }
         return Snapshot(generation, revision, clients, providers, token_status)
 
     # --- compiling --------------------------------------------------------------------------
 
-    def _secret(self, name: str | None, secrets: Mapping[str, Mapping[str, Any]]) -> str | None:
-        if name is None:
-            return None
-        return resolve_secret(name, secrets[name]["spec"]["config"])
-
     def _provider(
-        self, name: str, fields: Mapping[str, Any], secrets: Mapping[str, Mapping[str, Any]]
+        self, name: str, config: ProviderConfig, secrets: Mapping[str, Secret]
     ) -> ProviderTarget:
-        config = fields["spec"]["provider"]
         try:
-            key = self._secret(config.get("api_key"), secrets)
+            key = _secret(config.api_key, secrets)
         except SecretUnavailable as exc:
-            return ProviderTarget(name, config["base_url"], None, str(exc))
-        return ProviderTarget(name, config["base_url"], key)
+            return ProviderTarget(name, config.base_url, None, str(exc))
+        return ProviderTarget(name, config.base_url, key)
 
-    def _plugin(
-        self,
-        name: str,
-        kind: str,
-        fields: Mapping[str, Any],
-        connections: Mapping[str, Mapping[str, Any]],
-        secrets: Mapping[str, Mapping[str, Any]],
-    ) -> CompiledPlugin:
-        spec = fields["spec"]
-        prompt = spec["prompt"]
-        description = fields["metadata"].get("description") or f"The {name} plugin."
+    def _plugin(self, plugin: PluginDocument, connections: _Connections) -> CompiledPlugin:
+        name = plugin.name
+        description = plugin.metadata.description or f"The {name} plugin."
         executor: Any
         try:
-            if kind == "Plugin":
-                executor = StaticExecutor(spec["data"]["staticData"])
-            elif kind == "SqlPlugin":
-                key = f"SqlConnection/{spec['connection']}"
-                config = connections[key]["spec"]["connection"]
-                engine = self._sql_engines.get(key)
-                if engine is None:
-                    engine = sql_engine(
-                        config,
-                        self._secret(config.get("password"), secrets),
-                        self.settings.data_dir,
-                    )
-                    self._sql_engines[key] = engine
-                executor = SqlExecutor(spec["sqlData"], engine)
+            if isinstance(plugin, SqlPlugin):
+                executor = SqlExecutor(plugin.spec.sql_data, self._sql_engine(plugin, connections))
+            elif isinstance(plugin, ApiPlugin):
+                config = connections.api[plugin.spec.connection].spec.connection
+                key = _secret(config.api_key, connections.secrets)
+                executor = ApiExecutor(plugin.spec.api_data, config, key, self.http)
             else:
-                config = connections[f"ApiConnection/{spec['connection']}"]["spec"]["connection"]
-                executor = ApiExecutor(
-                    spec["apiData"], config, self._secret(config.get("apiKey"), secrets), self.http
-                )
+                assert isinstance(plugin, Plugin)
+                executor = StaticExecutor(plugin.spec.data.static_data)
             tool = Tool(name, description, executor.schema(), executor)
         except (SecretUnavailable, ToolError) as exc:
             log.warning(
                 "plugin cannot run on this host", extra={"plugin": name, "reason": str(exc)}
             )
             tool = Tool(name, description, {"type": "object", "properties": {}}, _failing(str(exc)))
-        selector = spec["selector"]
+        selector, prompt = plugin.spec.selector, plugin.spec.prompt
         return CompiledPlugin(
             name=name,
-            kind=kind,
-            directive=selector["directive"],
-            search_terms=tuple(t.lower() for t in selector["searchTerms"]),
-            system_role=prompt["systemRole"],
-            model=prompt.get("model"),
-            temperature=prompt.get("temperature"),
-            max_tokens=prompt.get("maxTokens"),
+            kind=plugin.KIND,
+            directive=selector.directive,
+            search_terms=tuple(t.lower() for t in selector.search_terms),
+            system_role=prompt.system_role,
+            model=prompt.model,
+            temperature=prompt.temperature,
+            max_tokens=prompt.max_tokens,
             tool=tool,
         )
+
+    def _sql_engine(self, plugin: SqlPlugin, connections: _Connections) -> Engine:
+        """The pool of the plugin's connection, shared by its plugins until it changes."""
+        key = f"SqlConnection/{plugin.spec.connection}"
+        engine = self._sql_engines.get(key)
+        if engine is None:
+            config = connections.sql[plugin.spec.connection].spec.connection
+            password = _secret(config.password, connections.secrets)
+            engine = sql_engine(config, password, self.settings.data_dir)
+            self._sql_engines[key] = engine
+        return engine
 
     def _function(self, name: str) -> Tool:
         canonical = canonical_function(name) or name
@@ -345,34 +356,28 @@ class ServingState:
 
         return Tool(canonical, schema["description"], schema["parameters"], execute)
 
-    def _client(
-        self, name: str, fields: Mapping[str, Any], tokens: Mapping[str, Mapping[str, Any]]
-    ) -> CompiledClient:
-        spec = fields["spec"]
-        config = spec["config"]
+    def _client(self, client: LLMClient, tokens: Mapping[str, SmarterAuthToken]) -> CompiledClient:
+        spec, config = client.spec, client.spec.config
         key = KeyPolicy()
-        token_name = spec.get("apiKey")
-        if token_name is not None and token_name in tokens:
-            token = tokens[token_name]["spec"]["config"]
-            if token["isActive"]:
-                expires = token.get("expiresAt")
-                key = KeyPolicy(
-                    True,
-                    token_name,
-                    tuple(token["digest"]),
-                    dt.datetime.fromisoformat(expires) if expires else None,
-                )
+        token = tokens.get(spec.api_key) if spec.api_key is not None else None
+        if token is not None and token.spec.config.is_active:
+            key = KeyPolicy(
+                True,
+                token.name,
+                tuple(token.spec.config.digest),
+                token.spec.config.expires_at,
+            )
         return CompiledClient(
-            name=name,
-            provider=config["provider"],
-            model=config["defaultModel"],
-            temperature=config["defaultTemperature"],
-            max_tokens=config["defaultMaxTokens"],
-            system_role=config.get("defaultSystemRole") or "",
-            plugins=tuple(self._plugins[p] for p in spec["plugins"] if p in self._plugins),
-            functions=tuple(self._function(f) for f in spec["functions"]),
+            name=client.name,
+            provider=config.provider,
+            model=config.default_model,
+            temperature=config.default_temperature,
+            max_tokens=config.default_max_tokens,
+            system_role=config.default_system_role or "",
+            plugins=tuple(self._plugins[p] for p in spec.plugins if p in self._plugins),
+            functions=tuple(self._function(f) for f in spec.functions),
             key=key,
-            ui={k: config.get(k) for k in UI_FIELDS},
+            ui=config.model_dump(mode="json", by_alias=True, include=UI_ATTRIBUTES),
         )
 
     def close(self) -> None:

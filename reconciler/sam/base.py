@@ -13,7 +13,7 @@ import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -181,3 +181,28 @@ class Metadata(SamModel):
         default=None,
         description="Written by Smarter's describe; accepted for compatibility, informational.",
     )
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an attribute holds (through ``X | None``, ``Annotated``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def alias_path(model: type[BaseModel], attributes: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys of the canonical fields (the manifest's spelling) for a path of model
+    attributes. An attribute the model does not have fails here, at import."""
+    keys = []
+    current: type[BaseModel] | None = model
+    for attribute in attributes:
+        if current is None or attribute not in current.model_fields:
+            raise LookupError(f"{model.__name__} has no attribute path {'.'.join(attributes)}")
+        info = current.model_fields[attribute]
+        keys.append(info.alias or attribute)
+        current = _model_in(info.annotation)
+    return tuple(keys)

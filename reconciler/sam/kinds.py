@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from reconciler.sam.base import (
     Capped,
@@ -28,6 +29,14 @@ from reconciler.sam.base import (
     Text,
     UtcDateTime,
 )
+
+CANONICAL_CONTEXT = "samops_canonical"
+"""Validation context key: the data is samops' canonical form (a stored row), not a manifest."""
+
+
+def canonical(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get(CANONICAL_CONTEXT))
+
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -434,6 +443,11 @@ class SecretConfig(SamModel):
     expiration_date: UtcDateTime | None = Field(
         default=None, alias="expiration_date", description="Optional expiry date."
     )
+    value_fingerprint: SkipJsonSchema[str | None] = Field(
+        default=None,
+        description="In samops' canonical form only (never in a manifest): the keyed digest "
+        "that stands for a plaintext value (reconciler/desired.py).",
+    )
 
     @field_validator("encrypted_value")
     @classmethod
@@ -441,9 +455,14 @@ class SecretConfig(SamModel):
         return None if value is None else _check_ciphertext(value)
 
     @model_validator(mode="after")
-    def _exactly_one_source(self) -> SecretConfig:
+    def _exactly_one_source(self, info: ValidationInfo) -> SecretConfig:
+        if self.value_fingerprint is not None and not canonical(info):
+            raise ValueError(
+                "valueFingerprint is written by samops, not in manifests: give value, "
+                "valueFrom or encryptedValue"
+            )
         given = [
-            self.value is not None,
+            self.value is not None or self.value_fingerprint is not None,
             self.value_from is not None,
             self.encrypted_value is not None,
         ]

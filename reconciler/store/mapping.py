@@ -1,7 +1,9 @@
 """How each kind's canonical fields map to table columns, in both directions.
 
 Used by Apply (fields -> rows) and by the state reader (rows -> fields). Each kind is declared
-once as a list of (column, path) pairs, so writing and reading cannot drift apart; a test
+once as a list of (column, model attribute path) pairs; the keys of the canonical fields are
+derived from the kind's model (``alias_path``), so the manifest's spelling is never written
+twice and a renamed attribute fails at import. Writing and reading cannot drift apart; a test
 round-trips every kind through the database and compares the fields exactly.
 
 References to other resources are stored as foreign keys (``Ref``) and lists of them as link
@@ -13,11 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Table
 
+from reconciler.sam.base import alias_path
+from reconciler.sam.kinds import KINDS, Secret
 from reconciler.store import schema
 
 Path = tuple[str, ...]
@@ -60,32 +64,47 @@ def _p(dotted: str) -> Path:
 
 
 def _cols(prefix: str, pairs: str, **refs: Table) -> tuple[Col, ...]:
-    """``"column=key other=key2"`` under ``prefix``; ``refs`` marks foreign-key columns."""
+    """``"column other=attribute"`` under ``prefix`` (a column named as its model attribute
+    needs no ``=``); ``refs`` marks foreign-key columns."""
     out = []
     for pair in pairs.split():
-        column, _, key = pair.partition("=")
-        out.append(Col(column, _p(f"{prefix}.{key}"), ref=refs.get(column)))
+        column, _, attribute = pair.partition("=")
+        out.append(Col(column, _p(f"{prefix}.{attribute or column}"), ref=refs.get(column)))
     return tuple(out)
+
+
+def _resolved(table: KindTable) -> KindTable:
+    """``table`` with every attribute path replaced by the key path of the canonical fields."""
+    model = KINDS[table.kind]
+
+    def col(c: Col) -> Col:
+        return replace(c, path=alias_path(model, c.path))
+
+    return replace(
+        table,
+        columns=tuple(col(c) for c in table.columns),
+        detail_columns=tuple(col(c) for c in table.detail_columns),
+        links=tuple(replace(link, path=alias_path(model, link.path)) for link in table.links),
+    )
 
 
 METADATA = _cols(
     "metadata",
-    "description=description version=version tags=tags annotations=annotations "
-    "account_number=accountNumber owner_username=username",
+    "description version tags annotations account_number owner_username=username",
 )
 PLUGIN_COMMON = (
-    Col("plugin_class", _p("metadata.pluginClass")),
+    Col("plugin_class", _p("metadata.plugin_class")),
     *_cols(
         "spec",
-        "selector_directive=selector.directive search_terms=selector.searchTerms "
-        "prompt_provider=prompt.provider prompt_system_role=prompt.systemRole "
+        "selector_directive=selector.directive search_terms=selector.search_terms "
+        "prompt_provider=prompt.provider prompt_system_role=prompt.system_role "
         "prompt_model=prompt.model prompt_temperature=prompt.temperature "
-        "prompt_max_tokens=prompt.maxTokens",
+        "prompt_max_tokens=prompt.max_tokens",
     ),
 )
 
 KIND_TABLES: dict[str, KindTable] = {
-    t.kind: t
+    t.kind: _resolved(t)
     for t in (
         KindTable(
             "Secret",
@@ -94,8 +113,8 @@ KIND_TABLES: dict[str, KindTable] = {
                 *METADATA,
                 *_cols(
                     "spec.config",
-                    "env_name=valueFrom.env file_path=valueFrom.file "
-                    "encrypted_value=encryptedValue value_fingerprint=valueFingerprint",
+                    "env_name=value_from.env file_path=value_from.file "
+                    "encrypted_value value_fingerprint",
                 ),
                 Col("expiration_date", _p("spec.config.expiration_date"), timestamp=True),
             ),
@@ -107,12 +126,12 @@ KIND_TABLES: dict[str, KindTable] = {
                 *METADATA,
                 *_cols(
                     "spec.provider",
-                    "display_name=name base_url=base_url api_key_secret_id=api_key "
-                    "default_model=default_model connectivity_test_path=connectivity_test_path "
-                    "provider_description=description website_url=website_url docs_url=docs_url "
-                    "logo_url=logo_url terms_of_use_url=terms_of_use_url "
-                    "privacy_policy_url=privacy_policy_url contact_email=contact_email "
-                    "support_email=support_email",
+                    "display_name=name base_url api_key_secret_id=api_key "
+                    "default_model connectivity_test_path "
+                    "provider_description=description website_url docs_url "
+                    "logo_url terms_of_use_url "
+                    "privacy_policy_url contact_email "
+                    "support_email",
                     api_key_secret_id=schema.secrets,
                 ),
             ),
@@ -124,13 +143,13 @@ KIND_TABLES: dict[str, KindTable] = {
                 *METADATA,
                 *_cols(
                     "spec.connection",
-                    "db_engine=dbEngine hostname=hostname port=port database_name=database "
-                    "username=username password_secret_id=password timeout_seconds=timeout "
-                    "use_ssl=useSsl ssl_cert=sslCert ssl_key=sslKey ssl_ca=sslCa "
-                    "proxy_host=proxyHost proxy_port=proxyPort proxy_username=proxyUsername "
-                    "proxy_password_secret_id=proxyPassword ssh_known_hosts=sshKnownHosts "
-                    "pool_size=poolSize max_overflow=maxOverflow "
-                    "authentication_method=authenticationMethod",
+                    "db_engine hostname port database_name=database "
+                    "username password_secret_id=password timeout_seconds=timeout "
+                    "use_ssl ssl_cert ssl_key ssl_ca "
+                    "proxy_host proxy_port proxy_username "
+                    "proxy_password_secret_id=proxy_password ssh_known_hosts "
+                    "pool_size max_overflow "
+                    "authentication_method",
                     password_secret_id=schema.secrets,
                     proxy_password_secret_id=schema.secrets,
                 ),
@@ -143,10 +162,10 @@ KIND_TABLES: dict[str, KindTable] = {
                 *METADATA,
                 *_cols(
                     "spec.connection",
-                    "base_url=baseUrl api_key_secret_id=apiKey auth_method=authMethod "
-                    "timeout_seconds=timeout proxy_protocol=proxyProtocol proxy_host=proxyHost "
-                    "proxy_port=proxyPort proxy_username=proxyUsername "
-                    "proxy_password_secret_id=proxyPassword",
+                    "base_url api_key_secret_id=api_key auth_method "
+                    "timeout_seconds=timeout proxy_protocol proxy_host "
+                    "proxy_port proxy_username "
+                    "proxy_password_secret_id=proxy_password",
                     api_key_secret_id=schema.secrets,
                     proxy_password_secret_id=schema.secrets,
                 ),
@@ -157,7 +176,7 @@ KIND_TABLES: dict[str, KindTable] = {
             schema.plugins,
             (*METADATA, *PLUGIN_COMMON),
             schema.static_plugin_data,
-            (Col("static_data", _p("spec.data.staticData")),),
+            (Col("static_data", _p("spec.data.static_data")),),
         ),
         KindTable(
             "SqlPlugin",
@@ -167,9 +186,8 @@ KIND_TABLES: dict[str, KindTable] = {
             (
                 Col("connection_id", _p("spec.connection"), ref=schema.sql_connections),
                 *_cols(
-                    "spec.sqlData",
-                    "parameters=parameters sql_query=sqlQuery test_values=testValues "
-                    "row_limit=limit",
+                    "spec.sql_data",
+                    "parameters sql_query test_values row_limit=limit",
                 ),
             ),
         ),
@@ -181,9 +199,9 @@ KIND_TABLES: dict[str, KindTable] = {
             (
                 Col("connection_id", _p("spec.connection"), ref=schema.api_connections),
                 *_cols(
-                    "spec.apiData",
-                    "parameters=parameters endpoint=endpoint method=method url_params=urlParams "
-                    "headers=headers body=body test_values=testValues response_limit=limit",
+                    "spec.api_data",
+                    "parameters endpoint method url_params "
+                    "headers body test_values response_limit=limit",
                 ),
             ),
         ),
@@ -192,8 +210,8 @@ KIND_TABLES: dict[str, KindTable] = {
             schema.api_tokens,
             (
                 *METADATA,
-                *_cols("spec.config", "is_active=isActive username=username"),
-                Col("expires_at", _p("spec.config.expiresAt"), timestamp=True),
+                *_cols("spec.config", "is_active username"),
+                Col("expires_at", _p("spec.config.expires_at"), timestamp=True),
             ),
             links=(
                 Links(_p("spec.config.digest"), schema.api_token_digests, "token_id", "digest"),
@@ -206,15 +224,15 @@ KIND_TABLES: dict[str, KindTable] = {
                 *METADATA,
                 *_cols(
                     "spec.config",
-                    "provider=provider default_model=defaultModel "
-                    "default_system_role=defaultSystemRole "
-                    "default_temperature=defaultTemperature default_max_tokens=defaultMaxTokens "
-                    "deployed=deployed subdomain=subdomain custom_domain=customDomain "
-                    "app_name=appName app_assistant=appAssistant "
-                    "app_welcome_message=appWelcomeMessage "
-                    "app_example_prompts=appExamplePrompts app_placeholder=appPlaceholder "
-                    "app_info_url=appInfoUrl app_background_image_url=appBackgroundImageUrl "
-                    "app_logo_url=appLogoUrl app_file_attachment=appFileAttachment",
+                    "provider default_model "
+                    "default_system_role "
+                    "default_temperature default_max_tokens "
+                    "deployed subdomain custom_domain "
+                    "app_name app_assistant "
+                    "app_welcome_message "
+                    "app_example_prompts app_placeholder "
+                    "app_info_url app_background_image_url "
+                    "app_logo_url app_file_attachment",
                 ),
             ),
             links=(
@@ -227,7 +245,7 @@ KIND_TABLES: dict[str, KindTable] = {
                 ),
                 Links(_p("spec.functions"), schema.client_functions, "client_id", "function"),
                 Links(
-                    _p("spec.apiKey"),
+                    _p("spec.api_key"),
                     schema.client_tokens,
                     "client_id",
                     "token_id",
@@ -279,11 +297,11 @@ def from_column(col: Col, value: Any, names: Mapping[Table, Mapping[int, str]]) 
     return value
 
 
-def value_source(fields: Mapping[str, Any]) -> str:
+def value_source(secret: Secret) -> str:
     """How a Secret's value is obtained, for the ``secrets.value_source`` column."""
-    config = get_path(fields, ("spec", "config"))
-    if config.get("encryptedValue"):
+    config = secret.spec.config
+    if config.encrypted_value:
         return "encrypted"
-    if config.get("valueFingerprint"):
+    if config.value_fingerprint:
         return "plaintext"
-    return "env" if (config.get("valueFrom") or {}).get("env") else "file"
+    return "env" if config.value_from is not None and config.value_from.env else "file"

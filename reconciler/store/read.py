@@ -15,8 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 
 from reconciler.desired import Identity, ResourceState
+from reconciler.sam.base import alias_path
+from reconciler.sam.kinds import Secret
 from reconciler.store import schema
-from reconciler.store.mapping import KIND_TABLES, from_column, set_path
+from reconciler.store.mapping import KIND_TABLES, from_column, get_path, set_path
 
 REFERENCED_TABLES = (
     schema.secrets,
@@ -118,8 +120,10 @@ def _links(
     return found
 
 
+VALUE_FROM = alias_path(Secret, ("spec", "config", "value_from"))
+
+
 def _fold_value_from(fields: dict[str, Any]) -> None:
-    config = fields["spec"]["config"]
-    value_from = config.get("valueFrom") or {}
-    if value_from.get("env") is None and value_from.get("file") is None:
-        config["valueFrom"] = None
+    """A Secret's ``valueFrom`` is stored as two columns; both null is no ``valueFrom``."""
+    if not any((get_path(fields, VALUE_FROM) or {}).values()):
+        set_path(fields, VALUE_FROM, None)

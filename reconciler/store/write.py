@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 from reconciler.desired import Identity, ResourceState
 from reconciler.plan import Plan
 from reconciler.progress import Progress
+from reconciler.sam.kinds import Secret
 from reconciler.store import schema
 from reconciler.store.mapping import KIND_TABLES, KindTable, get_path, to_column, value_source
 from reconciler.store.read import REFERENCED_TABLES
@@ -59,7 +60,8 @@ class _Writer:
         if spec.table is schema.plugins:
             values["kind"] = spec.kind
         if spec.kind == "Secret":
-            values["value_source"] = value_source(state.fields)
+            assert isinstance(state.model, Secret)
+            values["value_source"] = value_source(state.model)
         return values
 
     def detail_values(self, spec: KindTable, state: ResourceState) -> dict[str, Any]:

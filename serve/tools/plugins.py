@@ -1,7 +1,7 @@
 """Executors for the three plugin kinds: static data, SQL queries and HTTP APIs.
 
 Used by the chat turn when the model calls a plugin's tool. Each executor is compiled once per
-generation from canonical fields (see ``serve/snapshot.py``) and called with the model's
+generation from the typed canonical models (see ``serve/snapshot.py``) and called with the model's
 arguments; whatever goes wrong becomes a ``ToolError`` sentence that is returned to the model
 as the tool's result, never a crash of the request.
 
@@ -20,7 +20,7 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -31,6 +31,13 @@ from sqlalchemy import Engine, TextClause, create_engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
+from reconciler.sam.kinds import (
+    ApiConnectionConfig,
+    ApiData,
+    Parameter,
+    SqlConnectionConfig,
+    SqlData,
+)
 from serve.tools.functions import ToolError, int64
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -53,16 +60,16 @@ JSON_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def parameters_schema(parameters: list[Mapping[str, Any]]) -> dict[str, Any]:
+def parameters_schema(parameters: Sequence[Parameter]) -> dict[str, Any]:
     """SAM parameters as the JSON-schema object of an OpenAI tool."""
     properties: dict[str, Any] = {}
     for parameter in parameters:
-        prop: dict[str, Any] = {"type": parameter.get("type") or "string"}
+        prop: dict[str, Any] = {"type": parameter.type}
         for key in ("description", "enum", "default"):
-            if parameter.get(key) is not None:
-                prop[key] = parameter[key]
-        properties[parameter["name"]] = prop
-    required = [p["name"] for p in parameters if p.get("required")]
+            if getattr(parameter, key) is not None:
+                prop[key] = getattr(parameter, key)
+        properties[parameter.name] = prop
+    required = [p.name for p in parameters if p.required]
     return {
         "type": "object",
         "properties": properties,
@@ -72,10 +79,10 @@ def parameters_schema(parameters: list[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def checked_arguments(
-    parameters: list[Mapping[str, Any]], arguments: Mapping[str, Any]
+    parameters: Sequence[Parameter], arguments: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The arguments with defaults filled in, after checking names, types and enums."""
-    declared = {p["name"]: p for p in parameters}
+    declared = {p.name: p for p in parameters}
     unknown = sorted(set(arguments) - set(declared))
     if unknown:
         raise ToolError(
@@ -84,13 +91,13 @@ def checked_arguments(
         )
     values: dict[str, Any] = {}
     for name, parameter in declared.items():
-        value = arguments.get(name, parameter.get("default"))
+        value = arguments.get(name, parameter.default)
         if value is None:
-            if parameter.get("required"):
+            if parameter.required:
                 raise ToolError(f"the argument {name!r} is required")
             values[name] = None
             continue
-        kind = parameter.get("type") or "string"
+        kind = parameter.type
         if kind in ("number", "integer") and isinstance(value, str):
             try:
                 value = float(value) if kind == "number" else int(value)
@@ -103,8 +110,8 @@ def checked_arguments(
             raise ToolError(f"the argument {name!r} must be of type {kind}")
         if isinstance(value, int) and not isinstance(value, bool):
             int64(value)
-        if parameter.get("enum") and value not in parameter["enum"]:
-            raise ToolError(f"the argument {name!r} must be one of {parameter['enum']}")
+        if parameter.enum and value not in parameter.enum:
+            raise ToolError(f"the argument {name!r} must be one of {parameter.enum}")
         values[name] = value
     return values
 
@@ -136,12 +143,12 @@ class StaticExecutor:
         return json.dumps(self.static_data[choice], default=str)
 
 
-def sql_engine(connection: Mapping[str, Any], password: str | None, data_dir: Path) -> Engine:
-    """An engine for a SqlConnection's canonical ``spec.connection`` (read-only)."""
-    engine_name = connection["dbEngine"]
-    timeout = int(connection["timeout"])
+def sql_engine(connection: SqlConnectionConfig, password: str | None, data_dir: Path) -> Engine:
+    """An engine for a SqlConnection's ``spec.connection`` (read-only)."""
+    engine_name = connection.db_engine
+    timeout = connection.timeout
     if engine_name == "django.db.backends.sqlite3":
-        path = Path(connection["database"])
+        path = Path(connection.database)
         path = path if path.is_absolute() else data_dir / path
         return create_engine(
             f"sqlite:///file:{path}?mode=ro&uri=true", connect_args={"timeout": timeout}
@@ -149,18 +156,18 @@ def sql_engine(connection: Mapping[str, Any], password: str | None, data_dir: Pa
     driver = DRIVERS[engine_name]
     url = URL.create(
         driver,
-        username=connection.get("username"),
+        username=connection.username,
         password=password,
-        host=connection.get("hostname"),
-        port=connection.get("port"),
-        database=connection["database"],
+        host=connection.hostname,
+        port=connection.port,
+        database=connection.database,
     )
     connect_args = {"connect_timeout": timeout} if driver.startswith("postgresql") else {}
     try:
         engine = create_engine(
             url,
-            pool_size=int(connection["poolSize"]),
-            max_overflow=int(connection["maxOverflow"]),
+            pool_size=connection.pool_size,
+            max_overflow=connection.max_overflow,
             pool_pre_ping=True,
             connect_args=connect_args,
         )
@@ -189,10 +196,10 @@ POSTGRES_TYPES = {
 }
 
 
-def typed_query(sql: str, parameters: list[Mapping[str, Any]], dialect: str) -> TextClause:
+def typed_query(sql: str, parameters: Sequence[Parameter], dialect: str) -> TextClause:
     """``{name}`` placeholders as bound parameters. On PostgreSQL each is cast to its declared
     type, because the server must know a parameter's type (``{x} IS NULL`` with a null)."""
-    types = {p["name"]: p.get("type") or "string" for p in parameters}
+    types = {p.name: p.type for p in parameters}
     if dialect != "postgresql":
         return text(PLACEHOLDER.sub(r":\1", sql))
 
@@ -205,10 +212,10 @@ def typed_query(sql: str, parameters: list[Mapping[str, Any]], dialect: str) -> 
 class SqlExecutor:
     """SqlPlugin: the query with bound parameters, read-only, limited, in a worker thread."""
 
-    def __init__(self, sql_data: Mapping[str, Any], engine: Engine) -> None:
-        self.parameters = list(sql_data["parameters"])
-        self.query = typed_query(sql_data["sqlQuery"], self.parameters, engine.dialect.name)
-        self.limit = int(sql_data["limit"])
+    def __init__(self, sql_data: SqlData, engine: Engine) -> None:
+        self.parameters = list(sql_data.parameters)
+        self.query = typed_query(sql_data.sql_query, self.parameters, engine.dialect.name)
+        self.limit = sql_data.limit
         self.engine = engine
 
     def schema(self) -> dict[str, Any]:
@@ -306,17 +313,17 @@ class ApiExecutor:
 
     def __init__(
         self,
-        api_data: Mapping[str, Any],
-        connection: Mapping[str, Any],
+        api_data: ApiData,
+        connection: ApiConnectionConfig,
         api_key: str | None,
         http: aiohttp.ClientSession,
     ) -> None:
-        self.data = dict(api_data)
-        self.parameters = list(api_data["parameters"])
-        base = connection["baseUrl"]
+        self.data = api_data
+        self.parameters = list(api_data.parameters)
+        base = connection.base_url
         self.base = base if base.endswith("/") else base + "/"
-        self.timeout = aiohttp.ClientTimeout(total=float(connection["timeout"]))
-        self.auth_method = connection["authMethod"]
+        self.timeout = aiohttp.ClientTimeout(total=float(connection.timeout))
+        self.auth_method = connection.auth_method
         self.api_key = api_key
         self.http = http
 
@@ -341,7 +348,7 @@ class ApiExecutor:
                 raise ToolError(f"the argument {match[1]!r} must be one path segment, not {text!r}")
             return quote(text, safe=PATH_SEGMENT_SAFE)
 
-        path = PLACEHOLDER.sub(fill, self.data["endpoint"]).lstrip("/")
+        path = PLACEHOLDER.sub(fill, self.data.endpoint).lstrip("/")
         final = yarl.URL(self.base + path, encoded=True)
         base = yarl.URL(self.base, encoded=True)
         same_origin = (final.scheme, final.host, final.port) == (base.scheme, base.host, base.port)
@@ -356,7 +363,7 @@ class ApiExecutor:
         return [self.api_key, base64.b64encode(self.api_key.encode()).decode()]
 
     def headers(self) -> dict[str, str]:
-        headers = {h["name"]: str(h["value"] or "") for h in self.data["headers"]}
+        headers = {h.name: str(h.value or "") for h in self.data.headers}
         if self.api_key and self.auth_method in ("token", "oauth"):
             headers["Authorization"] = f"Bearer {self.api_key}"
         elif self.api_key and self.auth_method == "basic":
@@ -367,8 +374,8 @@ class ApiExecutor:
         values = checked_arguments(self.parameters, arguments)
         url, in_path = self.url_for(values)
         rest = {k: v for k, v in values.items() if k not in in_path and v is not None}
-        query = {p["key"]: str(p["value"] or "") for p in self.data["urlParams"]}
-        method = self.data["method"]
+        query = {p.key: str(p.value or "") for p in self.data.url_params}
+        method = self.data.method
         body: Any = None
         if method in ("GET", "DELETE"):
             query.update(
@@ -378,7 +385,7 @@ class ApiExecutor:
                 }
             )
         else:
-            template = self.data.get("body")
+            template = self.data.body
             body = {**template, **rest} if isinstance(template, dict) else (rest or template)
         try:
             async with self.http.request(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.sam.kinds import Parameter, SqlConnectionConfig, SqlData
 from serve.tools.functions import ToolError
 from serve.tools.plugins import SqlExecutor, checked_arguments, sql_engine
 from tests.serve.test_upstream_faults import chat_server
@@ -40,18 +41,13 @@ def test_an_integer_beyond_64_bits_is_a_tool_error(tmp_path: Path, smarter: bool
 def test_sql_arguments_beyond_64_bits_are_refused_before_the_database(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "n.sqlite3") as db:
         db.execute("CREATE TABLE t (n INTEGER)")
-    parameters: list[Any] = [{"name": "n", "type": "integer", "required": True}]
+    parameters = [Parameter(name="n", type="integer", required=True)]
     with pytest.raises(ToolError, match="beyond"):
         checked_arguments(parameters, {"n": str(HUGE)})
-    engine = sql_engine(
-        {"dbEngine": "django.db.backends.sqlite3", "database": "n.sqlite3", "timeout": 1},
-        None,
-        tmp_path,
-    )
-    tool = SqlExecutor(
-        {"sqlQuery": "SELECT n FROM t WHERE n = {n}", "parameters": parameters, "limit": 5},
-        engine,
-    )
+    connection = {"dbEngine": "django.db.backends.sqlite3", "database": "n.sqlite3", "timeout": 1}
+    engine = sql_engine(SqlConnectionConfig.model_validate(connection), None, tmp_path)
+    query = {"sqlQuery": "SELECT n FROM t WHERE n = {n}", "parameters": parameters, "limit": 5}
+    tool = SqlExecutor(SqlData.model_validate(query), engine)
     with pytest.raises(ToolError, match="beyond"):
         asyncio.run(tool({"n": HUGE}))
     assert json.loads(asyncio.run(tool({"n": 5})))["rows"] == []

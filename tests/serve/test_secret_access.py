@@ -10,16 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.sam.kinds import SecretConfig
 from reconciler.sam.secret_access import SecretAccess
 from serve.secrets import SecretUnavailable, resolve_secret
 
 
-def env(name: str) -> dict[str, object]:
-    return {"valueFrom": {"env": name}}
+def env(name: str) -> SecretConfig:
+    return SecretConfig.model_validate({"valueFrom": {"env": name}})
 
 
-def file(path: Path) -> dict[str, object]:
-    return {"valueFrom": {"file": str(path)}}
+def file(path: Path) -> SecretConfig:
+    return SecretConfig.model_validate({"valueFrom": {"file": str(path)}})
 
 
 @pytest.fixture

@@ -95,6 +95,20 @@ def test_every_kind_reads_back_exactly(engine: Engine, tmp_path: Path) -> None:
         assert actual[identity].file == state.file
 
 
+def test_every_row_reads_back_as_the_typed_model_of_its_manifest(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """What the serving snapshot and reports read (``ResourceState.model``) is the same typed
+    model from a row as from the manifest it was applied from."""
+    revision = _revision(tmp_path)
+    apply_revision(engine, revision)
+    with engine.connect() as connection:
+        actual = read_actual(connection)
+    for identity, state in desired_state(revision.resources).items():
+        assert type(actual[identity].model) is type(state.model), identity
+        assert actual[identity].model == state.model, identity
+
+
 def test_describe_round_trips_every_resource(engine: Engine, tmp_path: Path) -> None:
     revision = _revision(tmp_path)
     apply_revision(engine, revision)

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from reconciler.sam.kinds import ApiConnectionConfig, ApiData, Parameter
 from serve.tools.functions import ToolError
 from serve.tools.plugins import API_RESPONSE_MAX_BYTES, ApiExecutor
 
@@ -27,14 +28,13 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
     return runner, runner.addresses[0][1]
 
 
-def api_data(endpoint: str, names: list[str]) -> dict[str, Any]:
-    return {
-        "endpoint": endpoint,
-        "method": "GET",
-        "headers": [],
-        "urlParams": [],
-        "parameters": [{"name": n, "type": "string", "required": True} for n in names],
-    }
+def api_data(endpoint: str, names: list[str]) -> ApiData:
+    """Constructed without validation: these endpoints are ones a manifest could not carry,
+    to show that the executor confines them at run time too."""
+    return ApiData.model_construct(
+        endpoint=endpoint,
+        parameters=[Parameter(name=n, type="string", required=True) for n in names],
+    )
 
 
 async def call(
@@ -58,11 +58,9 @@ async def call(
         async with aiohttp.ClientSession() as http:
             tool = ApiExecutor(
                 api_data(endpoint, list(arguments)),
-                {
-                    "baseUrl": f"http://127.0.0.1:{port}/api/base/",
-                    "timeout": 5,
-                    "authMethod": "token",
-                },
+                ApiConnectionConfig.model_construct(
+                    base_url=f"http://127.0.0.1:{port}/api/base/", timeout=5, auth_method="token"
+                ),
                 "token-1",
                 http,
             )

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from reconciler.sam.kinds import SqlConnectionConfig, SqlData
 from serve.tools.functions import ToolError
 from serve.tools.plugins import SqlExecutor, sql_engine
 
@@ -67,8 +68,9 @@ def run(executor: SqlExecutor, **arguments: Any) -> dict[str, Any]:
 def executor(
     connection: dict[str, Any], tmp_path: Path, query: str = QUERY, limit: int = 100
 ) -> SqlExecutor:
-    engine = sql_engine(connection, None, tmp_path)
-    return SqlExecutor({"parameters": PARAMETERS, "sqlQuery": query, "limit": limit}, engine)
+    engine = sql_engine(SqlConnectionConfig.model_validate(connection), None, tmp_path)
+    data = SqlData.model_validate({"parameters": PARAMETERS, "sqlQuery": query, "limit": limit})
+    return SqlExecutor(data, engine)
 
 
 def test_placeholders_are_bound_parameters(connection: dict[str, Any], tmp_path: Path) -> None:
