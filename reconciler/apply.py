@@ -19,8 +19,11 @@ planning (a commit elsewhere in a monorepo). Otherwise ``apply_revision`` runs t
 6. **publish** after the commit, never before: ``on_committed(generation)``; on PostgreSQL
    also ``NOTIFY samops_generation`` (sent in the transaction, delivered only on commit).
 
-A failure in steps 3-5 rolls the transaction back; the attempt is then recorded as ``failed``
-in a transaction of its own. Database errors reach the caller as sentences (translated in
+Steps 2-5 run in order over one ``_Pass`` in one transaction, each with the same signature;
+the one that decides the outcome ends the pass, and ``_record`` then writes the sync record and
+the state row from the pass, whatever the outcome. A failure rolls the transaction back; the
+attempt is then recorded as ``failed`` in a transaction of its own (a bug without its text,
+which may hold data). Database errors reach the caller as sentences (translated in
 ``store/db.py``), never as SQL with its parameters. Prune is scoped: only rows whose
 ``source`` is this source are ever deleted.
 """
@@ -37,7 +40,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
-from reconciler.desired import desired_state
+from reconciler.desired import Identity, ResourceState, desired_state
 from reconciler.errors import ApplyRefused, ApplyUnavailable, DatabaseError, TemporaryError
 from reconciler.plan import Plan, compute_plan
 from reconciler.progress import Progress
@@ -84,47 +87,125 @@ class _Attempt:
     started_clock: float
 
 
-def _record(
-    connection: Connection,
-    attempt: _Attempt,
-    *,
-    outcome: str,
-    plan: Plan,
-    generation: int,
-    errors: list[dict[str, Any]],
-    applied: bool,
-    digest: str | None = None,
-    fingerprint_key: str | None = None,
-) -> None:
-    """The sync record and the state row, in the caller's transaction; ``digest`` is that
-    of the applied files (recorded when ``applied``); ``fingerprint_key`` the database's new
-    fingerprint key, when this apply made one."""
+@dataclass(slots=True)
+class _Pass:
+    """What one apply knows so far. Each step reads it and fills in its part; the record at
+    the end is written from it, whichever step ended the pass."""
+
+    revision: Revision
+    attempt: _Attempt
+    allow_empty: bool
+    progress: Progress | None
+    generation: int = 0
+    outcome: Outcome = "failed"
+    plan: Plan = field(default_factory=lambda: Plan(()))
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+    stored_key: str | None = None
+    """The database's fingerprint key, as the pass found it."""
+    new_key: str | None = None
+    """The database's fingerprint key, when this pass made it (the first apply)."""
+    desired: dict[Identity, ResourceState] = field(default_factory=dict)
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome in ("applied", "unchanged")
+
+    def result(self) -> ApplyResult:
+        errors = self.revision.errors if self.outcome == "invalid" else []
+        return ApplyResult(
+            self.outcome,
+            self.attempt.revision,
+            self.generation,
+            self.plan,
+            errors=errors,
+            message=self.message,
+        )
+
+
+Step = Callable[[Connection, _Pass], bool]
+"""A step of an apply, inside its transaction: True ends the pass (its outcome is set)."""
+
+
+def _refuse_invalid(connection: Connection, run: _Pass) -> bool:
+    """2. A revision with errors changes nothing but its record: the last good state serves."""
+    if run.revision.valid:
+        return False
+    run.outcome = "invalid"
+    run.errors = [d.to_json() for d in run.revision.errors]
+    return True
+
+
+def _plan_and_guard(connection: Connection, run: _Pass) -> bool:
+    """3-4. Plan against the rows as they are now (the state row is locked); refuse a plan
+    that deletes every LLM client unless allowed."""
+    run.new_key = None if run.stored_key else secrets.token_hex(32)
+    key = bytes.fromhex(run.stored_key or run.new_key or "")
+    desired = desired_state(run.revision.resources, fingerprint_key=key)
+    actual = read_actual(connection, source=run.attempt.source)
+    run.plan = compute_plan(desired, actual)
+    run.desired = desired
+    if run.plan.deletes_every("LLMClient", actual) and not run.allow_empty:
+        run.outcome = "refused"
+        run.message = f"refused: this revision would delete every LLM client {ALLOW_EMPTY_HINT}"
+        run.errors = [
+            {"severity": "error", "code": "would-delete-all-clients", "message": run.message}
+        ]
+        run.new_key = None
+        return True
+    return False
+
+
+def _write(connection: Connection, run: _Pass) -> bool:
+    """5. Every change, in dependency order; the generation goes up when anything changed.
+    On PostgreSQL the generation is announced in the transaction (delivered on commit)."""
+    source, revision = run.attempt.source, run.attempt.revision
+    write_plan(
+        connection, run.plan, run.desired, source=source, revision=revision, progress=run.progress
+    )
+    run.outcome = "unchanged" if run.plan.empty else "applied"
+    run.generation += 0 if run.plan.empty else 1
+    if not run.plan.empty and connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_notify(:channel, :generation)"),
+            {"channel": GENERATION_CHANNEL, "generation": str(run.generation)},
+        )
+    return True
+
+
+STEPS: tuple[Step, ...] = (_refuse_invalid, _plan_and_guard, _write)
+
+
+def _record(connection: Connection, run: _Pass) -> None:
+    """The one summary of a pass: the sync record and the state row, in the pass's
+    transaction; the applied files' digest and a new fingerprint key when it applied."""
+    attempt, plan = run.attempt, run.plan
     connection.execute(
         insert(schema.syncs).values(
             source=attempt.source,
             revision=attempt.revision,
             started_at=attempt.started,
             finished_at=_now(),
-            outcome=outcome,
+            outcome=run.outcome,
             created=plan.count("create"),
             updated=plan.count("update"),
             deleted=plan.count("delete"),
-            generation=generation,
+            generation=run.generation,
             duration_ms=int((time.perf_counter() - attempt.started_clock) * 1000),
-            errors=errors,
+            errors=run.errors,
         )
     )
     values: dict[str, Any] = {
         "source": attempt.source,
         "last_attempted_revision": attempt.revision,
-        "generation": generation,
+        "generation": run.generation,
         "updated_at": _now(),
     }
-    if applied:
+    if run.applied:
         values["last_applied_revision"] = attempt.revision
-        values["last_applied_digest"] = digest
-    if fingerprint_key is not None:
-        values["fingerprint_key"] = fingerprint_key
+        values["last_applied_digest"] = run.revision.digest
+    if run.new_key is not None:
+        values["fingerprint_key"] = run.new_key
     exists = connection.execute(select(schema.state.c.id).where(schema.state.c.id == 1)).first()
     if exists:
         connection.execute(update(schema.state).where(schema.state.c.id == 1).values(values))
@@ -150,94 +231,66 @@ def apply_revision(
     """Make the rows of ``source`` equal ``revision`` in one transaction (see module doc).
     Its digest, when known, is recorded, for ``apply_if_files_unchanged``."""
     started, started_clock = _now(), time.perf_counter()
+    repeated = _already_attempted(engine, revision, source, allow_empty)  # 1.
+    if repeated is not None:
+        return repeated
+    run = _Pass(
+        revision, _Attempt(source, revision.revision, started, started_clock), allow_empty, progress
+    )
+    try:
+        with translated_errors(str(engine.url)), engine.begin() as connection:
+            state = read_state(connection, for_update=True)  # appliers take turns
+            run.generation, run.stored_key = state.generation, state.fingerprint_key
+            for step in STEPS:
+                if step(connection, run):
+                    break
+            _record(connection, run)
+    except DatabaseError as exc:
+        _record_failure(engine, str(exc), run)
+        failed = ApplyUnavailable if isinstance(exc, TemporaryError) else ApplyRefused
+        raise failed(
+            f"applying {revision.revision[:12]} failed and changed nothing: {exc}"
+        ) from exc
+    except Exception as exc:  # a bug: recorded without its text (it may hold data), not retried
+        _record_failure(engine, f"internal error ({type(exc).__name__}); see the log", run)
+        raise
+    if on_committed is not None and run.outcome == "applied":  # 6. publish, after the commit
+        on_committed(run.generation)
+    return run.result()
+
+
+def _already_attempted(
+    engine: Engine, revision: Revision, source: str, allow_empty: bool
+) -> ApplyResult | None:
+    """1. A read-only look: the same revision again writes nothing and says what it was
+    recorded as (None: attempt it)."""
     rev = revision.revision
-    with reading(engine) as connection:  # 1. read-only look: attempted already?
+    with reading(engine) as connection:
         current = read_state(connection)
         last_outcome = _last_outcome(connection)
         connection.rollback()
-    if current.last_attempted_revision == rev and current.source == source:
-        short = rev[:12]
-        if current.last_applied_revision == rev:
-            return ApplyResult("up-to-date", rev, current.generation)
-        if not revision.valid and last_outcome == "invalid":
-            message = f"revision {short} was already attempted and was invalid: nothing written"
-            return ApplyResult(
-                "invalid",
-                rev,
-                current.generation,
-                errors=revision.errors,
-                message=message,
-                repeated=True,
-            )
-        if last_outcome == "refused" and not allow_empty:
-            message = (
-                f"revision {short} was already attempted and was refused: it would delete every "
-                f"LLM client; nothing written {ALLOW_EMPTY_HINT}"
-            )
-            return ApplyResult("refused", rev, current.generation, message=message, repeated=True)
-
-    attempt = _Attempt(source, rev, started, started_clock)
-    if not revision.valid:  # 2. invalid: record it, change nothing else
-        generation = _record_attempt(
-            engine, attempt, "invalid", [d.to_json() for d in revision.errors]
+    if current.last_attempted_revision != rev or current.source != source:
+        return None
+    short = rev[:12]
+    if current.last_applied_revision == rev:
+        return ApplyResult("up-to-date", rev, current.generation)
+    if not revision.valid and last_outcome == "invalid":
+        message = f"revision {short} was already attempted and was invalid: nothing written"
+        return ApplyResult(
+            "invalid",
+            rev,
+            current.generation,
+            errors=revision.errors,
+            message=message,
+            repeated=True,
         )
-        return ApplyResult("invalid", rev, generation, errors=revision.errors)
-
-    try:
-        with translated_errors(str(engine.url)), engine.begin() as connection:
-            state = read_state(connection, for_update=True)  # 3. plan against rows as they are
-            new_key = None if state.fingerprint_key else secrets.token_hex(32)
-            key = bytes.fromhex(state.fingerprint_key or new_key or "")
-            desired = desired_state(revision.resources, fingerprint_key=key)
-            actual = read_actual(connection, source=source)
-            plan = compute_plan(desired, actual)
-            if plan.deletes_every("LLMClient", actual) and not allow_empty:  # 4. guard
-                message = f"refused: this revision would delete every LLM client {ALLOW_EMPTY_HINT}"
-                _record(
-                    connection,
-                    attempt,
-                    outcome="refused",
-                    plan=plan,
-                    generation=state.generation,
-                    errors=[
-                        {
-                            "severity": "error",
-                            "code": "would-delete-all-clients",
-                            "message": message,
-                        }
-                    ],
-                    applied=False,
-                )
-                return ApplyResult("refused", rev, state.generation, plan, message=message)
-            generation = state.generation + (0 if plan.empty else 1)  # 5. write
-            write_plan(connection, plan, desired, source=source, revision=rev, progress=progress)
-            if not plan.empty and connection.dialect.name == "postgresql":
-                # Transactional: PostgreSQL delivers it to listeners only if this commits.
-                connection.execute(
-                    text("SELECT pg_notify(:channel, :generation)"),
-                    {"channel": GENERATION_CHANNEL, "generation": str(generation)},
-                )
-            _record(
-                connection,
-                attempt,
-                outcome="unchanged" if plan.empty else "applied",
-                plan=plan,
-                generation=generation,
-                errors=[],
-                applied=True,
-                digest=revision.digest,
-                fingerprint_key=new_key,
-            )
-    except DatabaseError as exc:
-        _record_failure(engine, str(exc), attempt)
-        failed = ApplyUnavailable if isinstance(exc, TemporaryError) else ApplyRefused
-        raise failed(f"applying {rev[:12]} failed and changed nothing: {exc}") from exc
-    except Exception as exc:  # a bug: recorded without its text (it may hold data), not retried
-        _record_failure(engine, f"internal error ({type(exc).__name__}); see the log", attempt)
-        raise
-    if on_committed is not None and not plan.empty:  # 6. publish, after the commit
-        on_committed(generation)
-    return ApplyResult("unchanged" if plan.empty else "applied", rev, generation, plan)
+    if last_outcome == "refused" and not allow_empty:
+        message = (
+            f"revision {short} was already attempted and was refused: it would delete every "
+            f"LLM client; nothing written {ALLOW_EMPTY_HINT}"
+        )
+        return ApplyResult("refused", rev, current.generation, message=message, repeated=True)
+    return None
 
 
 def apply_if_files_unchanged(
@@ -258,16 +311,9 @@ def apply_if_files_unchanged(
         state = read_state(connection, for_update=True)
         if state.source != source or state.last_applied_digest != peek.digest:
             return None  # another applier moved on meanwhile: read and apply as usual
-        _record(
-            connection,
-            attempt,
-            outcome="unchanged",
-            plan=Plan(()),
-            generation=state.generation,
-            errors=[],
-            applied=True,
-            digest=peek.digest,
-        )
+        run = _Pass(Revision(peek.revision, digest=peek.digest), attempt, False, None)
+        run.generation, run.outcome = state.generation, "unchanged"
+        _record(connection, run)
     return ApplyResult(
         "unchanged",
         peek.revision,
@@ -276,29 +322,16 @@ def apply_if_files_unchanged(
     )
 
 
-def _record_attempt(
-    engine: Engine, attempt: _Attempt, outcome: str, errors: list[dict[str, Any]]
-) -> int:
-    """Record an attempt that changes nothing, in a transaction of its own; the generation."""
-    with engine.begin() as connection:
-        state = read_state(connection, for_update=True)
-        _record(
-            connection,
-            attempt,
-            outcome=outcome,
-            plan=Plan(()),
-            generation=state.generation,
-            errors=errors,
-            applied=False,
-        )
-    return state.generation
-
-
-def _record_failure(engine: Engine, message: str, attempt: _Attempt) -> None:
-    """Best effort: the database may be the very thing that failed."""
-    error = {"severity": "error", "code": "apply-failed", "message": message.splitlines()[0][:500]}
-    with contextlib.suppress(Exception):  # the original error is what the caller reports
-        _record_attempt(engine, attempt, "failed", [error])
+def _record_failure(engine: Engine, message: str, run: _Pass) -> None:
+    """A failed pass, recorded in a transaction of its own after its own rolled back. Best
+    effort: the database may be the very thing that failed."""
+    run.outcome, run.plan, run.new_key = "failed", Plan(()), None
+    run.errors = [
+        {"severity": "error", "code": "apply-failed", "message": message.splitlines()[0][:500]}
+    ]
+    with contextlib.suppress(Exception), engine.begin() as connection:
+        run.generation = read_state(connection, for_update=True).generation
+        _record(connection, run)
 
 
 def plan_revision(engine: Engine, revision: Revision, *, source: str = DEFAULT_SOURCE) -> Plan:

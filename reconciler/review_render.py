@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from reconciler.desired import KIND_ORDER
-from reconciler.plan import Change, FieldChange, plan_to_json, render_text, summary_line
+from reconciler.plan import Change, FieldChange
+from reconciler.plan_render import plan_to_json, render_text, summary_line
 from reconciler.review import LEVELS, Review
 
 MARKER = "<!-- samops-plan -->"

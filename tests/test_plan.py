@@ -5,14 +5,8 @@ from __future__ import annotations
 import json
 
 from reconciler.desired import ResourceState, desired_state
-from reconciler.plan import (
-    FieldChange,
-    compute_plan,
-    diff_fields,
-    plan_to_json,
-    render_markdown,
-    render_text,
-)
+from reconciler.plan import FieldChange, compute_plan, diff_fields
+from reconciler.plan_render import plan_to_json, render_markdown, render_text
 from reconciler.sealing import generate_keypair, seal
 from tests.conftest import validate_text
 

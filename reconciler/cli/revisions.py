@@ -28,7 +28,7 @@ from reconciler.cli.common import (
     source_options,
 )
 from reconciler.errors import ApplyError
-from reconciler.plan import plan_to_json, render_markdown, render_text
+from reconciler.plan_render import plan_to_json, render_markdown, render_text
 from reconciler.review import Level, review_revisions
 from reconciler.review_render import (
     DEFAULT_MAX_CHARS,
