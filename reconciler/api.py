@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from reconciler.apikeys import digests_match, presented_digests
 from reconciler.apply import GENERATION_CHANNEL
-from reconciler.cli.common import database_options, fail
-from reconciler.daemon import Daemon, DaemonSettings
+from reconciler.cli.common import database_options, fail, source_option
+from reconciler.daemon import Daemon
 from reconciler.desired import Identity, ResourceState, desired_state
 from reconciler.errors import SealingError
 from reconciler.follow import (
@@ -26,6 +26,7 @@ from reconciler.logs import Throttled, configure_logging
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.refs import LocalRefReader, RefError, RefReader, Validator, ref_reader_for
 from reconciler.sealing import unseal
+from reconciler.settings import DaemonSettings, unknown_variables
 
 __all__ = [
     "GENERATION_CHANNEL",
@@ -53,5 +54,7 @@ __all__ = [
     "leader_lock_for",
     "presented_digests",
     "ref_reader_for",
+    "source_option",
+    "unknown_variables",
     "unseal",
 ]

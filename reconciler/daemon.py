@@ -42,7 +42,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -52,44 +51,15 @@ from reconciler.follow import Follower, Watch
 from reconciler.leader import LeaderLock
 from reconciler.logs import Throttled
 from reconciler.metrics import ReconcilerMetrics
-from reconciler.sam.load import LoadOptions
 from reconciler.sam.revision import ParseCache, Revision, validate_files
+from reconciler.settings import DaemonSettings
 from reconciler.store.control import Control, read_control
 from reconciler.store.db import reading, translated_errors
 
 log = logging.getLogger("samops.daemon")
+DEFAULT_SETTINGS = DaemonSettings()
 TRANSIENT = TemporaryError
 """What the loop retries with backoff; ``PermanentError`` and bugs wait for the next trigger."""
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonSettings:
-    """How the daemon paces itself. Every duration is in seconds."""
-
-    source_name: str = "default"
-    """Name of the followed source: only its rows are pruned; leadership is per source."""
-    debounce_seconds: float = 0.01
-    """Wait after an isolated wake-up before its pass; each further event within it restarts
-    it (one commit moves a ref with several file-system events)."""
-    burst_quiet_seconds: float = 0.1
-    """In a burst (wake-ups while a pass runs or a burst settles), wait for this long without
-    events before the next pass."""
-    burst_max_wait_seconds: float = 1.0
-    """Longest wait from the first unserved wake-up to its pass, even if events never stop."""
-    poll_interval_seconds: float = 60.0
-    """Fetch period for a remote repository (webhooks make it sooner)."""
-    poll_jitter: float = 0.1
-    """Random spread of the poll period, as a fraction of it (avoids herds of fetches)."""
-    retry_initial_seconds: float = 0.5
-    """Wait before retrying a pass that failed transiently; doubles per failure (±20 %)."""
-    retry_max_seconds: float = 60.0
-    """Cap of the retry wait; also of the interval between outage warnings."""
-    control_poll_seconds: float = 1.0
-    """Period of the control check (leadership, suspension, reconcile requests) without
-    events; also how often an unreachable database is tried again."""
-    allow_empty: bool = False
-    """Apply a revision that deletes every client (refused otherwise)."""
-    load_options: LoadOptions = field(default_factory=LoadOptions)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -190,7 +160,7 @@ class Daemon:
         follower: Follower,
         leader: LeaderLock,
         metrics: ReconcilerMetrics,
-        settings: DaemonSettings = DaemonSettings(),
+        settings: DaemonSettings = DEFAULT_SETTINGS,
         on_generation: Callable[[int], None] | None = None,
     ) -> None:
         self.engine = engine

@@ -16,7 +16,7 @@ import asyncio
 
 from aiohttp import web
 
-BODY_TIMEOUT_SECONDS = 30.0
+from serve.settings import BODY_TIMEOUT_SECONDS
 
 
 class BodyTimeout(Exception):

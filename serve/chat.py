@@ -26,15 +26,14 @@ from typing import Any
 
 from serve import jsonwire
 from serve.providers import Providers, UpstreamError, translated_upstream_errors, upstream_clock
+from serve.settings import (
+    DEFAULT_MAX_CONCURRENT_TOOL_CALLS,
+    DEFAULT_MAX_TOOL_CALLS_PER_ROUND,
+    DEFAULT_MAX_TOOL_ROUNDS,
+)
 from serve.snapshot import CompiledClient, CompiledPlugin, Snapshot, Tool
 from serve.tools.functions import ToolError, parse_arguments
 
-DEFAULT_MAX_TOOL_ROUNDS = 4
-DEFAULT_MAX_TOOL_CALLS_PER_ROUND = 16
-"""Calls of one round that run; the model is told the others did not (an upstream once asked
-for 150 at a time, all sent to one API host at once)."""
-DEFAULT_MAX_CONCURRENT_TOOL_CALLS = 4
-"""Calls of one round that run at the same time."""
 log = logging.getLogger("samops.chat")
 
 

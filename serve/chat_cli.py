@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,15 +27,15 @@ from reconciler.store.db import (
     default_data_dir,
     open_existing_database,
 )
+from serve.offline import offline_upstream
 from serve.preview import (
     Answer,
     PreviewError,
     chat_once,
     read_ref,
 )
-from serve.providers import ProviderSettings, UpstreamError
-from serve.server import offline_upstream
-from serve.snapshot import ServingSettings
+from serve.providers import UpstreamError
+from serve.settings import ProviderSettings, ServingSettings, UpstreamEnvironment
 
 
 @click.command("chat")
@@ -87,7 +86,6 @@ def chat(
     subpath: str,
     allow_plaintext_secrets: bool,
     database_url: str | None,
-    source_name: str,
     output_format: str,
 ) -> None:
     """Send MESSAGE ('-': standard input) to CLIENT and print its answer: one turn, no session.
@@ -159,15 +157,14 @@ def chat(
 async def _chat_once(
     client: str, message: str, revision: Revision | None, engine: Engine | None
 ) -> Answer:
-    async with offline_upstream() as openai_url:
+    upstream = UpstreamEnvironment.read()
+    async with offline_upstream(upstream) as openai_url:
         return await chat_once(
             client,
             message,
             revision=revision,
             engine=engine,
-            providers=ProviderSettings(
-                openai_base_url=openai_url, openai_api_key=os.environ.get("OPENAI_API_KEY")
-            ),
+            providers=ProviderSettings(openai_base_url=openai_url, openai_api_key=upstream.api_key),
             serving=ServingSettings(data_dir=default_data_dir()),
         )
 

@@ -32,15 +32,8 @@ from aiohttp import web
 
 from reconciler.api import digests_match, presented_digests
 from serve import jsonwire, logctx
-from serve.bodies import BODY_TIMEOUT_SECONDS, BodyTimeout, BodyTooLarge, read_body
-from serve.chat import (
-    DEFAULT_MAX_CONCURRENT_TOOL_CALLS,
-    DEFAULT_MAX_TOOL_CALLS_PER_ROUND,
-    DEFAULT_MAX_TOOL_ROUNDS,
-    Turn,
-    TurnResult,
-    text_of,
-)
+from serve.bodies import BodyTimeout, BodyTooLarge, read_body
+from serve.chat import Turn, TurnResult, text_of
 from serve.chat_metrics import ChatMetrics
 from serve.errors import HttpError, error_response, openai_error_response, openai_stream_error
 from serve.providers import Providers, UpstreamError
@@ -52,27 +45,11 @@ from serve.sessions import (
     TurnRecord,
     new_session_key,
 )
+from serve.settings import ChatSettings
 from serve.snapshot import CompiledClient, ServingState, Snapshot
 
 log = logging.getLogger("samops.chat")
 SMARTER_API = "smarter.sh/v1"
-
-
-@dataclass(frozen=True, slots=True)
-class ChatSettings:
-    max_body_bytes: int = 1024 * 1024
-    body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
-    max_messages: int = 200
-    max_history_messages: int = 100
-    """Most earlier messages of a session sent upstream with a new prompt (the newest)."""
-    max_history_chars: int = 200_000
-    """Most characters of earlier messages sent upstream (the newest, whole messages)."""
-    max_tool_calls_per_round: int = DEFAULT_MAX_TOOL_CALLS_PER_ROUND
-    max_concurrent_tool_calls: int = DEFAULT_MAX_CONCURRENT_TOOL_CALLS
-    deadline_seconds: float = 120.0
-    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
-    account_number: str = "0000-0000-0000"
-    api_domain: str = "localhost"
 
 
 @dataclass(frozen=True, slots=True)

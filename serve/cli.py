@@ -7,6 +7,8 @@ Entry points. The commands reach the ``samops`` CLI through a package entry poin
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import click
@@ -20,6 +22,8 @@ from reconciler.api import (
     database_options,
     fail,
     leader_lock_for,
+    source_option,
+    unknown_variables,
 )
 from reconciler.errors import SourceError
 from reconciler.sam.load import LoadOptions
@@ -31,11 +35,13 @@ from reconciler.store.db import (
 )
 from serve import logctx
 from serve.cli_options import chat_settings, needs_admin_key, server_options
-from serve.options import FollowerSpec, ServerOptions
 from serve.server import choose_follower, run_server, serve_until_stopped
+from serve.settings import FollowerSpec, ServerOptions
 from serve.workers import (
     enable_shared_metrics,
 )
+
+log = logging.getLogger("samops.run")
 
 
 @click.command()
@@ -67,6 +73,7 @@ from serve.workers import (
     help="Folder inside the repository holding the manifests. [env: SAMOPS_PATH]",
 )
 @database_options
+@source_option
 @server_options
 @click.option(
     "--webhook-secret",
@@ -132,6 +139,7 @@ def run(
     """
     needs_admin_key(protect, admin_key_digest)
     configure_logging(log_format, log_level)
+    report_unknown_settings()
     logctx.install()
     follower = choose_follower(path, repo, url, ref, subpath, default_data_dir())
     try:
@@ -193,7 +201,6 @@ def run(
 @server_options
 def serve(
     database_url: str | None,
-    source_name: str,
     host: str,
     port: int,
     account_number: str,
@@ -220,6 +227,7 @@ def serve(
     """
     needs_admin_key(protect, admin_key_digest)
     configure_logging(log_format, log_level)
+    report_unknown_settings()
     logctx.install()
     try:
         engine = open_database(database_url)
@@ -249,3 +257,10 @@ def serve(
         ),
         engine,
     )
+
+
+def report_unknown_settings() -> None:
+    """A ``SAMOPS_*`` variable that samops does not read is said at start-up (a typo would
+    otherwise leave a setting silently at its default)."""
+    for sentence in unknown_variables(os.environ):
+        log.warning(sentence)

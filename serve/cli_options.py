@@ -13,7 +13,7 @@ from collections.abc import Callable
 import click
 
 from reconciler.sam.kinds import DIGEST_PATTERN
-from serve.chat_routes import ChatSettings
+from serve.settings import ChatSettings
 
 
 def server_options(command: Callable[..., None]) -> Callable[..., None]:

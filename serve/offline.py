@@ -19,16 +19,21 @@ request, latency and a record of what it was sent.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from serve.settings import UpstreamEnvironment
+
 Json = dict[str, Any]
+log = logging.getLogger("samops.offline")
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "scripted-echo")
 MODELS_CREATED = 1_700_000_000  # fixed, so that the model listing is the same on every run
 CALL = re.compile(r"call:([A-Za-z0-9_-]+)")
@@ -301,3 +306,31 @@ def create_offline_app() -> web.Application:
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", offline_completion)
     return app
+
+
+@asynccontextmanager
+async def offline_upstream(
+    upstream: UpstreamEnvironment, shared: str | None = None
+) -> AsyncIterator[str | None]:
+    """The URL of the built-in ``openai`` provider: ``OPENAI_BASE_URL`` when a key is set;
+    else the offline demo model's, ``shared`` (the primary's, in a worker) or one started
+    here for as long as the context lasts."""
+    if not upstream.offline:
+        yield upstream.base_url
+        return
+    if shared is not None:
+        yield shared
+        return
+    runner = web.AppRunner(create_offline_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    log.info(
+        "OPENAI_API_KEY is not set: the openai provider answers from the offline demo model",
+        extra={"url": f"http://127.0.0.1:{port}/v1"},
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()

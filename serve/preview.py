@@ -52,8 +52,9 @@ from serve.chat_routes import (
     turn_errors,
 )
 from serve.errors import error_response
-from serve.providers import Providers, ProviderSettings
-from serve.snapshot import CompiledClient, ServingSettings, ServingState, Snapshot
+from serve.providers import Providers
+from serve.settings import ProviderSettings, ServingSettings
+from serve.snapshot import CompiledClient, ServingState, Snapshot
 
 FETCH_TIMEOUT_SECONDS = 30.0
 MAX_REF_CHARS = 256

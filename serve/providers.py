@@ -19,11 +19,11 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import openai
 
+from serve.settings import ProviderSettings
 from serve.snapshot import ProviderTarget, Snapshot
 
 BUILTIN = "openai"
@@ -36,16 +36,6 @@ class UpstreamError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderSettings:
-    openai_base_url: str | None = None
-    openai_api_key: str | None = None
-    timeout_seconds: float = 60.0
-    max_retries: int = 2
-    aiohttp_transport: bool = True
-    """The SDK's aiohttp transport (measured faster than its default, see bench/chat.py)."""
 
 
 class Providers:

@@ -24,8 +24,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -57,15 +56,15 @@ from serve.chat_routes import ChatDeps, add_chat_routes
 from serve.demo import add_demo_routes
 from serve.listening import LimitedSite
 from serve.notify import GenerationListener
-from serve.offline import create_offline_app
-from serve.options import ServerOptions
+from serve.offline import offline_upstream
 from serve.preview import (
     PreviewDeps,
     add_preview_route,
 )
-from serve.providers import Providers, ProviderSettings
+from serve.providers import Providers
 from serve.sessions import SessionStore
-from serve.snapshot import ServingSettings, ServingState
+from serve.settings import ProviderSettings, ServerOptions, ServingSettings, UpstreamEnvironment
+from serve.snapshot import ServingState
 from serve.workers import (
     WAKE_SIGNAL,
     WorkerConfig,
@@ -113,31 +112,6 @@ async def _start_site(
     return int(runner.addresses[0][1])
 
 
-@asynccontextmanager
-async def offline_upstream(shared: str | None = None) -> AsyncIterator[str | None]:
-    """The offline demo model's URL when no OpenAI key is set (None otherwise): ``shared``
-    (the primary's, in a worker), or one started here."""
-    if os.environ.get("OPENAI_API_KEY"):
-        yield os.environ.get("OPENAI_BASE_URL")
-        return
-    if shared is not None:
-        yield shared
-        return
-    runner = web.AppRunner(create_offline_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    log.info(
-        "OPENAI_API_KEY is not set: the openai provider answers from the offline demo model",
-        extra={"url": f"http://127.0.0.1:{port}/v1"},
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
-
-
 async def serve_until_stopped(
     *,
     engine: Engine,
@@ -162,12 +136,14 @@ async def serve_until_stopped(
         multiprocess_mode="livemin",
     )
     shared_upstream = worker.offline_upstream_url if worker is not None else None
-    async with offline_upstream(shared_upstream) as openai_url, aiohttp.ClientSession() as http:
+    upstream = UpstreamEnvironment.read()
+    async with (
+        offline_upstream(upstream, shared_upstream) as openai_url,
+        aiohttp.ClientSession() as http,
+    ):
         state = ServingState(engine, http, ServingSettings(data_dir=default_data_dir()))
         providers = Providers(
-            ProviderSettings(
-                openai_base_url=openai_url, openai_api_key=os.environ.get("OPENAI_API_KEY")
-            )
+            ProviderSettings(openai_base_url=openai_url, openai_api_key=upstream.api_key)
         )
         metrics = ChatMetrics(registry)
         sessions = SessionStore(
@@ -195,7 +171,7 @@ async def serve_until_stopped(
                 served_generation=lambda: state.snapshot.generation,
                 worker=worker.index if worker is not None else 0,
                 workers_listening=lambda: group is None or group.listening,
-                offline_demo=not os.environ.get("OPENAI_API_KEY"),
+                offline_demo=upstream.offline,
             )
         )
         add_chat_routes(app, ChatDeps(state, providers, sessions, options.chat, metrics))
@@ -230,13 +206,14 @@ async def serve_until_stopped(
         )
         if primary:
             group = WorkerGroup(
-                _worker_configs(options, port, openai_url), _worker_environment(engine, options)
+                _worker_configs(options, port, openai_url if upstream.offline else None),
+                _worker_environment(engine, options),
             )
             group.start()
             describe += f", {options.workers} processes"
         if worker is None:
             click.echo(f"samops: serving on http://{options.host}:{port} ({describe})", err=True)
-            if not os.environ.get("OPENAI_API_KEY"):
+            if upstream.offline:
                 click.echo(
                     "samops: OPENAI_API_KEY is not set: the offline demo model answers the "
                     "openai provider ('echo: ...'); set it to use OpenAI",
@@ -310,10 +287,10 @@ def _ref_reader(daemon: Daemon | None, options: ServerOptions) -> RefReader | No
 
 
 def _worker_configs(
-    options: ServerOptions, port: int, openai_url: str | None
+    options: ServerOptions, port: int, shared_upstream: str | None
 ) -> list[WorkerConfig]:
+    """The workers' settings; ``shared_upstream`` is the offline demo model they all use."""
     bound = dataclasses.replace(options, port=port)
-    shared_upstream = None if os.environ.get("OPENAI_API_KEY") else openai_url
     return [
         WorkerConfig(index, os.getpid(), bound, shared_upstream)
         for index in range(1, options.workers)

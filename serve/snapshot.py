@@ -24,7 +24,6 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -50,7 +49,8 @@ from reconciler.sam.references import dependants
 from reconciler.store.db import reading
 from reconciler.store.read import read_actual, read_state
 from serve.secrets import SecretUnavailable, resolve_secret
-from serve.tools.functions import FunctionSettings, ToolError, function_tool_schema, run_function
+from serve.settings import ServingSettings
+from serve.tools.functions import ToolError, function_tool_schema, run_function
 from serve.tools.plugins import ApiExecutor, SqlExecutor, StaticExecutor, sql_engine
 
 log = logging.getLogger("samops.state")
@@ -177,13 +177,6 @@ class Snapshot:
 
 
 EMPTY = Snapshot(0, None, {}, {})
-
-
-@dataclass
-class ServingSettings:
-    data_dir: Path = Path("data")
-    """Relative SQLite paths of SqlConnections are read from here."""
-    functions: FunctionSettings = field(default_factory=FunctionSettings)
 
 
 def _failing(message: str) -> Execute:

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from serve.options import ServerOptions
+from serve.settings import ServerOptions
 
 log = logging.getLogger("samops.workers")
 CONFIG_VARIABLE = "SAMOPS_WORKER"

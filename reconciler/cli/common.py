@@ -102,20 +102,25 @@ def source_options(command: Any) -> Any:
 
 
 def database_options(command: Any) -> Any:
-    """--database-url and --source-name, shared by every command that touches state."""
-    command = click.option(
+    """--database-url, shared by every command that touches state."""
+    return click.option(
+        "--database-url",
+        envvar="SAMOPS_DATABASE_URL",
+        help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: a SQLite file in "
+        "$SAMOPS_DATA_DIR, default ./data). [env: SAMOPS_DATABASE_URL]",
+    )(command)
+
+
+def source_option(command: Any) -> Any:
+    """--source-name, for the commands that act for one source (plan, apply, run and the
+    requests to its daemon)."""
+    return click.option(
         "--source-name",
         envvar="SAMOPS_SOURCE",
         default=DEFAULT_SOURCE,
         show_default=True,
         help="Name of this manifest source; apply only ever prunes rows of this source, and "
         "a daemon leads per source. [env: SAMOPS_SOURCE]",
-    )(command)
-    return click.option(
-        "--database-url",
-        envvar="SAMOPS_DATABASE_URL",
-        help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: a SQLite file in "
-        "$SAMOPS_DATA_DIR, default ./data). [env: SAMOPS_DATABASE_URL]",
     )(command)
 
 

@@ -63,7 +63,7 @@ def _database(database_url: str | None) -> dict[str, Any]:
 @click.command()
 @database_options
 @output_option(["text", "json", "yaml"], "text")
-def version(database_url: str | None, source_name: str, output_format: str) -> None:
+def version(database_url: str | None, output_format: str) -> None:
     """Print the versions of samops, Python and its key libraries, and the database schema
     revision this samops expects beside the one the database has (read only, never created).
 

@@ -25,6 +25,7 @@ from reconciler.cli.common import (
     owned_database,
     progress_for,
     read_revision,
+    source_option,
     source_options,
 )
 from reconciler.errors import ApplyError
@@ -106,6 +107,7 @@ def schema(kind: str | None) -> None:
 @click.command()
 @source_options
 @database_options
+@source_option
 @output_option(["text", "markdown", "json"], "text", "json is documented in docs/cli.md.")
 @click.option(
     "--detailed-exitcode",
@@ -259,6 +261,7 @@ def _review(
 @click.command()
 @source_options
 @database_options
+@source_option
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 @click.option("--allow-empty", is_flag=True, help="Allow a revision that deletes every LLM client.")
 @output_option(["text", "json"], "text")

@@ -23,6 +23,7 @@ from reconciler.cli.common import (
     fail,
     kind_name,
     output_option,
+    source_option,
 )
 from reconciler.errors import DescribeError
 from reconciler.leader import leader_present
@@ -51,7 +52,7 @@ T = TypeVar("T")
     type=click.IntRange(0, 1000),
     help="How many recent syncs to list.",
 )
-def status(database_url: str | None, source_name: str, output_format: str, history: int) -> None:
+def status(database_url: str | None, output_format: str, history: int) -> None:
     """Show the applied and attempted revisions, the generation and recent syncs.
 
     \b
@@ -79,9 +80,7 @@ def status(database_url: str | None, source_name: str, output_format: str, histo
     "the resources as SAM manifests (yaml: one document each, ready to re-apply). text is "
     "table. (--format is an alias.)",
 )
-def get_command(
-    database_url: str | None, source_name: str, kind: str, name: str | None, output_format: str
-) -> None:
+def get_command(database_url: str | None, kind: str, name: str | None, output_format: str) -> None:
     """List the resources of KIND in the database, or the one named NAME.
 
     \b
@@ -118,9 +117,7 @@ def get_command(
 @click.argument("kind", type=KIND_CHOICE, metavar="KIND")
 @click.argument("name")
 @output_option(["yaml", "json"], "yaml")
-def describe(
-    database_url: str | None, source_name: str, kind: str, name: str, output_format: str
-) -> None:
+def describe(database_url: str | None, kind: str, name: str, output_format: str) -> None:
     """Print one resource as SAM; it re-applies as an empty plan.
 
     \b
@@ -142,6 +139,7 @@ def describe(
 
 @click.command()
 @database_options
+@source_option
 @click.option("--reason", help="Shown in status while suspended.")
 def suspend(database_url: str | None, source_name: str, reason: str | None) -> None:
     """Stop the daemon from applying new revisions (persisted; see `samops resume`).
@@ -161,6 +159,7 @@ def suspend(database_url: str | None, source_name: str, reason: str | None) -> N
 
 @click.command()
 @database_options
+@source_option
 def resume(database_url: str | None, source_name: str) -> None:
     """Let the daemon apply again; it reconciles at once.
 
@@ -177,6 +176,7 @@ def resume(database_url: str | None, source_name: str) -> None:
 
 @click.command()
 @database_options
+@source_option
 def reconcile(database_url: str | None, source_name: str) -> None:
     """Ask the running daemon for a pass now (and a fetch, for a remote repository).
 
@@ -228,7 +228,7 @@ def db() -> None:
 
 @db.command("upgrade")
 @database_options
-def db_upgrade(database_url: str | None, source_name: str) -> None:
+def db_upgrade(database_url: str | None) -> None:
     """Create the schema, or apply pending migrations (apply, run and serve do this at start).
 
     \b

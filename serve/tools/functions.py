@@ -31,13 +31,13 @@ import math
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import aiohttp
 
 from reconciler.sam.functions import BUILTIN_FUNCTIONS, canonical_function, known_function_names
+from serve.settings import FunctionSettings
 
 Number = int | float
 
@@ -69,18 +69,6 @@ def int64(value: int) -> int:
 def parse_arguments(text: str) -> Any:
     """A tool call's JSON arguments; integers beyond 64 bits are a ToolError."""
     return json.loads(text, parse_int=lambda digits: int64(int(digits)))
-
-
-@dataclass(frozen=True)
-class FunctionSettings:
-    """Where ``get_current_weather`` asks, and how long it waits (tests use a local server)."""
-
-    geocoding_url: str = "https://geocoding-api.open-meteo.com/v1/search"
-    """Open-Meteo's geocoding search: place name to coordinates."""
-    forecast_url: str = "https://api.open-meteo.com/v1/forecast"
-    """Open-Meteo's forecast: current conditions at coordinates."""
-    timeout_seconds: float = 10.0
-    """Total time allowed for each HTTP request, in seconds."""
 
 
 # --- schemas --------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from reconciler.daemon import DaemonSettings, Outage, Pacer
+from reconciler.daemon import Outage, Pacer
+from reconciler.settings import DaemonSettings
 
 SETTINGS = DaemonSettings(
     debounce_seconds=0.01,

@@ -14,11 +14,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from serve.app import ServerDeps, create_app
-from serve.chat_routes import ChatDeps, ChatSettings, add_chat_routes
+from serve.chat_routes import ChatDeps, add_chat_routes
 from serve.preview import PreviewDeps, add_preview_route
-from serve.providers import Providers, ProviderSettings
+from serve.providers import Providers
 from serve.sessions import SessionStore
-from serve.snapshot import ServingSettings, ServingState
+from serve.settings import ChatSettings, ProviderSettings, ServingSettings
+from serve.snapshot import ServingState
 
 
 @asynccontextmanager

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from serve.chat_routes import ChatSettings, bounded_history
+from serve.chat_routes import bounded_history
+from serve.settings import ChatSettings
 
 
 def turns(count: int, size: int = 10) -> list[dict[str, Any]]:

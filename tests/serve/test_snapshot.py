@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 
 from reconciler.apply import apply_revision
 from reconciler.source import DirectorySource, validate_source
-from serve.snapshot import ServingSettings, ServingState
+from serve.settings import ServingSettings
+from serve.snapshot import ServingState
 from tests.conftest import MANIFESTS
 
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from serve.chat import DEFAULT_MAX_CONCURRENT_TOOL_CALLS, DEFAULT_MAX_TOOL_CALLS_PER_ROUND
+from serve.settings import DEFAULT_MAX_CONCURRENT_TOOL_CALLS, DEFAULT_MAX_TOOL_CALLS_PER_ROUND
 from tests.conftest import MANIFESTS
 from tests.serve.harness import example_chat, loopback
 

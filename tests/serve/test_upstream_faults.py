@@ -25,8 +25,8 @@ from aiohttp import web
 from reconciler.apply import apply_revision
 from reconciler.source import DirectorySource, validate_source
 from reconciler.store.db import open_database
-from serve.chat_routes import ChatSettings
 from serve.sessions import SessionStore
+from serve.settings import ChatSettings
 from tests.conftest import MANIFESTS
 from tests.fakes.upstream import create_scripted_app
 from tests.serve.harness import chat_routes

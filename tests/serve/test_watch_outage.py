@@ -16,7 +16,8 @@ from sqlalchemy import Engine
 from reconciler.apply import apply_revision
 from reconciler.source import DirectorySource, validate_source
 from serve.server import watch_generations as _watch_generations
-from serve.snapshot import ServingSettings, ServingState
+from serve.settings import ServingSettings
+from serve.snapshot import ServingState
 from tests.conftest import MANIFESTS
 from tests.serve.test_sessions import Outages
 

@@ -10,8 +10,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from serve.chat_routes import ChatSettings
-from serve.options import FollowerSpec, ServerOptions
+from serve.settings import ChatSettings, FollowerSpec, ServerOptions
 from serve.workers import WorkerConfig
 from tests.conftest import GitRepo
 from tests.daemon.conftest import DaemonProcess, set_role, wait_for

@@ -18,7 +18,8 @@ import pytest
 from aiohttp import web
 
 from reconciler.sam.functions import BUILTIN_FUNCTIONS
-from serve.tools.functions import FunctionSettings, ToolError, function_tool_schema, run_function
+from serve.settings import FunctionSettings
+from serve.tools.functions import ToolError, function_tool_schema, run_function
 
 
 def run(name: str, arguments: dict[str, Any], settings: FunctionSettings | None = None) -> Any:

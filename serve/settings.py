@@ -1,0 +1,146 @@
+"""The server's settings, one typed object per concern, every field with its unit and default.
+
+Serve stage. What the command line and the environment set (``serve/cli_options.py`` names
+the options and their ``SAMOPS_*`` variables; ``reconciler/settings.py`` lists every variable)
+arrives here as values; nothing below reads the environment except ``UpstreamEnvironment``,
+the one place that reads ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``.
+
+- ``ServerOptions``: listening, workers, logging, protection (and ``FollowerSpec``, what the
+  workers preview from);
+- ``ChatSettings``: the bounds of one chat request and turn;
+- ``ProviderSettings``: how upstream models are called;
+- ``ServingSettings`` and ``FunctionSettings``: what compiled clients and built-in functions
+  need on this host.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BODY_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_TOOL_ROUNDS = 4
+DEFAULT_MAX_TOOL_CALLS_PER_ROUND = 16
+"""Calls of one round that run; the model is told the others did not (an upstream once asked
+for 150 at a time, all sent to one API host at once)."""
+DEFAULT_MAX_CONCURRENT_TOOL_CALLS = 4
+"""Calls of one round that run at the same time."""
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    """Where ``get_current_weather`` asks, and how long it waits (tests use a local server)."""
+
+    geocoding_url: str = "https://geocoding-api.open-meteo.com/v1/search"
+    """Open-Meteo's geocoding search: place name to coordinates."""
+    forecast_url: str = "https://api.open-meteo.com/v1/forecast"
+    """Open-Meteo's forecast: current conditions at coordinates."""
+    timeout_seconds: float = 10.0
+    """Total time allowed for each HTTP request, in seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    timeout_seconds: float = 60.0
+    max_retries: int = 2
+    aiohttp_transport: bool = True
+    """The SDK's aiohttp transport (measured faster than its default, see bench/chat.py)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSettings:
+    max_body_bytes: int = 1024 * 1024
+    body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
+    max_messages: int = 200
+    max_history_messages: int = 100
+    """Most earlier messages of a session sent upstream with a new prompt (the newest)."""
+    max_history_chars: int = 200_000
+    """Most characters of earlier messages sent upstream (the newest, whole messages)."""
+    max_tool_calls_per_round: int = DEFAULT_MAX_TOOL_CALLS_PER_ROUND
+    max_concurrent_tool_calls: int = DEFAULT_MAX_CONCURRENT_TOOL_CALLS
+    deadline_seconds: float = 120.0
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    account_number: str = "0000-0000-0000"
+    api_domain: str = "localhost"
+
+
+@dataclass
+class ServingSettings:
+    data_dir: Path = Path("data")
+    """Relative SQLite paths of SqlConnections are read from here."""
+    functions: FunctionSettings = field(default_factory=FunctionSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerSpec:
+    """The followed source, so that a worker can preview refs as the primary does."""
+
+    path: str | None = None
+    repo: str | None = None
+    url: str | None = None
+    ref: str = "HEAD"
+    subpath: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    host: str
+    port: int
+    webhook_secret: str | None
+    """A secret: never in the JSON form (workers read it from the environment)."""
+    chat: ChatSettings
+    demo: bool = False
+    admin_key_digest: str | None = None
+    """Enables the preview route (``serve/preview.py``) for the key with this digest."""
+    protect: tuple[str, ...] = ()
+    """Operational endpoints (``status``, ``metrics``) that require that key."""
+    workers: int = 1
+    """Server processes on the port (``serve/workers.py``); 1 is this process alone."""
+    keepalive_timeout: float = 15.0
+    """Seconds a connection may stay idle or take to send its headers."""
+    max_connections: int = 1000
+    """Connections open at once, per process."""
+    log_format: str = "text"
+    log_level: str = "info"
+    follower: FollowerSpec | None = None
+    """What the workers preview refs from (the primary's follower)."""
+    allow_plaintext_secrets: bool = False
+
+    def to_data(self) -> dict[str, Any]:
+        """JSON-ready, without the webhook secret."""
+        return asdict(self) | {"webhook_secret": None}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], *, webhook_secret: str | None) -> ServerOptions:
+        follower = data.get("follower")
+        return cls(
+            **data
+            | {
+                "webhook_secret": webhook_secret,
+                "chat": ChatSettings(**data["chat"]),
+                "follower": FollowerSpec(**follower) if follower else None,
+                "protect": tuple(data.get("protect", ())),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamEnvironment:
+    """The built-in ``openai`` provider's key and URL, as the environment sets them."""
+
+    api_key: str | None
+    """``OPENAI_API_KEY``; without it the offline demo model answers (``serve/offline.py``)."""
+    base_url: str | None
+    """``OPENAI_BASE_URL`` (default: OpenAI's public API)."""
+
+    @property
+    def offline(self) -> bool:
+        return not self.api_key
+
+    @classmethod
+    def read(cls) -> UpstreamEnvironment:
+        return cls(os.environ.get("OPENAI_API_KEY") or None, os.environ.get("OPENAI_BASE_URL"))

@@ -1,0 +1,63 @@
+"""Every ``SAMOPS_*`` variable samops reads is listed once (``reconciler/settings.py``) and
+documented; one it does not read is reported at start-up, with the nearest known name."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler.settings import KNOWN, VARIABLES, unknown_variables
+from tests.conftest import PROJECT_ROOT
+
+SAMOPS = str(Path(sys.executable).parent / "samops")
+READ_IN_CODE = {
+    name
+    for folder in ("reconciler", "serve")
+    for path in (PROJECT_ROOT / folder).rglob("*.py")
+    for name in re.findall(r'"(SAMOPS_[A-Z_]+)"', path.read_text())
+}
+DOCS = "\n".join(p.read_text() for p in (PROJECT_ROOT / "docs").glob("*.md"))
+
+
+def test_every_variable_the_code_reads_is_listed() -> None:
+    assert READ_IN_CODE - KNOWN == set()
+
+
+@pytest.mark.parametrize("variable", [v.name for v in VARIABLES])
+def test_every_listed_variable_is_documented(variable: str) -> None:
+    assert f"`{variable}`" in DOCS
+
+
+@pytest.mark.parametrize(
+    ("environ", "said"),
+    [
+        pytest.param({"SAMOPS_PRT": "1"}, ["SAMOPS_PRT", "did you mean SAMOPS_PORT?"], id="typo"),
+        pytest.param({"SAMOPS_ZZZZZZZZ": "1"}, ["SAMOPS_ZZZZZZZZ", "docs/daemon.md"], id="far"),
+        pytest.param({"SAMOPS_PORT": "1", "SAMOPS_FAIL_ON": "high"}, [], id="known"),
+        pytest.param({"OTHER_PORT": "1"}, [], id="not-ours"),
+    ],
+)
+def test_unknown_variables_are_named_with_a_hint(environ: dict[str, str], said: list[str]) -> None:
+    sentences = unknown_variables(environ)
+    assert all(any(part in s for s in sentences) for part in said)
+    assert bool(sentences) == bool(said)
+
+
+def test_serve_reports_an_unknown_variable_at_start_up(tmp_path: Path) -> None:
+    environ = {**os.environ, "SAMOPS_PRT": "8081"}
+    done = subprocess.run(
+        [SAMOPS, "serve", "--database-url", "mysql://nobody@127.0.0.1/none"],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert "SAMOPS_PRT is set but is not a samops setting" in done.stderr
+    assert "did you mean SAMOPS_PORT?" in done.stderr
