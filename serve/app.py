@@ -15,15 +15,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-import sqlalchemy.exc
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine, text
 
 from reconciler.api import digests_match, presented_digests
-from reconciler.store.db import reading
+from reconciler.errors import DatabaseError
+from reconciler.store.db import reading, translated_errors
 from reconciler.store.read import read_state
 from reconciler.store.status import status_document
 from serve.bodies import BodyTimeout, BodyTooLarge, read_body
@@ -152,11 +153,18 @@ async def status(request: web.Request) -> web.Response:
     refused = _refused(request, "status")
     if refused is not None:
         return refused
+    engine = request.app[DEPS].engine
+
+    def document_of() -> dict[str, Any]:
+        with translated_errors(str(engine.url)):
+            return status_document(engine)
+
     try:
-        document = await asyncio.to_thread(status_document, request.app[DEPS].engine)
-    except sqlalchemy.exc.SQLAlchemyError as exc:  # an outage is not a server bug
+        document = await asyncio.to_thread(document_of)
+    except DatabaseError as exc:  # an outage is not a server bug
+        cause = type(exc.__cause__ or exc).__name__
         return error_response(
-            503, "database_unavailable", f"the database cannot be reached: {type(exc).__name__}"
+            503, "database_unavailable", f"the database cannot be reached: {cause}"
         )
     if request.app[DEPS].offline_demo:
         document["offline_demo"] = True

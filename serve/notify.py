@@ -18,6 +18,8 @@ import psycopg
 from sqlalchemy import Engine
 
 from reconciler.api import GENERATION_CHANNEL
+from reconciler.errors import DatabaseUnavailable
+from reconciler.store.db import driver_reason, translated_errors
 
 log = logging.getLogger("samops.notify")
 
@@ -27,6 +29,7 @@ class GenerationListener:
         self.conninfo = engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False
         )
+        self.shown_url = engine.url.render_as_string(hide_password=True)
         self.wake = wake
         self.stopping = threading.Event()
         self.listening = threading.Event()
@@ -45,18 +48,21 @@ class GenerationListener:
         delay = 0.5
         while not self.stopping.is_set():
             try:
-                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
+                with (
+                    translated_errors(self.shown_url),
+                    psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn,
+                ):
                     conn.execute(f"LISTEN {GENERATION_CHANNEL}")
                     self.listening.set()
                     delay = 0.5
                     while not self.stopping.is_set():
                         for _ in conn.notifies(timeout=0.5):
                             self.wake()
-            except psycopg.Error as exc:
+            except DatabaseUnavailable as exc:
                 self.listening.clear()
                 log.warning(
                     "generation listener disconnected; retrying",
-                    extra={"error": str(exc).splitlines()[0][:200], "retry_in_s": delay},
+                    extra={"error": driver_reason(exc.__cause__ or exc)[:200], "retry_in_s": delay},
                 )
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 10.0)

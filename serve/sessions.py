@@ -46,16 +46,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
+from reconciler.errors import DatabaseError, DatabaseRefused, DatabaseUnavailable
 from reconciler.store import schema
-from reconciler.store.db import reading, refusal
+from reconciler.store.db import driver_reason, reading, translated_errors
 from serve.chat import ToolCallRecord
 
 log = logging.getLogger("samops.sessions")
 SESSION_KEY = re.compile(r"^[0-9a-f]{64}$")
-READ_ONLY_TRANSACTION = "25006"  # PostgreSQL in recovery, or a standby during a fail-over
 
 
 class SessionsUnavailable(Exception):
@@ -91,27 +90,16 @@ class _Pending:
 
 def transient(exc: BaseException) -> bool:
     """Whether ``exc`` says the database cannot be used right now (try again later), rather
-    than that it refused this data."""
-    if isinstance(
-        exc,
-        sqlalchemy.exc.OperationalError
-        | sqlalchemy.exc.InterfaceError
-        | sqlalchemy.exc.TimeoutError,
-    ):
-        return True
-    if isinstance(exc, sqlalchemy.exc.DBAPIError):
-        sqlstate = getattr(getattr(exc.orig, "diag", None), "sqlstate", None)
-        return exc.connection_invalidated or sqlstate == READ_ONLY_TRANSACTION
-    return False
+    than that it refused this data (``reconciler/store/db.py`` decides which)."""
+    return isinstance(exc, DatabaseUnavailable)
 
 
 def _reason(exc: BaseException) -> str:
     """A log-safe reason: never the statement or its parameters, which hold message texts."""
-    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
-        lines = str(exc.orig).strip().splitlines()
-        return lines[0] if lines else type(exc.orig).__name__
-    if isinstance(exc, sqlalchemy.exc.DBAPIError):
-        return refusal(exc)
+    if isinstance(exc, DatabaseRefused):
+        return str(exc)
+    if isinstance(exc, DatabaseError) and exc.__cause__ is not None:
+        return driver_reason(exc.__cause__)
     return type(exc).__name__
 
 
@@ -236,11 +224,9 @@ class SessionStore:
             raise SessionNotYours(session_key[:8])
         try:
             stored = await asyncio.to_thread(self._read, session_key, client, opened_by)
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            if not transient(exc):
-                raise
+        except DatabaseUnavailable as exc:
             raise SessionsUnavailable(
-                f"the database cannot be read ({type(exc).__name__})"
+                f"the database cannot be read ({type(exc.__cause__).__name__})"
             ) from exc
         if stored is None and not pending:
             return None
@@ -373,7 +359,7 @@ class SessionStore:
         self, session_key: str, client: str, opened_by: str | None
     ) -> list[dict[str, Any]] | None:
         sessions = schema.chat_sessions
-        with reading(self.engine) as connection:
+        with translated_errors(str(self.engine.url)), reading(self.engine) as connection:
             found = connection.execute(
                 select(sessions.c.id, sessions.c.client_name, sessions.c.opened_by).where(
                     sessions.c.session_key == session_key
@@ -399,7 +385,7 @@ class SessionStore:
     def _write(self, batch: Sequence[_Pending]) -> None:
         """One transaction for the whole batch; positions continue each session's count."""
         now = dt.datetime.now(dt.UTC)
-        with self.engine.begin() as connection:
+        with translated_errors(str(self.engine.url)), self.engine.begin() as connection:
             ids = _session_ids(connection, batch, now)
             messages = schema.chat_messages
             counts = connection.execute(

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
@@ -173,24 +174,61 @@ def _with_driver(url: str, **options: Any) -> Engine:
         ) from exc
 
 
+TEMPORARY_SQLSTATES = ("08", "40", "53", "57P", "25006", "55P03")
+"""SQLSTATEs that say "not now" rather than "never": connection exceptions, serialization
+failures and deadlocks, exhausted resources, an operator's shutdown, a read-only server
+(PostgreSQL in recovery, a standby during a fail-over), a lock not available."""
+
+
+def temporary(exc: sqlalchemy.exc.SQLAlchemyError) -> bool:
+    """Whether the database cannot be used right now (try again later), rather than that it
+    refused this statement."""
+    if isinstance(
+        exc,
+        sqlalchemy.exc.OperationalError
+        | sqlalchemy.exc.InterfaceError
+        | sqlalchemy.exc.TimeoutError,
+    ):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        sqlstate = getattr(getattr(exc.orig, "diag", None), "sqlstate", None) or ""
+        return exc.connection_invalidated or sqlstate.startswith(TEMPORARY_SQLSTATES)
+    return False
+
+
 @contextmanager
 def translated_errors(url: str) -> Iterator[None]:
-    """The one place where driver errors about reaching the database become sentences."""
+    """The one place where SQLAlchemy's and the drivers' errors become ``DatabaseError``s:
+    temporary ones ``DatabaseUnavailable``, refusals ``DatabaseRefused``, a missing driver
+    ``DatabaseMisconfigured``. Anything else is a bug and propagates as it is."""
     try:
         yield
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseUnavailable(
-            f"cannot use the database {redacted(url)}: {reason} (hint: check "
-            "SAMOPS_DATABASE_URL and that the server is running)"
-        ) from exc
     except sqlalchemy.exc.NoSuchModuleError as exc:
         raise DatabaseMisconfigured(
             f"no driver for the database URL {_shown(url)} (hint: PostgreSQL URLs start "
             "with postgresql://, SQLite ones with sqlite:///)"
         ) from exc
-    except sqlalchemy.exc.DBAPIError as exc:
-        raise DatabaseRefused(refusal(exc)) from exc
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        if temporary(exc):
+            raise DatabaseUnavailable(
+                f"cannot use the database {redacted(url)}: {driver_reason(exc)} (hint: check "
+                "SAMOPS_DATABASE_URL and that the server is running)"
+            ) from exc
+        if isinstance(exc, sqlalchemy.exc.DBAPIError):
+            raise DatabaseRefused(refusal(exc)) from exc
+        raise
+    except psycopg.Error as exc:  # a connection of our own (LISTEN), outside SQLAlchemy
+        raise DatabaseUnavailable(
+            f"cannot use the database {redacted(url)}: {type(exc).__name__} (hint: check "
+            "SAMOPS_DATABASE_URL and that the server is running)"
+        ) from exc
+
+
+def driver_reason(exc: BaseException) -> str:
+    """The driver's own first line (never the statement or its parameters)."""
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 UNIQUE_VIOLATION = "23505"

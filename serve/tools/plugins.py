@@ -29,8 +29,8 @@ import aiohttp
 import yarl
 from sqlalchemy import Engine, TextClause, create_engine, event, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
+from reconciler.errors import DatabaseError, DatabaseMisconfigured
 from reconciler.sam.kinds import (
     ApiConnectionConfig,
     ApiData,
@@ -38,6 +38,7 @@ from reconciler.sam.kinds import (
     SqlConnectionConfig,
     SqlData,
 )
+from reconciler.store.db import driver_reason, translated_errors
 from serve.tools.functions import ToolError, int64
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -164,17 +165,19 @@ def sql_engine(connection: SqlConnectionConfig, password: str | None, data_dir: 
     )
     connect_args = {"connect_timeout": timeout} if driver.startswith("postgresql") else {}
     try:
-        engine = create_engine(
-            url,
-            pool_size=connection.pool_size,
-            max_overflow=connection.max_overflow,
-            pool_pre_ping=True,
-            connect_args=connect_args,
-        )
-    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        with translated_errors(url.render_as_string()):
+            engine = create_engine(
+                url,
+                pool_size=connection.pool_size,
+                max_overflow=connection.max_overflow,
+                pool_pre_ping=True,
+                connect_args=connect_args,
+            )
+    except (DatabaseMisconfigured, ModuleNotFoundError) as exc:
+        missing = type(exc.__cause__ if isinstance(exc, DatabaseMisconfigured) else exc)
         raise ToolError(
-            f"no driver for {engine_name} is installed on this host ({exc.__class__.__name__})"
-        ) from None
+            f"no driver for {engine_name} is installed on this host ({missing.__name__})"
+        ) from exc
     if driver.startswith("postgresql"):
         milliseconds = timeout * 1000
 
@@ -230,14 +233,14 @@ class SqlExecutor:
 
     def _run(self, values: dict[str, Any]) -> str:
         try:
-            with self.engine.connect() as connection:
+            with translated_errors(str(self.engine.url)), self.engine.connect() as connection:
                 result = connection.execute(self.query, values)
                 columns = list(result.keys())
                 rows = result.fetchmany(self.limit + 1)
                 connection.rollback()
-        except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
-            raise ToolError(f"the query failed: {reason}") from None
+        except DatabaseError as exc:
+            reason = driver_reason(exc.__cause__ or exc)[:300]
+            raise ToolError(f"the query failed: {reason}") from exc
         truncated = len(rows) > self.limit
         data = [[_cell(v) for v in row] for row in rows[: self.limit]]
         answer = json.dumps({"columns": columns, "rows": data, "truncated": truncated})
