@@ -32,7 +32,8 @@ from serve.settings import (
     DEFAULT_MAX_TOOL_ROUNDS,
 )
 from serve.snapshot import CompiledClient, CompiledPlugin, Snapshot, Tool
-from serve.tools.functions import ToolError, parse_arguments
+from serve.tools.errors import ToolError
+from serve.tools.functions import parse_arguments
 
 log = logging.getLogger("samops.chat")
 

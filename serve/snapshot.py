@@ -50,7 +50,8 @@ from reconciler.store.db import reading
 from reconciler.store.read import read_actual, read_state
 from serve.secrets import SecretUnavailable, resolve_secret
 from serve.settings import ServingSettings
-from serve.tools.functions import ToolError, function_tool_schema, run_function
+from serve.tools.errors import ToolError
+from serve.tools.functions import function_tool_schema, run_function
 from serve.tools.plugins import ApiExecutor, SqlExecutor, StaticExecutor, sql_engine
 
 log = logging.getLogger("samops.state")

@@ -38,6 +38,7 @@ import aiohttp
 
 from reconciler.sam.functions import BUILTIN_FUNCTIONS, canonical_function, known_function_names
 from serve.settings import FunctionSettings
+from serve.tools.errors import ToolError, client_errors
 
 Number = int | float
 
@@ -49,10 +50,6 @@ MAX_ROUND_DIGITS = 100
 MAX_DATES = 100
 MAX_LOCATION_CHARS = 200
 MAX_RESPONSE_BYTES = 1024 * 1024
-
-
-class ToolError(Exception):
-    """A tool could not produce a result; the message is returned to the model as the result."""
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -612,7 +609,12 @@ async def _get_json(
 ) -> Any:
     """GET ``url`` and decode its JSON; every failure becomes a ToolError naming ``service``."""
     timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
-    try:
+    with client_errors(
+        timed_out=f"the {service} did not answer within {settings.timeout_seconds:g} seconds; "
+        "try again later",
+        answered=f"the {service} answered HTTP {{status}}; try again later",
+        unreachable=f"the {service} cannot be reached ({{name}}); try again later",
+    ):
         async with http.get(url, params=params, timeout=timeout) as response:
             body = bytearray()
             async for chunk in response.content.iter_chunked(64 * 1024):
@@ -620,17 +622,6 @@ async def _get_json(
                 if len(body) > MAX_RESPONSE_BYTES:
                     raise ToolError(f"the {service}'s answer is over {MAX_RESPONSE_BYTES} bytes")
             status = response.status
-    except TimeoutError as exc:
-        raise ToolError(
-            f"the {service} did not answer within {settings.timeout_seconds:g} seconds; "
-            "try again later"
-        ) from exc
-    except aiohttp.ClientResponseError as exc:
-        raise ToolError(f"the {service} answered HTTP {exc.status}; try again later") from exc
-    except aiohttp.ClientError as exc:
-        raise ToolError(
-            f"the {service} cannot be reached ({exc.__class__.__name__}); try again later"
-        ) from exc
     if status >= 400:
         raise ToolError(f"the {service} answered HTTP {status}; try again later")
     try:

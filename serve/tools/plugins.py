@@ -39,7 +39,8 @@ from reconciler.sam.kinds import (
     SqlData,
 )
 from reconciler.store.db import driver_reason, translated_errors
-from serve.tools.functions import ToolError, int64
+from serve.tools.errors import ToolError, client_errors
+from serve.tools.functions import int64
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 API_RESPONSE_MAX_BYTES = 1024 * 1024
@@ -390,7 +391,10 @@ class ApiExecutor:
         else:
             template = self.data.body
             body = {**template, **rest} if isinstance(template, dict) else (rest or template)
-        try:
+        with client_errors(
+            timed_out="the API did not answer in time",
+            unreachable="the API cannot be reached: {name}",
+        ):
             async with self.http.request(
                 method,
                 url,
@@ -403,10 +407,6 @@ class ApiExecutor:
                 raw = await _read_capped(response.content, API_RESPONSE_MAX_BYTES)
                 status = response.status
                 kind = response.headers.get("Content-Type", "")
-        except TimeoutError:
-            raise ToolError("the API did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise ToolError(f"the API cannot be reached: {exc.__class__.__name__}") from None
         if raw is None:
             raise ToolError(f"the API's answer is over {API_RESPONSE_MAX_BYTES:,} bytes")
         text_body = redacted(raw.decode("utf-8", "replace"), self.secret_forms())

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from reconciler.sam.kinds import Parameter, SqlConnectionConfig, SqlData
-from serve.tools.functions import ToolError
+from serve.tools.errors import ToolError
 from serve.tools.plugins import SqlExecutor, checked_arguments, sql_engine
 from tests.serve.test_upstream_faults import chat_server
 

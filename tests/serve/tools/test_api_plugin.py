@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from reconciler.sam.kinds import ApiConnectionConfig, ApiData, Parameter
-from serve.tools.functions import ToolError
+from serve.tools.errors import ToolError
 from serve.tools.plugins import API_RESPONSE_MAX_BYTES, ApiExecutor
 
 Seen = list[str]

@@ -19,7 +19,8 @@ from aiohttp import web
 
 from reconciler.sam.functions import BUILTIN_FUNCTIONS
 from serve.settings import FunctionSettings
-from serve.tools.functions import ToolError, function_tool_schema, run_function
+from serve.tools.errors import ToolError
+from serve.tools.functions import function_tool_schema, run_function
 
 
 def run(name: str, arguments: dict[str, Any], settings: FunctionSettings | None = None) -> Any:

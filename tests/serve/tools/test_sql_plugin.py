@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from reconciler.sam.kinds import SqlConnectionConfig, SqlData
-from serve.tools.functions import ToolError
+from serve.tools.errors import ToolError
 from serve.tools.plugins import SqlExecutor, sql_engine
 
 ROWS = [(1, "CS101", 300), (2, "CS201", 450), (3, "CS301", 900), (4, "CS310", 600)]
