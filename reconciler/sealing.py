@@ -39,8 +39,8 @@ def _b64(data: bytes) -> str:
 def _unb64(text: str, what: str) -> bytes:
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except ValueError:
-        raise SealingError(f"{what} is not valid base64url") from None
+    except ValueError as exc:
+        raise SealingError(f"{what} is not valid base64url") from exc
 
 
 def generate_keypair() -> tuple[str, str]:
@@ -98,11 +98,11 @@ def unseal(sealed: str, *, secret_name: str, private_key: str) -> str:
     key = _derive(shared, ephemeral_public, recipient)
     try:
         return ChaCha20Poly1305(key).decrypt(nonce, ciphertext, secret_name.encode()).decode()
-    except InvalidTag:
+    except InvalidTag as exc:
         raise SealingError(
             f"the sealed value of Secret {secret_name!r} does not open with this key (sealed "
             "for another key, for another Secret name, or altered)"
-        ) from None
+        ) from exc
 
 
 def sealed_secret_manifest(

@@ -257,11 +257,11 @@ class GitSource:
             return git.Repo(self.repo)
         except git.NoSuchPathError as exc:
             raise SourceError(f"{self.repo} does not exist") from exc
-        except git.InvalidGitRepositoryError:
+        except git.InvalidGitRepositoryError as exc:
             raise SourceError(
                 f"{self.repo} is not a git repository (hint: give a directory as PATH to read "
                 "files without git)"
-            ) from None
+            ) from exc
 
     def resolve(self, repository: git.Repo) -> git.Commit:
         try:
@@ -288,10 +288,10 @@ class GitSource:
         base = self.path.strip("/")
         try:
             tree = commit.tree / base if base else commit.tree
-        except KeyError:
+        except KeyError as exc:
             raise SourceError(
                 f"the path {base!r} does not exist at {self.ref} ({commit.hexsha[:12]})"
-            ) from None
+            ) from exc
         if not isinstance(tree, git.Tree):
             raise SourceError(f"the path {base!r} at {self.ref} is a file, not a folder")
         return commit, tree, base

@@ -50,6 +50,6 @@ async def read_body(
                 body += chunk
                 if len(body) > limit:
                     raise BodyTooLarge(limit)
-    except TimeoutError:
-        raise BodyTimeout(timeout) from None
+    except TimeoutError as exc:
+        raise BodyTimeout(timeout) from exc
     return bytes(body)

@@ -84,8 +84,8 @@ def _decoded_answer(raw: bytes, provider: str) -> dict[str, Any]:
         calls = message.get("tool_calls")
         if calls is not None and not (isinstance(calls, list) and all(map(_well_formed, calls))):
             raise _bad_answer(provider, "tool calls without an id, a name or string arguments")
-    except (ValueError, TypeError, KeyError, IndexError):
-        raise _bad_answer(provider) from None
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise _bad_answer(provider) from exc
     return answer  # type: ignore[no-any-return]
 
 
@@ -246,9 +246,9 @@ class Turn:
                             held = []
                         for piece in delta.get("tool_calls") or []:
                             _accumulate(calls.setdefault(piece.get("index", 0), {}), piece)
-                except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+                except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
                     # invalid JSON in an event, or a chunk of the wrong shape
-                    raise _bad_answer(self.client.provider, "a stream that is not one") from None
+                    raise _bad_answer(self.client.provider, "a stream that is not one") from exc
             if not seen:  # a 200 whose body holds no server-sent event
                 raise _bad_answer(self.client.provider, "no server-sent events to a stream")
             if calls and not all(map(_well_formed, calls.values())):

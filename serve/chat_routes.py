@@ -164,13 +164,13 @@ async def json_body(request: web.Request, settings: ChatSettings) -> dict[str, A
     try:
         raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
     except BodyTooLarge as exc:
-        raise ChatError(413, "body_too_large", str(exc)) from None
+        raise ChatError(413, "body_too_large", str(exc)) from exc
     except BodyTimeout as exc:
-        raise ChatError(408, "body_timeout", str(exc)) from None
+        raise ChatError(408, "body_timeout", str(exc)) from exc
     try:
         body = jsonwire.loads(raw or b"{}")
-    except jsonwire.JSONDecodeError:
-        raise ChatError(400, "invalid_json", "the request body is not valid JSON") from None
+    except jsonwire.JSONDecodeError as exc:
+        raise ChatError(400, "invalid_json", "the request body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise ChatError(400, "invalid_body", "the request body must be a JSON object")
     messages = body.get("messages")
@@ -209,16 +209,16 @@ async def turn_errors(deps: ChatDeps, turn: Turn) -> AsyncIterator[None]:
     try:
         async with asyncio.timeout(deps.settings.deadline_seconds):
             yield
-    except TimeoutError:
+    except TimeoutError as exc:
         raise ChatError(
             504,
             "deadline_exceeded",
             f"the turn took longer than {deps.settings.deadline_seconds:g} s",
-        ) from None
+        ) from exc
     except UpstreamError as exc:
         if deps.metrics is not None:
             deps.metrics.upstream_failed(exc, turn.client.provider)
-        raise ChatError(exc.status, exc.code, str(exc)) from None
+        raise ChatError(exc.status, exc.code, str(exc)) from exc
 
 
 # --- OpenAI-compatible ------------------------------------------------------------------------
@@ -359,20 +359,20 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
         if body.get("session_key"):
             try:
                 history = await deps.sessions.history(session_key, client.name, opened_by)
-            except SessionNotYours:
+            except SessionNotYours as exc:
                 raise ChatError(
                     404,
                     "unknown_session",
                     "this session_key names no session of this client opened with this key "
                     "(hint: send the prompt without session_key to start a new session)",
-                ) from None
+                ) from exc
             except SessionsUnavailable as exc:
                 raise ChatError(
                     503,
                     "database_unavailable",
                     f"this session's history cannot be read now: {exc}; retry in a few "
                     "seconds, or send the prompt without session_key to start a new session",
-                ) from None
+                ) from exc
         earlier = history if history is not None else body["messages"][:-1]
         messages = [*bounded_history(earlier, deps.settings), prompt]
         turn = Turn(

@@ -29,11 +29,11 @@ def chosen() -> str:
         return "asyncio"
     try:
         import uvloop  # noqa: F401
-    except ImportError:
+    except ImportError as exc:
         if wanted == "uvloop":
             raise SystemExit(
                 "SAMOPS_EVENT_LOOP=uvloop but uvloop is not installed (pip install uvloop)"
-            ) from None
+            ) from exc
         return "asyncio"
     return "uvloop"
 

@@ -135,28 +135,28 @@ def translated_upstream_errors(provider: str) -> Iterator[None]:
                 502,
                 "upstream_unreachable",
                 f"the provider {provider!r} cannot be reached: the connection failed",
-            ) from None
+            ) from exc
         raise UpstreamError(
             504, "upstream_timeout", f"the provider {provider!r} did not answer in time"
-        ) from None
+        ) from exc
     except openai.APIConnectionError as exc:
         raise UpstreamError(
             502,
             "upstream_unreachable",
             f"the provider {provider!r} cannot be reached: {exc.__class__.__name__}",
-        ) from None
-    except openai.AuthenticationError:
+        ) from exc
+    except openai.AuthenticationError as exc:
         raise UpstreamError(
             502,
             "upstream_refused_credentials",
             f"the provider {provider!r} refused samops' credentials (check its api_key Secret)",
-        ) from None
+        ) from exc
     except openai.APIStatusError as exc:
         raise UpstreamError(
             502,
             "upstream_error",
             f"the provider {provider!r} answered HTTP {exc.status_code} after retries",
-        ) from None
+        ) from exc
 
 
 def _connection_failed(exc: BaseException) -> bool:

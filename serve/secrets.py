@@ -59,7 +59,7 @@ def resolve_secret(name: str, config: SecretConfig, access: SecretAccess | None 
             private_key = Path(key_file).read_text().strip()
             return unseal(config.encrypted_value, secret_name=name, private_key=private_key)
         except (OSError, SealingError) as exc:
-            raise SecretUnavailable(f"Secret {name!r} cannot be opened: {exc}") from None
+            raise SecretUnavailable(f"Secret {name!r} cannot be opened: {exc}") from exc
     raise SecretUnavailable(
         f"Secret {name!r} holds a plaintext value, which samops never stores; serve it with "
         "valueFrom or encryptedValue"

@@ -108,7 +108,7 @@ async def _start_site(
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror} (hint: "
             "another process uses the port; try --port)"
-        ) from None
+        ) from exc
     return int(runner.addresses[0][1])
 
 

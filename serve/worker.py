@@ -43,7 +43,7 @@ def main() -> None:
     try:
         engine = open_database(os.environ.get("SAMOPS_DATABASE_URL"))
     except DatabaseError as exc:
-        raise SystemExit(f"samops worker {config.index}: {exc}") from None
+        raise SystemExit(f"samops worker {config.index}: {exc}") from exc
     run_server(
         serve_until_stopped(
             engine=engine,

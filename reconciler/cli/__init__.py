@@ -52,7 +52,7 @@ class SamopsGroup(click.Group):
         try:
             ctx = super().make_context(info_name, list(args), parent, **extra)
         except click.UsageError as exc:
-            raise _failure_if(detailed, exc) from None
+            raise _failure_if(detailed, exc) from exc
         ctx.meta[DETAILED] = detailed
         return ctx
 
@@ -60,7 +60,7 @@ class SamopsGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            raise _failure_if(bool(ctx.meta.get(DETAILED)), exc) from None
+            raise _failure_if(bool(ctx.meta.get(DETAILED)), exc) from exc
 
 
 def _failure_if(detailed: bool, exc: click.UsageError) -> click.UsageError:

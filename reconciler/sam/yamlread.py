@@ -181,7 +181,7 @@ def _decode(raw: bytes, file: str, limits: ReadLimits) -> str:
                 position=Position(line, column),
                 hint="save the file as UTF-8",
             )
-        ) from None
+        ) from exc
 
 
 def _syntax_error(exc: yaml.YAMLError, file: str) -> _Abort:
@@ -223,7 +223,7 @@ def _scan(text: str, file: str, limits: ReadLimits, diagnostics: list[Diagnostic
         except yaml.YAMLError as exc:
             repaired = _repair_unquoted_colon(text, exc)
             if repaired is None:
-                raise _syntax_error(exc, file) from None
+                raise _syntax_error(exc, file) from exc
             text, position, key = repaired
             diagnostics.append(
                 Diagnostic(
@@ -337,7 +337,7 @@ def _convert_documents(text: str, converter: _Converter) -> Iterator[YamlDocumen
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
-        raise _syntax_error(exc, converter.file) from None
+        raise _syntax_error(exc, converter.file) from exc
     for index, node in enumerate(nodes):
         if node is None:
             continue  # an empty document, e.g. after a trailing '---'

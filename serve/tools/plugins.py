@@ -103,8 +103,8 @@ def checked_arguments(
         if kind in ("number", "integer") and isinstance(value, str):
             try:
                 value = float(value) if kind == "number" else int(value)
-            except ValueError:
-                raise ToolError(f"the argument {name!r} must be of type {kind}") from None
+            except ValueError as exc:
+                raise ToolError(f"the argument {name!r} must be of type {kind}") from exc
         expected = JSON_TYPES.get(kind)
         if expected is not None and (
             not isinstance(value, expected) or (kind != "boolean" and isinstance(value, bool))
