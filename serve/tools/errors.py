@@ -31,3 +31,8 @@ def client_errors(*, timed_out: str, unreachable: str, answered: str = "") -> It
         raise ToolError(sentence.format(status=exc.status, name=type(exc).__name__)) from exc
     except aiohttp.ClientError as exc:
         raise ToolError(unreachable.format(name=type(exc).__name__, status="")) from exc
+
+
+def short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
