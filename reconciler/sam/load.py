@@ -14,9 +14,7 @@ form, with "did you mean" hints for unknown keys and no echo of secret material.
 from __future__ import annotations
 
 import copy
-import types
-import typing
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +22,6 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from reconciler.sam.base import (
-    ACCOUNT_NUMBER_PATTERN,
-    NAME_PATTERN,
-    SEMVER_PATTERN,
     Capped,
     Metadata,
     NameRef,
@@ -35,16 +30,14 @@ from reconciler.sam.base import (
     normalise_name,
 )
 from reconciler.sam.diagnostics import Diagnostic, Position, Severity, join_path, shorten
+from reconciler.sam.introspect import fields_by_alias, item_annotation, markers_of, model_of, unwrap
 from reconciler.sam.kinds import (
-    DIGEST_PATTERN,
-    ENV_NAME_PATTERN,
-    HEADER_NAME_PATTERN,
     KINDS,
-    PARAMETER_NAME,
     Document,
     Secret,
 )
 from reconciler.sam.secret_access import SecretAccess
+from reconciler.sam.validation_errors import translate
 from reconciler.sam.yamlread import Path, YamlDocument
 
 # Keys that Smarter's own example files carry but its models ignore: accepted with a warning.
@@ -54,16 +47,6 @@ SMARTER_IGNORED_KEYS: dict[tuple[str, Path], str] = {
     ("SqlPlugin", ("spec", "sqlData", "description")): "Smarter ignores it",
     ("Secret", ("spec", "config", "description")): "Smarter ignores it",
 }
-PATTERN_MEANINGS = {
-    NAME_PATTERN: "expected a snake_case name: lowercase letters, digits and '_'",
-    SEMVER_PATTERN: "expected a SemVer 2.0 version such as 1.2.0 or 2.0.0-beta.1",
-    ACCOUNT_NUMBER_PATTERN: "expected an account number such as 1234-5678-9012",
-    DIGEST_PATTERN: "expected sha256:<64 hex digits> or sha512:<128 hex digits>",
-    PARAMETER_NAME: "expected an identifier: letters, digits and '_', not starting with a digit",
-    ENV_NAME_PATTERN: "expected an environment variable name such as DB_PASSWORD",
-    HEADER_NAME_PATTERN: "expected an HTTP header name such as X-Api-Version",
-}
-KEYS_THAT_LOOK_LIKE_CREDENTIALS = {"key", "apikey", "api_key", "token", "value", "secret"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,77 +105,6 @@ class Resource:
         return f"{self.file}:{self.source.start.line}"
 
 
-# --- model introspection -------------------------------------------------------------------
-
-
-def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
-    """Strip ``Annotated`` and ``X | None``; return the core type and the markers found."""
-    markers: list[Any] = []
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation, *extra = typing.get_args(annotation)
-            markers.extend(extra)
-        elif origin in (typing.Union, types.UnionType):
-            options = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(options) != 1:
-                return annotation, markers
-            annotation = options[0]
-        else:
-            return annotation, markers
-
-
-def _fields_by_alias(model: type[BaseModel]) -> dict[str, FieldInfo]:
-    return {(info.alias or name): info for name, info in model.model_fields.items()}
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    core, _ = _unwrap(annotation)
-    return core if isinstance(core, type) and issubclass(core, BaseModel) else None
-
-
-def _item_annotation(annotation: Any) -> Any | None:
-    core, _ = _unwrap(annotation)
-    return typing.get_args(core)[0] if typing.get_origin(core) is list else None
-
-
-def _markers(info: FieldInfo, annotation: Any) -> list[Any]:
-    _, inner = _unwrap(annotation)
-    return [*info.metadata, *inner]
-
-
-def model_at(root: type[BaseModel], loc: Iterable[Any]) -> type[BaseModel] | None:
-    """The model class whose mapping sits at ``loc`` (for suggesting valid keys)."""
-    model: type[BaseModel] | None = root
-    annotation: Any = None
-    for part in loc:
-        if isinstance(part, int):
-            annotation = _item_annotation(annotation) if annotation is not None else None
-            model = _model_of(annotation) if annotation is not None else None
-            continue
-        if model is None:
-            return None
-        info = _fields_by_alias(model).get(str(part))
-        if info is None:
-            return None
-        annotation = info.annotation
-        model = _model_of(annotation)
-    return model
-
-
-def is_sensitive(root: type[BaseModel], loc: tuple[Any, ...]) -> bool:
-    """True when ``loc`` is (inside) a field marked ``Sensitive`` or belongs to a Secret."""
-    if root is Secret and loc[:1] == ("spec",):
-        return True
-    parent = model_at(root, loc[:-1]) if loc else None
-    if parent is None or not loc or isinstance(loc[-1], int):
-        return False
-    info = _fields_by_alias(parent).get(str(loc[-1]))
-    return info is not None and any(
-        isinstance(m, Sensitive) for m in _markers(info, info.annotation)
-    )
-
-
 # --- the pre-validation walk ----------------------------------------------------------------
 
 
@@ -219,7 +131,7 @@ class _Walk:
         )
 
     def mapping(self, data: dict[str, Any], model: type[BaseModel], path: Path) -> dict[str, Any]:
-        fields = _fields_by_alias(model)
+        fields = fields_by_alias(model)
         out: dict[str, Any] = {}
         for key, value in data.items():
             key_path = (*path, key)
@@ -247,7 +159,7 @@ class _Walk:
 
     def value(self, value: Any, info: FieldInfo, path: Path) -> Any:
         annotation = info.annotation
-        markers = _markers(info, annotation)
+        markers = markers_of(info, annotation)
         if any(isinstance(m, NameRef) for m in markers):
             return self.name(value, path, sensitive=any(isinstance(m, Sensitive) for m in markers))
         for cap in (m for m in markers if isinstance(m, Capped)):
@@ -260,19 +172,19 @@ class _Walk:
                     hint=f"write {cap.maximum} or less to silence this warning",
                 )
                 return cap.maximum
-        model = _model_of(annotation)
+        model = model_of(annotation)
         if model is not None and isinstance(value, dict):
             return self.mapping(value, model, path)
-        item = _item_annotation(annotation)
+        item = item_annotation(annotation)
         if item is not None and isinstance(value, list):
             return self.items(value, item, path)
         return value
 
     def items(self, values: list[Any], item: Any, path: Path) -> list[Any]:
-        _, markers = _unwrap(item)
+        _, markers = unwrap(item)
         if any(isinstance(m, NameRef) for m in markers):
             return [self.name(v, (*path, i)) for i, v in enumerate(values)]
-        model = _model_of(item)
+        model = model_of(item)
         if model is None:
             return values
         return [
@@ -300,120 +212,6 @@ class _Walk:
                 hint=f"write {normal!r} to silence this warning",
             )
         return normal
-
-
-# --- pydantic errors -> diagnostics ---------------------------------------------------------
-
-
-def _translate(error: Any, model: type[Document], resource: YamlDocument) -> Diagnostic:
-    loc: tuple[Any, ...] = tuple(error["loc"])
-    kind = error["type"]
-    path = join_path(loc)
-    file = resource.file
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        parent = model_at(model, loc[:-1])
-        suggestion = closest(key, _fields_by_alias(parent)) if parent else None
-        if model.KIND == "SmarterAuthToken" and key.lower() in KEYS_THAT_LOOK_LIKE_CREDENTIALS:
-            hint = (
-                "API keys never go in git: 'samops keys create NAME' prints the key once and "
-                "a manifest holding only spec.config.digest"
-            )
-        elif suggestion:
-            hint = f"did you mean {suggestion!r}?"
-        elif parent:
-            hint = "valid keys here: " + ", ".join(sorted(_fields_by_alias(parent)))
-        else:
-            hint = None
-        return Diagnostic(
-            Severity.ERROR,
-            "unknown-key",
-            f"unknown key {key!r}",
-            file=file,
-            position=resource.position_of(loc, key=True),
-            path=path,
-            hint=hint,
-        )
-    if kind == "missing":
-        return Diagnostic(
-            Severity.ERROR,
-            "missing-key",
-            f"the required key {str(loc[-1])!r} is missing",
-            file=file,
-            position=resource.position_of(loc[:-1], key=True),
-            path=path,
-            hint=f"add {join_path(loc)} to this {model.KIND}",
-        )
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if kind == "string_pattern_mismatch":
-        pattern = str((error.get("ctx") or {}).get("pattern", ""))
-        message = PATTERN_MEANINGS.get(pattern, "the value does not have the expected form")
-    given = error.get("input")
-    if isinstance(given, dict):  # a rule about a whole mapping: point at its key, no echo
-        return Diagnostic(
-            Severity.ERROR,
-            "invalid-value",
-            message,
-            file=file,
-            position=resource.position_of(loc, key=True),
-            path=path,
-        )
-    value = None if is_sensitive(model, loc) else shorten(given)
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        value = type(given).__name__ if given is not None else "null"
-        message = "expected a mapping"
-    return Diagnostic(
-        Severity.ERROR,
-        "invalid-value",
-        message,
-        file=file,
-        position=resource.position_of(loc),
-        path=path,
-        value=value,
-        hint=_value_hint(kind, error.get("ctx") or {}),
-    )
-
-
-def _value_hint(kind: str, context: Mapping[str, Any]) -> str | None:
-    """What to write instead, for pydantic's own error types (our validators' messages
-    already say it)."""
-    bound = {
-        "greater_than": "a number above {gt}",
-        "greater_than_equal": "a number of at least {ge}",
-        "less_than": "a number below {lt}",
-        "less_than_equal": "a number of at most {le}",
-        "string_too_long": "at most {max_length} characters",
-        "string_too_short": "at least {min_length} characters",
-        "too_short": "at least {min_length} items",
-        "too_long": "at most {max_length} items",
-        "literal_error": "one of {expected}",
-        "enum": "one of {expected}",
-    }.get(kind)
-    if bound is not None:
-        try:
-            return "write " + bound.format(**context)
-        except KeyError:
-            return None
-    return {
-        "int_parsing": "write a whole number, without quotes",
-        "int_type": "write a whole number, without quotes",
-        "int_from_float": "write a whole number, without a fraction",
-        "float_parsing": "write a number, without quotes",
-        "float_type": "write a number, without quotes",
-        "bool_parsing": "write true or false, without quotes",
-        "bool_type": "write true or false, without quotes",
-        "string_type": "write text; quote it if YAML reads it as another type",
-        "list_type": "write a list: [a, b] or one '- item' per line",
-        "model_type": "write a mapping: one 'key: value' per line, indented below this key",
-        "model_attributes_type": "write a mapping: one 'key: value' per line, indented",
-        "dict_type": "write a mapping: one 'key: value' per line, indented below this key",
-        "date_from_datetime_parsing": "write a date as YYYY-MM-DD",
-        "date_parsing": "write a date as YYYY-MM-DD",
-        "datetime_parsing": "write a time as YYYY-MM-DDTHH:MM:SSZ",
-        "datetime_from_date_parsing": "write a time as YYYY-MM-DDTHH:MM:SSZ",
-        "url_parsing": "write a full URL such as https://api.example.com/",
-        "url_scheme": "write a URL starting with http:// or https://",
-    }.get(kind)
 
 
 # --- entry point ----------------------------------------------------------------------------
@@ -465,7 +263,7 @@ def load_document(
     try:
         validated = model.model_validate(prepared)
     except ValidationError as exc:
-        diagnostics.extend(_translate(e, model, document) for e in exc.errors())
+        diagnostics.extend(translate(e, model, document) for e in exc.errors())
         recovered, more = _recover(model, prepared, exc, document)
         diagnostics.extend(more)
         return Resource(recovered, document, partial=True, data=prepared), diagnostics
@@ -520,7 +318,7 @@ def _recover(
         except ValidationError as again:
             exc = again
         found.extend(
-            _translate(e, model, document)
+            translate(e, model, document)
             for e in exc.errors()
             if not any(_may_be_consequence(tuple(e["loc"]), d) for d in dropped)
         )
