@@ -1,5 +1,8 @@
 """The nine SAM kinds as pydantic models, with every field, default and rule of ``SAM.md``.
 
+The plugin kinds are in ``plugin_kinds.py`` and the envelope they all share in
+``document.py``; this module has the others and ``KINDS``, the registry of all nine.
+
 Part of Load/Validate. Each class is one kind's whole document; rules that need only the
 document itself live here as validators, rules that need the whole revision live in
 ``references.py``. Field descriptions double as the JSON Schema that ``samops schema`` prints.
@@ -8,17 +11,14 @@ document itself live here as validators, rules that need the whole revision live
 from __future__ import annotations
 
 import base64
-import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from reconciler.sam.base import (
-    Capped,
     EmptyIfNull,
     HttpUrl,
-    Metadata,
     OptionalText,
     Reference,
     SamModel,
@@ -29,50 +29,72 @@ from reconciler.sam.base import (
     Text,
     UtcDateTime,
 )
+from reconciler.sam.document import (
+    CANONICAL_CONTEXT,
+    DIGEST_PATTERN,
+    ENCRYPTED_PREFIX,
+    ENV_NAME_PATTERN,
+    HEADER_NAME_PATTERN,
+    PARAMETER_NAME,
+    PLACEHOLDER,
+    SQL_LIMIT_MAX,
+    Document,
+    PositiveInt,
+    Temperature,
+    canonical,
+)
+from reconciler.sam.plugin_kinds import (
+    ApiData,
+    ApiPlugin,
+    Header,
+    Parameter,
+    Plugin,
+    PluginDocument,
+    Prompt,
+    Selector,
+    SqlData,
+    SqlPlugin,
+    StaticData,
+    TestValue,
+    UrlParam,
+)
 
-CANONICAL_CONTEXT = "samops_canonical"
-"""Validation context key: the data is samops' canonical form (a stored row), not a manifest."""
-
-
-def canonical(info: ValidationInfo) -> bool:
-    return bool(info.context and info.context.get(CANONICAL_CONTEXT))
-
-
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-DIGEST_PATTERN = r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$"
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
-ENCRYPTED_PREFIX = "samops:v1:"
-SQL_LIMIT_MAX = 1000
-Temperature = Annotated[float, Field(ge=0.0, le=1.0)]
-PositiveInt = Annotated[int, Field(gt=0)]
-
-
-class Document(SamModel):
-    """Fields every kind shares. ``KIND`` is the value of ``kind:``; ``NAMESPACE`` groups kinds
-    whose names must not collide (the three plugin kinds share one)."""
-
-    KIND: ClassVar[str]
-    NAMESPACE: ClassVar[str]
-
-    api_version: Literal["smarter.sh/v1", "smarter.sh/v0"] = Field(
-        description="smarter.sh/v1 (v0 is read as v1)."
-    )
-    kind: str
-    metadata: Metadata
-
-    @field_validator("kind")
-    @classmethod
-    def _kind_matches(cls, value: str) -> str:
-        if value != cls.KIND:
-            raise ValueError(f"expected {cls.KIND!r}")
-        return value
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
+__all__ = [
+    "CANONICAL_CONTEXT",
+    "DIGEST_PATTERN",
+    "ENCRYPTED_PREFIX",
+    "ENV_NAME_PATTERN",
+    "HEADER_NAME_PATTERN",
+    "KINDS",
+    "PARAMETER_NAME",
+    "PLACEHOLDER",
+    "SQL_LIMIT_MAX",
+    "ApiConnection",
+    "ApiConnectionConfig",
+    "ApiData",
+    "ApiPlugin",
+    "Document",
+    "Header",
+    "LLMClient",
+    "Parameter",
+    "Plugin",
+    "PluginDocument",
+    "Prompt",
+    "Provider",
+    "ProviderConfig",
+    "Secret",
+    "SecretConfig",
+    "Selector",
+    "SmarterAuthToken",
+    "SqlConnection",
+    "SqlConnectionConfig",
+    "SqlData",
+    "SqlPlugin",
+    "StaticData",
+    "TestValue",
+    "UrlParam",
+    "canonical",
+]
 
 # --- LLMClient ------------------------------------------------------------------------------
 
@@ -120,210 +142,6 @@ class LLMClient(Document):
     KIND = "LLMClient"
     NAMESPACE = "LLMClient"
     spec: LLMClientSpec
-
-
-# --- Plugins --------------------------------------------------------------------------------
-
-
-class Selector(SamModel):
-    directive: Literal["always", "search_terms", "llm"]
-    search_terms: Annotated[list[Text], EmptyIfNull] = []
-
-    @model_validator(mode="after")
-    def _rules(self) -> Selector:
-        if self.directive == "llm":
-            raise ValueError(
-                "the 'llm' directive is not supported yet (Smarter accepts it but never selects "
-                "the plugin); use 'always' or 'search_terms'"
-            )
-        if self.directive == "search_terms" and not self.search_terms:
-            raise ValueError("the 'search_terms' directive needs a non-empty searchTerms list")
-        return self
-
-
-class Prompt(SamModel):
-    provider: Reference = "openai"
-    system_role: str = Field(description="Appended to the client's system prompt when selected.")
-    model: str | None = None
-    temperature: Temperature | None = None
-    max_tokens: PositiveInt | None = None
-
-
-class Parameter(SamModel):
-    name: str = Field(pattern=PARAMETER_NAME)
-    type: Literal["string", "number", "integer", "boolean", "object", "array", "null"] = "string"
-    description: OptionalText = None
-    required: bool = False
-    enum: list[Any] | None = None
-    default: Any = None
-
-    @model_validator(mode="after")
-    def _default_in_enum(self) -> Parameter:
-        if self.enum and self.default is not None and self.default not in self.enum:
-            raise ValueError(f"the default {self.default!r} is not one of the enum values")
-        return self
-
-
-class TestValue(SamModel):
-    __test__ = False  # not a pytest class
-    name: str
-    value: Any = None
-
-
-def _check_parameters(parameters: list[Parameter]) -> list[Parameter]:
-    seen: set[str] = set()
-    for parameter in parameters:
-        if parameter.name in seen:
-            raise ValueError(f"the parameter {parameter.name!r} is declared twice")
-        seen.add(parameter.name)
-    return parameters
-
-
-def _check_placeholders(template: str, info: ValidationInfo) -> str:
-    """Every ``{name}`` in ``template`` must be a parameter declared before it (fields are
-    validated in order, so ``parameters`` comes first in the models that use this)."""
-    if "parameters" not in info.data:
-        return template  # the parameters are invalid; that error is reported already
-    declared = {p.name for p in info.data["parameters"]}
-    missing = sorted({m for m in PLACEHOLDER.findall(template) if m not in declared})
-    if missing:
-        names = ", ".join(f"{{{m}}}" for m in missing)
-        verb = "is not a declared parameter" if len(missing) == 1 else "are not declared"
-        raise ValueError(f"{names} {verb} (declare it under parameters)")
-    return template
-
-
-class PluginSpecBase(SamModel):
-    selector: Selector
-    prompt: Prompt
-
-
-class PluginMetadata(Metadata):
-    """Plugin metadata; each plugin kind narrows it to check ``pluginClass`` against the kind."""
-
-    KIND: ClassVar[str] = ""
-    PLUGIN_CLASS: ClassVar[str] = ""
-    plugin_class: Literal["static", "sql", "api"] | None = None
-
-    @field_validator("plugin_class")
-    @classmethod
-    def _matches_kind(cls, value: str | None) -> str | None:
-        if value is not None and cls.PLUGIN_CLASS and value != cls.PLUGIN_CLASS:
-            raise ValueError(f"kind {cls.KIND} needs pluginClass {cls.PLUGIN_CLASS!r}")
-        return value
-
-
-class StaticPluginMetadata(PluginMetadata):
-    KIND, PLUGIN_CLASS = "Plugin", "static"
-
-
-class SqlPluginMetadata(PluginMetadata):
-    KIND, PLUGIN_CLASS = "SqlPlugin", "sql"
-
-
-class ApiPluginMetadata(PluginMetadata):
-    KIND, PLUGIN_CLASS = "ApiPlugin", "api"
-
-
-class PluginDocument(Document):
-    NAMESPACE = "Plugin"
-    PLUGIN_CLASS: ClassVar[str]
-    metadata: PluginMetadata
-    spec: PluginSpecBase
-
-
-class StaticData(SamModel):
-    static_data: dict[str, Any] = Field(description="Top-level keys become the tool's choices.")
-
-    @field_validator("static_data")
-    @classmethod
-    def _not_empty(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if not value:
-            raise ValueError("staticData needs at least one key for the tool to return")
-        return value
-
-
-class StaticPluginSpec(PluginSpecBase):
-    data: StaticData
-
-
-class Plugin(PluginDocument):
-    KIND = "Plugin"
-    PLUGIN_CLASS = "static"
-    metadata: StaticPluginMetadata
-    spec: StaticPluginSpec
-
-
-class SqlData(SamModel):
-    parameters: Annotated[list[Parameter], EmptyIfNull] = []
-    sql_query: str = Field(description="SQL with {param} placeholders, bound by the driver.")
-    test_values: Annotated[list[TestValue], EmptyIfNull] = []
-    limit: Annotated[int, Field(gt=0), Capped(SQL_LIMIT_MAX)] = 100
-
-    _unique_parameters = field_validator("parameters")(_check_parameters)
-    _placeholders_declared = field_validator("sql_query")(_check_placeholders)
-
-
-class SqlPluginSpec(PluginSpecBase):
-    connection: Reference
-    sql_data: SqlData
-
-
-class SqlPlugin(PluginDocument):
-    KIND = "SqlPlugin"
-    PLUGIN_CLASS = "sql"
-    metadata: SqlPluginMetadata
-    spec: SqlPluginSpec
-
-
-class UrlParam(SamModel):
-    key: str
-    value: Text | None = None
-
-
-class Header(SamModel):
-    name: str = Field(pattern=HEADER_NAME_PATTERN)
-    value: Text | None = None
-
-
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
-
-
-class ApiData(SamModel):
-    parameters: Annotated[list[Parameter], EmptyIfNull] = []
-    endpoint: str = Field(description="Path under the connection's baseUrl, e.g. /items/{id}/.")
-    method: Annotated[Literal["GET", "POST", "PUT", "PATCH", "DELETE"], BeforeValidator(_upper)] = (
-        "GET"
-    )
-    url_params: Annotated[list[UrlParam], EmptyIfNull] = []
-    headers: Annotated[list[Header], EmptyIfNull] = []
-    body: Any = None
-    test_values: Annotated[list[TestValue], EmptyIfNull] = []
-    limit: PositiveInt = 100
-
-    _unique_parameters = field_validator("parameters")(_check_parameters)
-
-    @field_validator("endpoint")
-    @classmethod
-    def _relative_path(cls, value: str, info: ValidationInfo) -> str:
-        if "://" in value or "/../" in value or "/./" in value or "\\" in value or "?" in value:
-            raise ValueError("the endpoint must be a plain path under the connection's baseUrl")
-        if not (value.startswith("/") and value.endswith("/")) or value.startswith("//"):
-            raise ValueError("the endpoint must be a path that starts and ends with '/'")
-        return _check_placeholders(value, info)
-
-
-class ApiPluginSpec(PluginSpecBase):
-    connection: Reference
-    api_data: ApiData
-
-
-class ApiPlugin(PluginDocument):
-    KIND = "ApiPlugin"
-    PLUGIN_CLASS = "api"
-    metadata: ApiPluginMetadata
-    spec: ApiPluginSpec
 
 
 # --- Connections ----------------------------------------------------------------------------
