@@ -42,11 +42,10 @@ from reconciler.errors import error_document
 from reconciler.sam.revision import Revision
 from serve import logctx
 from serve.chat import Turn, TurnResult, text_of
-from serve.chat_routes import (
+from serve.chat_http import (
     CHAT,
     ChatError,
     answer_headers,
-    envelope,
     json_body,
     presented,
     turn_errors,
@@ -54,6 +53,7 @@ from serve.chat_routes import (
 from serve.errors import error_response
 from serve.providers import Providers
 from serve.settings import ProviderSettings, ServingSettings
+from serve.smarter_routes import envelope
 from serve.snapshot import CompiledClient, ServingState, Snapshot
 
 FETCH_TIMEOUT_SECONDS = 30.0

@@ -51,8 +51,9 @@ from reconciler.store.db import (
 )
 from serve import eventloop
 from serve.app import ServerDeps, create_app
+from serve.chat_http import ChatDeps
 from serve.chat_metrics import ChatMetrics
-from serve.chat_routes import ChatDeps, add_chat_routes
+from serve.chat_routes import add_chat_routes
 from serve.demo import add_demo_routes
 from serve.listening import LimitedSite
 from serve.notify import GenerationListener

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from serve.app import ServerDeps, create_app
-from serve.chat_routes import ChatDeps, add_chat_routes
+from serve.chat_http import ChatDeps
+from serve.chat_routes import add_chat_routes
 from serve.preview import PreviewDeps, add_preview_route
 from serve.providers import Providers
 from serve.sessions import SessionStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from serve.chat_routes import bounded_history
+from serve.chat_http import bounded_history
 from serve.settings import ChatSettings
 
 

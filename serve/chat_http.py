@@ -1,0 +1,216 @@
+"""What the chat routes share: their dependencies, keys, bodies, headers and the turn's errors.
+
+Serve stage, used by ``openai_routes.py`` and ``smarter_routes.py`` (added to the application
+by ``chat_routes.py``). Each request takes the current snapshot once (one generation from
+start to end), finds the client, checks its key, runs one turn (``serve/chat.py``) and answers:
+
+- ``POST /v1/chat/completions`` (``model`` is the client's name; ``stream: true`` answers
+  server-sent events ending with ``data: [DONE]``) and ``GET /v1/models`` (only the clients the
+  presented key may use), with OpenAI's error shape;
+- ``POST /api/v1/llm-clients/{name}/prompt/`` and ``POST /prompt/`` on
+  ``{name}.{account}.api.{domain}`` hosts, with Smarter's envelope and sessions;
+- ``GET /api/v1/llm-clients/{name}/config/``: UI fields and a new session key (CORS open).
+
+Keys: ``Authorization: Token <key>`` or ``Bearer <key>``; a client with an active key requires
+exactly that key (compared as digests, in constant time). Every answer carries
+``x-samops-overhead-ms`` (time spent outside upstream calls), ``x-samops-generation`` and
+``x-request-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from reconciler.api import digests_match, presented_digests
+from serve import jsonwire, logctx
+from serve.bodies import BodyTimeout, BodyTooLarge, read_body
+from serve.chat import Turn, TurnResult
+from serve.chat_metrics import ChatMetrics
+from serve.errors import HttpError, error_response, openai_error_response
+from serve.providers import Providers, UpstreamError
+from serve.sessions import (
+    SessionStore,
+)
+from serve.settings import ChatSettings
+from serve.snapshot import CompiledClient, ServingState, Snapshot
+
+log = logging.getLogger("samops.chat")
+SMARTER_API = "smarter.sh/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatDeps:
+    state: ServingState
+    providers: Providers
+    sessions: SessionStore
+    settings: ChatSettings
+    metrics: ChatMetrics | None = None
+
+
+CHAT = web.AppKey("chat", ChatDeps)
+
+
+ChatError = HttpError
+"""What a chat handler raises; the route family renders it (``serve/errors.py``)."""
+
+
+def openai_error_of(error: HttpError) -> web.Response:
+    return openai_error_response(error.status, error.code, str(error))
+
+
+def samops_error_of(error: HttpError) -> web.Response:
+    return error_response(error.status, error.code, str(error))
+
+
+def presented_key(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    return key.strip() or None if scheme.lower() in ("token", "bearer") else None
+
+
+def authorize(client: CompiledClient, key: dict[str, str] | None, snapshot: Snapshot) -> str | None:
+    """Raise a ChatError unless the presented key (its digests, see ``presented``) may use
+    ``client``: 401 for a missing, unknown, deactivated or expired key, 403 for a valid key of
+    another client. A key known to be inactive or expired is refused whatever the client, so
+    deactivating a key cuts it off even where that leaves the client public (Smarter's rule
+    for inactive keys). Returns the name of the presented key's SmarterAuthToken, if known
+    (a session belongs to it)."""
+    now = dt.datetime.now(dt.UTC)
+    known = None
+    if key is not None:
+        known = snapshot.tokens.get(key["sha256"]) or snapshot.tokens.get(key["sha512"])
+        if known is not None and not known.active:
+            raise ChatError(401, "key_inactive", "this key has been deactivated")
+        if known is not None and known.expires_at is not None and now >= known.expires_at:
+            raise ChatError(401, "key_expired", "this key has expired")
+    policy = client.key
+    if not policy.required:
+        return known.token if known is not None else None
+    if key is None:
+        raise ChatError(
+            401,
+            "missing_key",
+            f"the client {client.name!r} requires an API key: send 'Authorization: Bearer <key>'",
+        )
+    if not digests_match(key, policy.digests):
+        if known is not None:
+            raise ChatError(403, "wrong_key", f"this key may not use the client {client.name!r}")
+        raise ChatError(401, "invalid_key", "this API key is not valid")
+    if policy.expired(now):
+        raise ChatError(401, "key_expired", f"the key of the client {client.name!r} has expired")
+    return known.token if known is not None else None
+
+
+def bounded_history(
+    messages: Sequence[dict[str, Any]], settings: ChatSettings
+) -> list[dict[str, Any]]:
+    """The newest earlier messages within the settings' count and size, starting at a user
+    message (never at a tool result cut off from the call it answers)."""
+    kept: list[dict[str, Any]] = []
+    chars = 0
+    for message in reversed(messages):
+        chars += len(str(message.get("content") or "")) + len(str(message.get("tool_calls") or ""))
+        if len(kept) >= settings.max_history_messages or chars > settings.max_history_chars:
+            break
+        kept.append(message)
+    kept.reverse()
+    while kept and kept[0].get("role") not in ("user", "system"):
+        kept.pop(0)
+    return kept
+
+
+def presented(request: web.Request) -> dict[str, str] | None:
+    """The digests of the request's key, computed once per request (None without a key)."""
+    key = presented_key(request)
+    return presented_digests(key) if key is not None else None
+
+
+def client_for(snapshot: Snapshot, name: str, request: web.Request) -> CompiledClient:
+    """The applied client ``name`` (then named in the request's metrics), or a 404."""
+    client = snapshot.clients.get(name)
+    if client is None:
+        raise ChatError(404, "unknown_client", f"there is no LLM client named {name!r}")
+    request[CLIENT_KEY] = client.name
+    return client
+
+
+CLIENT_KEY = web.RequestKey("samops_client", str)
+"""The applied client a chat request named, for its metrics."""
+CHAT_ROUTES = {
+    "/v1/chat/completions",
+    "/v1/models",
+    "/api/v1/llm-clients/{name}/prompt/",
+    "/prompt/",
+    "/api/v1/llm-clients/{name}/config/",
+}
+
+
+async def json_body(request: web.Request, settings: ChatSettings) -> dict[str, Any]:
+
+    try:
+        raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
+    except BodyTooLarge as exc:
+        raise ChatError(413, "body_too_large", str(exc)) from exc
+    except BodyTimeout as exc:
+        raise ChatError(408, "body_timeout", str(exc)) from exc
+    try:
+        body = jsonwire.loads(raw or b"{}")
+    except jsonwire.JSONDecodeError as exc:
+        raise ChatError(400, "invalid_json", "the request body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise ChatError(400, "invalid_body", "the request body must be a JSON object")
+    messages = body.get("messages")
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)
+    ):
+        raise ChatError(
+            400,
+            "invalid_messages",
+            "'messages' must be a non-empty list of {role, content} objects",
+        )
+    if len(messages) > settings.max_messages:
+        raise ChatError(
+            413, "too_many_messages", f"at most {settings.max_messages} messages per request"
+        )
+    return body
+
+
+def answer_headers(
+    started: float, result: TurnResult | None, snapshot: Snapshot, request: web.Request
+) -> dict[str, str]:
+    elapsed = time.perf_counter() - started
+    upstream = result.upstream_seconds if result else 0.0
+    return {
+        "x-samops-overhead-ms": f"{max(0.0, elapsed - upstream) * 1000:.3f}",
+        "x-samops-generation": str(snapshot.generation),
+        "x-request-id": logctx.request_id.get() or "",
+    }
+
+
+@asynccontextmanager
+async def turn_errors(deps: ChatDeps, turn: Turn) -> AsyncIterator[None]:
+    """The turn's deadline, and upstream failures, as ChatErrors (502/504), counted."""
+    try:
+        async with asyncio.timeout(deps.settings.deadline_seconds):
+            yield
+    except TimeoutError as exc:
+        raise ChatError(
+            504,
+            "deadline_exceeded",
+            f"the turn took longer than {deps.settings.deadline_seconds:g} s",
+        ) from exc
+    except UpstreamError as exc:
+        if deps.metrics is not None:
+            deps.metrics.upstream_failed(exc, turn.client.provider)
+        raise ChatError(exc.status, exc.code, str(exc)) from exc

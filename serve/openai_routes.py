@@ -1,0 +1,140 @@
+"""The OpenAI-compatible chat routes: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+Serve stage, added by ``chat_routes.add_chat_routes``. Every OpenAI parameter is passed on;
+``model`` names the LLM client. Answers, streams and errors have OpenAI's shapes, so the
+``openai`` SDK and the tools built on it work unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from serve import jsonwire
+from serve.chat import Turn, TurnResult
+from serve.chat_http import (
+    CHAT,
+    ChatDeps,
+    ChatError,
+    answer_headers,
+    authorize,
+    client_for,
+    json_body,
+    openai_error_of,
+    presented,
+    turn_errors,
+)
+from serve.errors import openai_stream_error
+from serve.providers import UpstreamError
+
+log = logging.getLogger("samops.chat")
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    deps = request.app[CHAT]
+    started = time.perf_counter()
+    snapshot = deps.state.snapshot
+    try:
+        body = await json_body(request, deps.settings)
+        client = client_for(snapshot, str(body.get("model", "")), request)
+        authorize(client, presented(request), snapshot)
+        tools = body.get("tools")
+        caller_tools: list[dict[str, Any]] = tools if isinstance(tools, list) else []
+        turn = Turn(
+            client,
+            snapshot,
+            deps.providers,
+            body["messages"],
+            caller_tools,
+            deps.settings.max_tool_rounds,
+            deps.settings.max_tool_calls_per_round,
+            deps.settings.max_concurrent_tool_calls,
+        )
+        if body.get("stream"):
+            return await _stream(request, deps, turn, body, started)
+        async with turn_errors(deps, turn):
+            result = await turn.run()
+        if deps.metrics is not None:
+            deps.metrics.turn(result, turn.client.provider)
+    except ChatError as error:
+        response = openai_error_of(error)
+        response.headers.update(answer_headers(started, None, snapshot, request))
+        return response
+    completion = {**result.completion, "model": client.name}
+    headers = answer_headers(started, result, snapshot, request)
+    log.debug(
+        "chat turn",
+        extra={
+            "client": client.name,
+            "rounds": result.rounds,
+            "generation": snapshot.generation,
+            "overhead_ms": headers["x-samops-overhead-ms"],
+        },
+    )
+    return jsonwire.response(completion, headers=headers)
+
+
+async def _stream(
+    request: web.Request, deps: ChatDeps, turn: Turn, body: Mapping[str, Any], started: float
+) -> web.StreamResponse:
+    """Server-sent events, passed through from the upstream as they come. Errors before the
+    first chunk are ordinary error answers; later ones end the stream with an error event.
+    ``x-samops-overhead-ms`` covers the time until the first chunk."""
+    result = TurnResult({}, [p.name for p in turn.selected])
+    chunks = turn.stream(result)
+    options = body.get("stream_options")
+    with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    async with turn_errors(deps, turn):
+        first = await anext(chunks)
+    response = web.StreamResponse(
+        headers={
+            **answer_headers(started, result, turn.snapshot, request),
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+        }
+    )
+    await response.prepare(request)
+
+    async def send(chunk: dict[str, Any]) -> None:
+        if "usage" in chunk and not chunk.get("choices") and not with_usage:
+            return
+        event = jsonwire.dumps({**chunk, "model": turn.client.name})
+        await response.write(b"data: " + event + b"\n\n")
+
+    try:
+        try:
+            await send(first)
+            async with asyncio.timeout(deps.settings.deadline_seconds):
+                async for chunk in chunks:
+                    await send(chunk)
+        except (UpstreamError, TimeoutError) as exc:
+            code = getattr(exc, "code", "deadline_exceeded")
+            await response.write(openai_stream_error(code, str(exc) or "the turn took too long"))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+    except ConnectionResetError:  # the caller left: normal, and the upstream call ends here
+        log.debug("caller went away", extra={"path": request.path})
+    finally:
+        await chunks.aclose()
+        if deps.metrics is not None:
+            deps.metrics.turn(result, turn.client.provider)
+    return response
+
+
+async def list_models(request: web.Request) -> web.Response:
+    deps = request.app[CHAT]
+    snapshot = deps.state.snapshot
+    key = presented(request)
+    visible = []
+    for client in snapshot.clients.values():
+        try:
+            authorize(client, key, snapshot)
+        except ChatError:
+            continue
+        visible.append({"id": client.name, "object": "model", "created": 0, "owned_by": "samops"})
+    return web.json_response({"object": "list", "data": sorted(visible, key=lambda m: m["id"])})
