@@ -46,12 +46,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select
 
 from reconciler.errors import DatabaseError, DatabaseRefused, DatabaseUnavailable
 from reconciler.store import schema
 from reconciler.store.db import driver_reason, reading, translated_errors
 from serve.chat import ToolCallRecord
+from serve.session_rows import history_message, message_fields, session_ids, stored_text
 
 log = logging.getLogger("samops.sessions")
 SESSION_KEY = re.compile(r"^[0-9a-f]{64}$")
@@ -236,7 +237,7 @@ class SessionStore:
             # In what was read: its write set its first position before committing.
             if entry.position is not None and entry.position < count:
                 continue
-            messages.extend(_history_message(_message_fields(m)) for m in entry.turn.messages)
+            messages.extend(history_message(message_fields(m)) for m in entry.turn.messages)
         return messages
 
     def _pending_turns(self, session_key: str, client: str) -> list[_Pending]:
@@ -380,13 +381,14 @@ class SessionStore:
                 .all()
             )
             connection.rollback()
-        return [_history_message(row) for row in rows]
+        return [history_message(row) for row in rows]
 
     def _write(self, batch: Sequence[_Pending]) -> None:
         """One transaction for the whole batch; positions continue each session's count."""
         now = dt.datetime.now(dt.UTC)
         with translated_errors(str(self.engine.url)), self.engine.begin() as connection:
-            ids = _session_ids(connection, batch, now)
+            wanted = [(e.turn.session_key, e.turn.client, e.turn.opened_by) for e in batch]
+            ids = session_ids(connection, wanted, now)
             messages = schema.chat_messages
             counts = connection.execute(
                 select(messages.c.session_id, func.count())
@@ -411,7 +413,7 @@ class SessionStore:
                 rows += [
                     {
                         **common,
-                        **_message_fields(m),
+                        **message_fields(m),
                         "position": start + i,
                         "generation": generation,
                     }
@@ -422,8 +424,8 @@ class SessionStore:
                         **common,
                         "tool": c.name,
                         "arguments": dict(c.arguments),
-                        "result": _text(c.result),
-                        "error": _text(c.error),
+                        "result": stored_text(c.result),
+                        "error": stored_text(c.error),
                         "duration_ms": c.duration_ms,
                     }
                     for c in turn.tool_calls
@@ -438,76 +440,4 @@ class SessionStore:
                     connection.execute(insert(table), values)
 
 
-Owner = tuple[str, str, str | None]
 """(session key, client, opened by): a session is written to only by its owner."""
-
-
-def _session_ids(
-    connection: Connection, batch: Sequence[_Pending], now: dt.datetime
-) -> dict[Owner, int]:
-    """The id of each session of the batch under its owner: existing ones touched, missing
-    ones created. A key whose session belongs to another owner gets no id here."""
-    sessions = schema.chat_sessions
-    owners: dict[str, Owner] = {}
-    for entry in batch:
-        turn = entry.turn
-        owners.setdefault(turn.session_key, (turn.session_key, turn.client, turn.opened_by))
-
-    def known(keys: Sequence[str]) -> dict[Owner, int]:
-        found = connection.execute(
-            select(
-                sessions.c.session_key, sessions.c.client_name, sessions.c.opened_by, sessions.c.id
-            ).where(sessions.c.session_key.in_(keys))
-        ).all()
-        return {(row[0], row[1], row[2]): row[3] for row in found}
-
-    ids = known(list(owners))
-    if ids:
-        connection.execute(
-            update(sessions).where(sessions.c.id.in_(list(ids.values()))).values(updated_at=now)
-        )
-    taken = {owner[0] for owner in ids}
-    missing = [owner for key, owner in owners.items() if key not in taken]
-    if missing:
-        connection.execute(
-            insert(sessions),
-            [
-                {
-                    "session_key": key,
-                    "client_name": client,
-                    "opened_by": opened_by,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for key, client, opened_by in missing
-            ],
-        )
-        ids |= known([owner[0] for owner in missing])
-    return ids
-
-
-def _text(value: Any) -> str | None:
-    """Text as it is stored: NUL (which PostgreSQL's text cannot hold, and which dropped the
-    whole turn there) written as the six characters ``\\u0000``, as JSON writes it."""
-    if value is None:
-        return None
-    return (value if isinstance(value, str) else str(value)).replace("\x00", "\\u0000")
-
-
-def _message_fields(message: Mapping[str, Any]) -> dict[str, Any]:
-    """A message as it is stored: text content, JSON tool calls, a string tool call id."""
-    return {
-        "role": message.get("role"),
-        "content": _text(message.get("content")),
-        "tool_calls": message.get("tool_calls"),
-        "tool_call_id": _text(message.get("tool_call_id")),
-    }
-
-
-def _history_message(fields: Mapping[Any, Any]) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": fields["role"], "content": fields["content"]}
-    if fields["tool_calls"]:
-        message["tool_calls"] = fields["tool_calls"]
-    if fields["tool_call_id"]:
-        message["tool_call_id"] = fields["tool_call_id"]
-    return message
