@@ -180,3 +180,16 @@ def test_the_format_layer_imports_nothing_above_it(path: str) -> None:
         and not any(module == a or module.startswith(a + ".") for a in SAM_MAY_IMPORT)
     }
     assert not offending, f"{path} imports {offending}"
+
+
+MAX_MODULE_LINES = 500
+
+
+@pytest.mark.parametrize(
+    "path",
+    [str(p.relative_to(PROJECT_ROOT)) for p in [*MODULES, *SERVE_MODULES]],
+    ids=lambda p: p,
+)
+def test_modules_stay_small(path: str) -> None:
+    lines = len((PROJECT_ROOT / path).read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{path} has {lines} lines; split it by concern"
