@@ -336,7 +336,7 @@ def _record_failure(engine: Engine, message: str, run: _Pass) -> None:
 
 def plan_revision(engine: Engine, revision: Revision, *, source: str = DEFAULT_SOURCE) -> Plan:
     """What ``apply_revision`` would change (read-only; the revision must be valid)."""
-    with reading(engine) as connection:
+    with translated_errors(str(engine.url)), reading(engine) as connection:
         key = read_state(connection).fingerprint_key
         actual = read_actual(connection, source=source)
         connection.rollback()

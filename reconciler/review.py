@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -28,8 +29,10 @@ from reconciler.plan import Plan, compute_plan
 from reconciler.sam.base import alias_path
 from reconciler.sam.diagnostics import Diagnostic
 from reconciler.sam.kinds import KINDS
+from reconciler.sam.load import LoadOptions
 from reconciler.sam.references import REFERENCE_FIELDS
-from reconciler.sam.revision import Revision
+from reconciler.sam.revision import ParseCache, Revision
+from reconciler.source import GitSource, validate_source
 from reconciler.store.mapping import get_path
 
 Level = Literal["high", "medium", "low"]
@@ -91,6 +94,19 @@ def review_revisions(base: Revision, head: Revision) -> Review:
     return Review(
         base.revision, head.revision, plan, risk_flags(before, after, plan), (), len(base.errors)
     )
+
+
+def review_commits(repo: Path, base: str, head: str, path: str, options: LoadOptions) -> Review:
+    """The review of merging ``head`` onto ``base``, two commits of the repository at
+    ``repo`` (manifests under ``path``), validated as the daemon would; the head reuses the
+    base's parsed files where they are the same (one parse cache). ``SourceError`` when a
+    commit cannot be read."""
+    cache = ParseCache()
+    before, after = (
+        validate_source(GitSource(repo, ref=commit, path=path), options=options, cache=cache)
+        for commit in (base, head)
+    )
+    return review_revisions(before, after)
 
 
 # --- the rules ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from reconciler.cli.common import (
 )
 from reconciler.errors import ApplyError
 from reconciler.plan_render import plan_to_json, render_markdown, render_text
-from reconciler.review import Level, review_revisions
+from reconciler.review import Level, review_commits
 from reconciler.review_render import (
     DEFAULT_MAX_CHARS,
     render_review_markdown,
@@ -39,11 +39,10 @@ from reconciler.review_render import (
 )
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_json, as_text, dumps
-from reconciler.sam.revision import ParseCache
 from reconciler.sam.schema import all_kinds_schema, kind_schema
 from reconciler.sam.secret_access import SecretAccess
-from reconciler.source import GitSource, SourceError, validate_source
-from reconciler.store.db import DatabaseError, default_database_url, translated_errors
+from reconciler.source import SourceError
+from reconciler.store.db import DatabaseError
 
 
 @click.command()
@@ -192,8 +191,7 @@ def plan(
     exit_unless_valid(revision)
     engine = existing_database(database_url)
     try:
-        with translated_errors(database_url or default_database_url()):
-            changes = plan_revision(engine, revision, source=source_name)
+        changes = plan_revision(engine, revision, source=source_name)
     except DatabaseError as exc:
         fail(str(exc))
     if output_format == "json":
@@ -231,19 +229,10 @@ def _review(
     options = LoadOptions(
         allow_plaintext_secrets=allow_plaintext_secrets, secret_access=SecretAccess.if_configured()
     )
-    cache = ParseCache()
     try:
-        before, after = (
-            validate_source(
-                GitSource(repo or Path("."), ref=commit, path=subpath),
-                options=options,
-                cache=cache,
-            )
-            for commit in (base, head or "HEAD")
-        )
+        result = review_commits(repo or Path("."), base, head or "HEAD", subpath, options)
     except SourceError as exc:
         fail(str(exc))
-    result = review_revisions(before, after)
     if output_format == "json":
         click.echo(json.dumps(review_to_json(result), indent=2))
     elif output_format == "markdown":
