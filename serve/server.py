@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -150,7 +150,6 @@ async def serve_until_stopped(
         sessions = SessionStore(
             engine, on_unstored=lambda reason, turns: metrics.unstored.labels(reason).inc(turns)
         )
-        sessions.start()
         refresh = asyncio.Event()
 
         def wake(reason: str) -> None:
@@ -187,6 +186,7 @@ async def serve_until_stopped(
         )
         if options.demo:
             add_demo_routes(app, default_data_dir())
+        app.cleanup_ctx.append(_serving_parts(engine, sessions, providers, state, refresh))
         if daemon is not None:
             daemon.on_generation = lambda _generation: refresh.set()
         group: WorkerGroup | None = None
@@ -222,14 +222,6 @@ async def serve_until_stopped(
                 )
         else:
             tell_primary_listening(worker)
-        listener = None
-        if engine.dialect.name == "postgresql":  # notifications first, the poll as fallback
-
-            def heard() -> None:
-                loop.call_soon_threadsafe(refresh.set)
-
-            listener = GenerationListener(engine, heard)
-            listener.start()
         tasks = {
             asyncio.create_task(
                 watch_generations(state, refresh, stop, served.set), name="samops-generations"
@@ -244,8 +236,9 @@ async def serve_until_stopped(
             tasks.add(
                 asyncio.create_task(watch_primary(worker.primary_pid, stop), name="samops-primary")
             )
+        watched = {*tasks, sessions.writer}  # the session writer is closed, not cancelled
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             stop.set()
             for task in done:
                 task.result()  # surfaces the error of a root task that died
@@ -256,15 +249,46 @@ async def serve_until_stopped(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            if listener is not None:
-                await asyncio.to_thread(listener.stop)
             if group is not None:
                 await group.stop()
-            await runner.cleanup()
+            await runner.cleanup()  # the cleanup contexts: sessions written, pools closed
+            log.info("stopped")
+
+
+def _serving_parts(
+    engine: Engine,
+    sessions: SessionStore,
+    providers: Providers,
+    state: ServingState,
+    refresh: asyncio.Event,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The application's cleanup context: what serving needs beside the HTTP site, started
+    with the application and stopped with it, in reverse order: the session writer (a root
+    task: its failure stops the process; at shutdown it writes what is queued first), the
+    PostgreSQL generation listener (notifications first, the poll as fallback), the upstream
+    clients and the SQL pools of compiled plugins."""
+
+    async def parts(_app: web.Application) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        sessions.start()
+        listener = None
+        if engine.dialect.name == "postgresql":
+
+            def heard() -> None:
+                loop.call_soon_threadsafe(refresh.set)
+
+            listener = GenerationListener(engine, heard)
+            listener.start()
+        try:
+            yield
+        finally:
+            if listener is not None:
+                await asyncio.to_thread(listener.stop)
             await sessions.close()
             await providers.close()
             state.close()
-            log.info("stopped")
+
+    return parts
 
 
 def _ref_reader(daemon: Daemon | None, options: ServerOptions) -> RefReader | None:

@@ -157,6 +157,12 @@ class SessionStore:
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_forever(), name="samops-sessions")
 
+    @property
+    def writer(self) -> asyncio.Task[None]:
+        """The writer task (a root task of the serving process), once started."""
+        assert self._writer is not None, "start() the session store first"
+        return self._writer
+
     async def close(self, timeout: float = 10.0) -> None:
         """Write everything pending, then stop. While the database fails, no attempt starts
         after ``timeout`` seconds; one already running is given as long again, then abandoned
