@@ -57,6 +57,19 @@ class TurnResult:
     upstream_seconds: float = 0.0
     rounds: int = 0
 
+    def tool_calls_made(self) -> list[dict[str, Any]]:
+        """The tool calls of the turn as Smarter's answers list them."""
+        return [
+            {
+                "name": c.name,
+                "arguments": c.arguments,
+                "result": c.result,
+                "error": c.error,
+                "duration_ms": c.duration_ms,
+            }
+            for c in self.tool_calls
+        ]
+
 
 def _without_nulls(value: Any) -> Any:
     """OpenAI answers carry many ``null`` fields; drop them, as the SDK's dump did."""

@@ -214,3 +214,32 @@ async def turn_errors(deps: ChatDeps, turn: Turn) -> AsyncIterator[None]:
         if deps.metrics is not None:
             deps.metrics.upstream_failed(exc, turn.client.provider)
         raise ChatError(exc.status, exc.code, str(exc)) from exc
+
+
+def new_turn(
+    deps: ChatDeps,
+    client: CompiledClient,
+    snapshot: Snapshot,
+    messages: list[dict[str, Any]],
+    caller_tools: list[dict[str, Any]] | None = None,
+) -> Turn:
+    """A turn of ``client`` within the server's bounds on tool rounds and calls."""
+    return Turn(
+        client,
+        snapshot,
+        deps.providers,
+        messages,
+        caller_tools or [],
+        max_tool_rounds=deps.settings.max_tool_rounds,
+        max_calls_per_round=deps.settings.max_tool_calls_per_round,
+        max_concurrent_calls=deps.settings.max_concurrent_tool_calls,
+    )
+
+
+async def run_turn(deps: ChatDeps, turn: Turn) -> TurnResult:
+    """Run ``turn`` to its answer (errors as ``ChatError``s), counted in the metrics."""
+    async with turn_errors(deps, turn):
+        result = await turn.run()
+    if deps.metrics is not None:
+        deps.metrics.turn(result, turn.client.provider)
+    return result

@@ -25,8 +25,10 @@ from serve.chat_http import (
     authorize,
     client_for,
     json_body,
+    new_turn,
     openai_error_of,
     presented,
+    run_turn,
     turn_errors,
 )
 from serve.errors import openai_stream_error
@@ -45,22 +47,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         authorize(client, presented(request), snapshot)
         tools = body.get("tools")
         caller_tools: list[dict[str, Any]] = tools if isinstance(tools, list) else []
-        turn = Turn(
-            client,
-            snapshot,
-            deps.providers,
-            body["messages"],
-            caller_tools,
-            deps.settings.max_tool_rounds,
-            deps.settings.max_tool_calls_per_round,
-            deps.settings.max_concurrent_tool_calls,
-        )
+        turn = new_turn(deps, client, snapshot, body["messages"], caller_tools)
         if body.get("stream"):
             return await _stream(request, deps, turn, body, started)
-        async with turn_errors(deps, turn):
-            result = await turn.run()
-        if deps.metrics is not None:
-            deps.metrics.turn(result, turn.client.provider)
+        result = await run_turn(deps, turn)
     except ChatError as error:
         response = openai_error_of(error)
         response.headers.update(answer_headers(started, None, snapshot, request))

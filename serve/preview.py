@@ -26,7 +26,6 @@ Git, validation and compilation run in worker threads, never on the event loop.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -47,6 +46,7 @@ from serve.chat_http import (
     ChatError,
     answer_headers,
     json_body,
+    new_turn,
     presented,
     turn_errors,
 )
@@ -55,13 +55,6 @@ from serve.providers import Providers
 from serve.settings import ProviderSettings, ServingSettings
 from serve.smarter_routes import envelope
 from serve.snapshot import CompiledClient, ServingState, Snapshot
-
-FETCH_TIMEOUT_SECONDS = 30.0
-MAX_REF_CHARS = 256
-FULL_SHA = re.compile(r"[0-9a-f]{40}")
-SHORT_SHA = re.compile(r"[0-9a-f]{4,39}")
-REMOTE_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]*")
-PREVIEW_REF_PREFIX = "refs/samops/preview/"
 
 
 class PreviewError(Exception):
@@ -177,16 +170,7 @@ class Answer:
             **self.result.completion,
             "model": self.client,
             "plugins_selected": self.result.selected,
-            "tool_calls_made": [
-                {
-                    "name": c.name,
-                    "arguments": c.arguments,
-                    "result": c.result,
-                    "error": c.error,
-                    "duration_ms": c.duration_ms,
-                }
-                for c in self.result.tool_calls
-            ],
+            "tool_calls_made": self.result.tool_calls_made(),
             "revision": self.revision,
         }
 
@@ -288,13 +272,7 @@ async def preview_prompt(request: web.Request) -> web.Response:
         revision = await asyncio.to_thread(read_ref, deps.source, ref)
         async with compiled(revision, deps.http, deps.serving) as snapshot:
             client = find_client(snapshot, request.match_info["name"])
-            turn = Turn(
-                client,
-                snapshot,
-                chat.providers,
-                messages,
-                max_tool_rounds=chat.settings.max_tool_rounds,
-            )
+            turn = new_turn(chat, client, snapshot, messages)  # not counted in chat metrics
             async with turn_errors(chat, turn):
                 result = await turn.run()
     except PreviewError as error:

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from serve import jsonwire
-from serve.chat import Turn, text_of
+from serve.chat import text_of
 from serve.chat_http import (
     CHAT,
     SMARTER_API,
@@ -25,9 +25,10 @@ from serve.chat_http import (
     bounded_history,
     client_for,
     json_body,
+    new_turn,
     presented,
+    run_turn,
     samops_error_of,
-    turn_errors,
 )
 from serve.sessions import (
     SESSION_KEY,
@@ -83,19 +84,7 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
                 ) from exc
         earlier = history if history is not None else body["messages"][:-1]
         messages = [*bounded_history(earlier, deps.settings), prompt]
-        turn = Turn(
-            client,
-            snapshot,
-            deps.providers,
-            messages,
-            max_tool_rounds=deps.settings.max_tool_rounds,
-            max_calls_per_round=deps.settings.max_tool_calls_per_round,
-            max_concurrent_calls=deps.settings.max_concurrent_tool_calls,
-        )
-        async with turn_errors(deps, turn):
-            result = await turn.run()
-        if deps.metrics is not None:
-            deps.metrics.turn(result, turn.client.provider)
+        result = await run_turn(deps, new_turn(deps, client, snapshot, messages))
     except ChatError as error:
         response = samops_error_of(error)
         response.headers.update(answer_headers(started, None, snapshot, request))
@@ -117,16 +106,7 @@ async def _prompt(request: web.Request, name: str) -> web.Response:
         **completion,
         "session_key": session_key,
         "plugins_selected": result.selected,
-        "tool_calls_made": [
-            {
-                "name": c.name,
-                "arguments": c.arguments,
-                "result": c.result,
-                "error": c.error,
-                "duration_ms": c.duration_ms,
-            }
-            for c in result.tool_calls
-        ],
+        "tool_calls_made": result.tool_calls_made(),
     }
     return jsonwire.response(
         envelope(data, "prompt"), headers=answer_headers(started, result, snapshot, request)
