@@ -7,6 +7,7 @@ Entry points. The commands reach the ``samops`` CLI through a package entry poin
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -34,7 +35,7 @@ from reconciler.store.db import (
     open_database,
 )
 from serve import logctx
-from serve.cli_options import chat_settings, needs_admin_key, server_options
+from serve.cli_options import server_options
 from serve.server import choose_follower, run_server, serve_until_stopped
 from serve.settings import FollowerSpec, ServerOptions
 from serve.workers import (
@@ -107,24 +108,12 @@ def run(
     subpath: str,
     database_url: str | None,
     source_name: str,
-    host: str,
-    port: int,
-    account_number: str,
-    api_domain: str,
-    workers: int,
-    max_tool_rounds: int,
-    keepalive_timeout: float,
-    body_timeout: float,
-    max_connections: int,
-    log_format: str,
-    log_level: str,
+    server: ServerOptions,
     webhook_secret: str | None,
     poll_interval: float,
     allow_plaintext_secrets: bool,
     allow_empty: bool,
     demo: bool,
-    admin_key_digest: str | None,
-    protect: tuple[str, ...],
 ) -> None:
     """Follow a repository and serve chat: every commit is validated and applied at once.
 
@@ -137,10 +126,7 @@ def run(
       samops run --repo . --path manifests
       samops run --url https://git.example.com/team/bots.git --ref main --webhook-secret "$S"
     """
-    needs_admin_key(protect, admin_key_digest)
-    configure_logging(log_format, log_level)
-    report_unknown_settings()
-    logctx.install()
+    start_process(server)
     follower = choose_follower(path, repo, url, ref, subpath, default_data_dir())
     try:
         engine = open_database(database_url)
@@ -148,8 +134,6 @@ def run(
             follower.read()  # fail now, clearly, on a wrong path or ref
     except (DatabaseError, SourceError) as exc:
         fail(str(exc))
-    if workers > 1:
-        enable_shared_metrics()
     registry = CollectorRegistry()
     daemon = Daemon(
         engine=engine,
@@ -166,22 +150,12 @@ def run(
             ),
         ),
     )
-    options = ServerOptions(
-        host,
-        port,
-        webhook_secret,
-        chat_settings(account_number, api_domain, max_tool_rounds, body_timeout),
-        keepalive_timeout=keepalive_timeout,
-        max_connections=max_connections,
+    spec = FollowerSpec(str(path) if path else None, str(repo) if repo else None, url, ref, subpath)
+    options = dataclasses.replace(
+        server,
+        webhook_secret=webhook_secret,
         demo=demo,
-        admin_key_digest=admin_key_digest,
-        protect=protect,
-        workers=workers,
-        log_format=log_format,
-        log_level=log_level,
-        follower=FollowerSpec(
-            str(path) if path else None, str(repo) if repo else None, url, ref, subpath
-        ),
+        follower=spec,
         allow_plaintext_secrets=allow_plaintext_secrets,
     )
     run_server(
@@ -199,22 +173,7 @@ def run(
 @click.command()
 @database_options
 @server_options
-def serve(
-    database_url: str | None,
-    host: str,
-    port: int,
-    account_number: str,
-    api_domain: str,
-    workers: int,
-    max_tool_rounds: int,
-    keepalive_timeout: float,
-    body_timeout: float,
-    max_connections: int,
-    log_format: str,
-    log_level: str,
-    admin_key_digest: str | None,
-    protect: tuple[str, ...],
-) -> None:
+def serve(database_url: str | None, server: ServerOptions) -> None:
     """Serve chat from a shared database, without reconciling (a replica).
 
     Run any number of these behind a load balancer, next to one or more `samops run` on the
@@ -225,34 +184,16 @@ def serve(
       samops serve --database-url postgresql://samops@db.internal/samops --port 8081
       samops serve --database-url postgresql://samops@db.internal/samops --workers 2
     """
-    needs_admin_key(protect, admin_key_digest)
-    configure_logging(log_format, log_level)
-    report_unknown_settings()
-    logctx.install()
+    start_process(server)
     try:
         engine = open_database(database_url)
     except DatabaseError as exc:
         fail(str(exc))
-    if workers > 1:
-        enable_shared_metrics()
-    options = ServerOptions(
-        host,
-        port,
-        None,
-        chat_settings(account_number, api_domain, max_tool_rounds, body_timeout),
-        keepalive_timeout=keepalive_timeout,
-        max_connections=max_connections,
-        admin_key_digest=admin_key_digest,
-        protect=protect,
-        workers=workers,
-        log_format=log_format,
-        log_level=log_level,
-    )
     run_server(
         serve_until_stopped(
             engine=engine,
             registry=CollectorRegistry(),
-            options=options,
+            options=server,
             describe="serve-only replica",
         ),
         engine,
@@ -264,3 +205,13 @@ def report_unknown_settings() -> None:
     otherwise leave a setting silently at its default)."""
     for sentence in unknown_variables(os.environ):
         log.warning(sentence)
+
+
+def start_process(server: ServerOptions) -> None:
+    """What every serving process does first: logging as asked, unknown settings said, the
+    request id in every log line, metrics shared when there are workers."""
+    configure_logging(server.log_format, server.log_level)
+    report_unknown_settings()
+    logctx.install()
+    if server.workers > 1:
+        enable_shared_metrics()

@@ -7,17 +7,20 @@ anything starts.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
+from typing import Any
 
 import click
 
 from reconciler.sam.kinds import DIGEST_PATTERN
-from serve.settings import ChatSettings
+from serve.settings import ChatSettings, ServerOptions
 
 
 def server_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Listening and chat options shared by ``run`` and ``serve``."""
+    """Listening and chat options shared by ``run`` and ``serve``, handed to the command as
+    one ``server: ServerOptions``."""
     options = [
         click.option(
             "--admin-key-digest",
@@ -130,9 +133,45 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
             help="[env: SAMOPS_LOG_LEVEL]",
         ),
     ]
+
+    @functools.wraps(command)
+    def with_server_options(
+        *args: Any,
+        host: str,
+        port: int,
+        account_number: str,
+        api_domain: str,
+        workers: int,
+        max_tool_rounds: int,
+        keepalive_timeout: float,
+        body_timeout: float,
+        max_connections: int,
+        log_format: str,
+        log_level: str,
+        admin_key_digest: str | None,
+        protect: tuple[str, ...],
+        **kwargs: Any,
+    ) -> None:
+        needs_admin_key(protect, admin_key_digest)
+        server = ServerOptions(
+            host,
+            port,
+            None,
+            chat_settings(account_number, api_domain, max_tool_rounds, body_timeout),
+            keepalive_timeout=keepalive_timeout,
+            max_connections=max_connections,
+            admin_key_digest=admin_key_digest,
+            protect=protect,
+            workers=workers,
+            log_format=log_format,
+            log_level=log_level,
+        )
+        command(*args, server=server, **kwargs)
+
+    wrapped: Callable[..., None] = with_server_options
     for option in reversed(options):
-        command = option(command)
-    return command
+        wrapped = option(wrapped)
+    return wrapped
 
 
 def chat_settings(
