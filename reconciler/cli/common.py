@@ -9,10 +9,12 @@ output is data.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -63,7 +65,7 @@ def output_option(choices: list[str], default: str, help: str = "") -> Callable[
 
 def source_options(command: Any) -> Any:
     """PATH / --repo --ref --path, and the validation policy, shared by every command that
-    reads a revision."""
+    reads a revision; handed to the command as one ``source: SourceArgs``."""
     options = [
         click.argument("path", required=False, type=click.Path(path_type=Path)),
         click.option(
@@ -96,9 +98,35 @@ def source_options(command: Any) -> Any:
             "error). [env: SAMOPS_ALLOW_PLAINTEXT_SECRETS]",
         ),
     ]
+
+    @functools.wraps(command)
+    def with_source(
+        *args: Any,
+        path: Path | None,
+        repo: Path | None,
+        ref: str,
+        subpath: str,
+        allow_plaintext_secrets: bool,
+        **kwargs: Any,
+    ) -> Any:
+        source = SourceArgs(path, repo, ref, subpath, allow_plaintext_secrets)
+        return command(*args, source=source, **kwargs)
+
+    wrapped: Any = with_source
     for option in reversed(options):
-        command = option(command)
-    return command
+        wrapped = option(wrapped)
+    return wrapped
+
+
+@dataclass(frozen=True, slots=True)
+class SourceArgs:
+    """What a command was told to read: PATH, or --repo at --ref under --path; the policy."""
+
+    path: Path | None
+    repo: Path | None
+    ref: str
+    subpath: str
+    allow_plaintext_secrets: bool
 
 
 def database_options(command: Any) -> Any:
@@ -142,52 +170,48 @@ def owned_database(database_url: str | None) -> Engine:
 
 
 def read_revision(
-    path: Path | None,
-    repo: Path | None,
-    ref: str,
-    subpath: str,
-    allow_plaintext_secrets: bool,
+    args: SourceArgs,
     *,
     one_file: bool = False,
     progress: Progress | None = None,
 ) -> Revision:
     """The validated revision the options name; a single file PATH only when ``one_file``
     (``validate``: a file is checked alone; plan and apply need a whole revision)."""
-    if path is not None and repo is not None:
+    if args.path is not None and args.repo is not None:
         raise click.UsageError("give either PATH or --repo, not both")
-    if repo is None and (ref != "HEAD" or subpath):
+    if args.repo is None and (args.ref != "HEAD" or args.subpath):
         raise click.UsageError(
             "--ref and --path read a git repository: add --repo (e.g. --repo .), or give the "
             "folder as PATH"
         )
     source: DirectorySource | GitSource | FileSource
-    if repo is not None:
-        source = GitSource(repo, ref=ref, path=subpath)
-    elif path is not None and path.is_file():
+    if args.repo is not None:
+        source = GitSource(args.repo, ref=args.ref, path=args.subpath)
+    elif args.path is not None and args.path.is_file():
         if not one_file:
             fail(
-                f"{path} is a file; this command needs every manifest of a revision (hint: give "
-                "the folder, or use 'samops validate' to check one file)"
+                f"{args.path} is a file; this command needs every manifest of a revision (hint: "
+                "give the folder, or use 'samops validate' to check one file)"
             )
-        source = FileSource(path)
+        source = FileSource(args.path)
     else:
-        if path is not None and not path.exists():
-            fail(f"{path} does not exist (hint: give the folder that holds the manifests)")
-        source = DirectorySource(path or Path("."))
+        if args.path is not None and not args.path.exists():
+            fail(f"{args.path} does not exist (hint: give the folder that holds the manifests)")
+        source = DirectorySource(args.path or Path("."))
     try:
         revision = validate_source(
             source,
             options=LoadOptions(
-                allow_plaintext_secrets=allow_plaintext_secrets,
+                allow_plaintext_secrets=args.allow_plaintext_secrets,
                 secret_access=SecretAccess.if_configured(),
             ),
             progress=progress,
         )
     except SourceError as exc:
         fail(str(exc))
-    given = path or Path(".")
+    given = args.path or Path(".")
     folder = (given.parent if isinstance(source, FileSource) else given).as_posix()
-    if repo is None and folder != ".":  # show paths that open from here
+    if args.repo is None and folder != ".":  # show paths that open from here
         revision.diagnostics = [_under(folder, d) for d in revision.diagnostics]
     return revision
 

@@ -16,6 +16,7 @@ from reconciler.cli.common import (
     EXIT_OK,
     EXIT_RISK,
     KIND_CHOICE,
+    SourceArgs,
     database_options,
     existing_database,
     exit_unless_valid,
@@ -50,11 +51,7 @@ from reconciler.store.db import DatabaseError
 @output_option(["text", "json"], "text", "text for people, json for programs (docs/cli.md).")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 def validate(
-    path: Path | None,
-    repo: Path | None,
-    ref: str,
-    subpath: str,
-    allow_plaintext_secrets: bool,
+    source: SourceArgs,
     output_format: str,
     strict: bool,
 ) -> None:
@@ -72,9 +69,7 @@ def validate(
       samops validate --repo . --ref HEAD --path manifests -o json
     """
     progress = progress_for(output_format)
-    revision = read_revision(
-        path, repo, ref, subpath, allow_plaintext_secrets, one_file=True, progress=progress
-    )
+    revision = read_revision(source, one_file=True, progress=progress)
     if progress is not None:
         progress.close()
     if output_format == "json":
@@ -138,11 +133,7 @@ def schema(kind: str | None) -> None:
     help="Review mode, markdown: cap on the output's size (GitHub comments hold 65,536).",
 )
 def plan(
-    path: Path | None,
-    repo: Path | None,
-    ref: str,
-    subpath: str,
-    allow_plaintext_secrets: bool,
+    source: SourceArgs,
     database_url: str | None,
     source_name: str,
     output_format: str,
@@ -171,11 +162,7 @@ def plan(
     """
     if base is not None or head is not None or fail_on is not None:
         _review(
-            path,
-            repo,
-            ref,
-            subpath,
-            allow_plaintext_secrets,
+            source,
             base=base,
             head=head,
             output_format=output_format,
@@ -185,7 +172,7 @@ def plan(
         )
         return
     progress = progress_for(output_format)
-    revision = read_revision(path, repo, ref, subpath, allow_plaintext_secrets, progress=progress)
+    revision = read_revision(source, progress=progress)
     if progress is not None:
         progress.close()
     exit_unless_valid(revision)
@@ -205,11 +192,7 @@ def plan(
 
 
 def _review(
-    path: Path | None,
-    repo: Path | None,
-    ref: str,
-    subpath: str,
-    allow_plaintext_secrets: bool,
+    source: SourceArgs,
     *,
     base: str | None,
     head: str | None,
@@ -222,15 +205,17 @@ def _review(
     flag at --fail-on or above, 2 for changes with --detailed-exitcode."""
     if base is None:
         raise click.UsageError("--head and --fail-on review a change: give --base REF too")
-    if path is not None:
+    if source.path is not None:
         raise click.UsageError("review mode reads git commits: use --repo, not PATH")
-    if ref != "HEAD":
+    if source.ref != "HEAD":
         raise click.UsageError("review mode takes --base and --head, not --ref")
     options = LoadOptions(
-        allow_plaintext_secrets=allow_plaintext_secrets, secret_access=SecretAccess.if_configured()
+        allow_plaintext_secrets=source.allow_plaintext_secrets,
+        secret_access=SecretAccess.if_configured(),
     )
+    repo = source.repo or Path(".")
     try:
-        result = review_commits(repo or Path("."), base, head or "HEAD", subpath, options)
+        result = review_commits(repo, base, head or "HEAD", source.subpath, options)
     except SourceError as exc:
         fail(str(exc))
     if output_format == "json":
@@ -255,11 +240,7 @@ def _review(
 @click.option("--allow-empty", is_flag=True, help="Allow a revision that deletes every LLM client.")
 @output_option(["text", "json"], "text")
 def apply(
-    path: Path | None,
-    repo: Path | None,
-    ref: str,
-    subpath: str,
-    allow_plaintext_secrets: bool,
+    source: SourceArgs,
     database_url: str | None,
     source_name: str,
     dry_run: bool,
@@ -279,7 +260,7 @@ def apply(
       samops apply manifests --dry-run
     """
     progress = progress_for(output_format)
-    revision = read_revision(path, repo, ref, subpath, allow_plaintext_secrets, progress=progress)
+    revision = read_revision(source, progress=progress)
     if dry_run:
         if progress is not None:
             progress.close()
@@ -287,11 +268,11 @@ def apply(
         ctx = click.get_current_context()
         ctx.invoke(
             plan,
-            path=path,
-            repo=repo,
-            ref=ref,
-            subpath=subpath,
-            allow_plaintext_secrets=allow_plaintext_secrets,
+            path=source.path,
+            repo=source.repo,
+            ref=source.ref,
+            subpath=source.subpath,
+            allow_plaintext_secrets=source.allow_plaintext_secrets,
             database_url=database_url,
             source_name=source_name,
             output_format=output_format,
