@@ -26,7 +26,7 @@ from reconciler.logs import Throttled, configure_logging
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.refs import LocalRefReader, RefError, RefReader, Validator, ref_reader_for
 from reconciler.sealing import unseal
-from reconciler.settings import DaemonSettings, unknown_variables
+from reconciler.settings import DaemonSettings, setting, unknown_variables
 
 __all__ = [
     "GENERATION_CHANNEL",
@@ -54,6 +54,7 @@ __all__ = [
     "leader_lock_for",
     "presented_digests",
     "ref_reader_for",
+    "setting",
     "source_option",
     "unknown_variables",
     "unseal",

@@ -16,6 +16,7 @@ The server's settings objects are in ``serve/settings.py``; the format's limits 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -62,12 +63,27 @@ VARIABLES: tuple[Variable, ...] = (
 )
 """Every ``SAMOPS_*`` variable samops reads, with its default (and unit)."""
 
+UPSTREAM_VARIABLES: tuple[Variable, ...] = (
+    Variable("OPENAI_API_KEY", "unset: the offline demo model", "key of the built-in provider"),
+    Variable("OPENAI_BASE_URL", "OpenAI's public API", "URL of the built-in provider"),
+)
+"""The built-in ``openai`` provider's variables, named as the ``openai`` SDK names them."""
+
 PIPELINE_VARIABLES = frozenset(
     {"SAMOPS_GIT_URL", "SAMOPS_GIT_REF", "SAMOPS_VERSION", "SAMOPS_FAIL_ON", "SAMOPS_GITLAB_TOKEN"}
 )
 """Variables of the review pipeline templates (docs/review.md), read by the CI job."""
 
 KNOWN = frozenset(v.name for v in VARIABLES) | PIPELINE_VARIABLES
+READABLE = frozenset(v.name for v in (*VARIABLES, *UPSTREAM_VARIABLES))
+
+
+def setting(name: str, default: str | None = None) -> str | None:
+    """The environment's value of the setting ``name`` (listed above), else ``default``: the
+    one way samops reads a setting that no command-line option carries."""
+    if name not in READABLE:
+        raise LookupError(f"{name} is not a listed setting: add it to VARIABLES first")
+    return os.environ.get(name, default)
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
@@ -108,3 +124,4 @@ class DaemonSettings:
     allow_empty: bool = False
     """Apply a revision that deletes every client (refused otherwise)."""
     load_options: LoadOptions = field(default_factory=LoadOptions)
+    """The validation policy (plaintext secrets, secret access)."""

@@ -10,9 +10,10 @@ compare); ``uvloop`` requires it and fails at start when it is missing.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from reconciler.api import setting
 
 T = TypeVar("T")
 CHOICES = ("auto", "uvloop", "asyncio")
@@ -20,7 +21,7 @@ CHOICES = ("auto", "uvloop", "asyncio")
 
 def chosen() -> str:
     """The loop ``run`` will use: ``uvloop`` or ``asyncio``."""
-    wanted = os.environ.get("SAMOPS_EVENT_LOOP", "auto").strip().lower() or "auto"
+    wanted = (setting("SAMOPS_EVENT_LOOP") or "auto").strip().lower() or "auto"
     if wanted not in CHOICES:
         raise SystemExit(
             f"SAMOPS_EVENT_LOOP={wanted!r} is not one of {', '.join(CHOICES)} (default auto)"

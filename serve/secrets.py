@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reconciler.api import SealingError, unseal
+from reconciler.api import SealingError, setting, unseal
 from reconciler.sam.kinds import SecretConfig
 from reconciler.sam.secret_access import SecretAccess
 
@@ -49,7 +49,7 @@ def resolve_secret(name: str, config: SecretConfig, access: SecretAccess | None 
         except OSError as exc:
             raise SecretUnavailable(f"Secret {name!r} reads {source.file}: {exc.strerror}") from exc
     if config.encrypted_value:
-        key_file = os.environ.get(PRIVATE_KEY_ENV)
+        key_file = setting(PRIVATE_KEY_ENV)
         if not key_file:
             raise SecretUnavailable(
                 f"Secret {name!r} is sealed, and {PRIVATE_KEY_ENV} does not name the daemon's "

@@ -15,10 +15,11 @@ the one place that reads ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from reconciler.api import setting
 
 BODY_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_TOOL_ROUNDS = 4
@@ -44,9 +45,13 @@ class FunctionSettings:
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
     openai_base_url: str | None = None
+    """URL of the built-in ``openai`` provider (None: OpenAI's public API)."""
     openai_api_key: str | None = None
+    """Key of the built-in ``openai`` provider (held in memory only)."""
     timeout_seconds: float = 60.0
+    """Seconds one upstream call may take (default 60)."""
     max_retries: int = 2
+    """Retries of a failed upstream call, with the SDK's backoff (default 2)."""
     aiohttp_transport: bool = True
     """The SDK's aiohttp transport (measured faster than its default, see bench/chat.py)."""
 
@@ -54,18 +59,27 @@ class ProviderSettings:
 @dataclass(frozen=True, slots=True)
 class ChatSettings:
     max_body_bytes: int = 1024 * 1024
+    """Largest chat request body, in bytes (default 1 MiB); larger ones get 413."""
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
+    """Seconds a request body may take to arrive (default 30); then 408."""
     max_messages: int = 200
+    """Most messages in one request (default 200)."""
     max_history_messages: int = 100
     """Most earlier messages of a session sent upstream with a new prompt (the newest)."""
     max_history_chars: int = 200_000
     """Most characters of earlier messages sent upstream (the newest, whole messages)."""
     max_tool_calls_per_round: int = DEFAULT_MAX_TOOL_CALLS_PER_ROUND
+    """Tool calls of one round that run (default 16); the model is told of the others."""
     max_concurrent_tool_calls: int = DEFAULT_MAX_CONCURRENT_TOOL_CALLS
+    """Tool calls of one round that run at the same time (default 4)."""
     deadline_seconds: float = 120.0
+    """Seconds a whole turn may take, tool rounds included (default 120)."""
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    """Most tool rounds in one turn (default 4)."""
     account_number: str = "0000-0000-0000"
+    """Smarter account number of host-based prompt routes."""
     api_domain: str = "localhost"
+    """Domain of host-based prompt routes (``{client}.{account}.api.{domain}``)."""
 
 
 @dataclass
@@ -73,6 +87,7 @@ class ServingSettings:
     data_dir: Path = Path("data")
     """Relative SQLite paths of SqlConnections are read from here."""
     functions: FunctionSettings = field(default_factory=FunctionSettings)
+    """What the built-in functions reach and how long they wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,20 +95,29 @@ class FollowerSpec:
     """The followed source, so that a worker can preview refs as the primary does."""
 
     path: str | None = None
+    """A directory of manifests (PATH), or None."""
     repo: str | None = None
+    """A local git repository (--repo), or None."""
     url: str | None = None
+    """A remote git repository (--url), or None."""
     ref: str = "HEAD"
+    """The ref followed (default HEAD; with a URL, the branch)."""
     subpath: str = ""
+    """The folder of the manifests in the repository ("" for all of it)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
     host: str
+    """Address to listen on (default 127.0.0.1)."""
     port: int
+    """Port to listen on (default 8080; 0 picks a free one)."""
     webhook_secret: str | None
     """A secret: never in the JSON form (workers read it from the environment)."""
     chat: ChatSettings
+    """The bounds of chat requests and turns."""
     demo: bool = False
+    """Also serve the example's demo API (``make run``)."""
     admin_key_digest: str | None = None
     """Enables the preview route (``serve/preview.py``) for the key with this digest."""
     protect: tuple[str, ...] = ()
@@ -105,10 +129,13 @@ class ServerOptions:
     max_connections: int = 1000
     """Connections open at once, per process."""
     log_format: str = "text"
+    """``text`` or ``json`` (default text)."""
     log_level: str = "info"
+    """``debug``, ``info``, ``warning`` or ``error`` (default info)."""
     follower: FollowerSpec | None = None
     """What the workers preview refs from (the primary's follower)."""
     allow_plaintext_secrets: bool = False
+    """Accept plaintext Secret values when previewing refs."""
 
     def to_data(self) -> dict[str, Any]:
         """JSON-ready, without the webhook secret."""
@@ -143,4 +170,4 @@ class UpstreamEnvironment:
 
     @classmethod
     def read(cls) -> UpstreamEnvironment:
-        return cls(os.environ.get("OPENAI_API_KEY") or None, os.environ.get("OPENAI_BASE_URL"))
+        return cls(setting("OPENAI_API_KEY") or None, setting("OPENAI_BASE_URL"))

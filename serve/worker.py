@@ -8,11 +8,10 @@ chat on the primary's port from the shared database, without reconciling.
 from __future__ import annotations
 
 import logging
-import os
 
 from prometheus_client import CollectorRegistry
 
-from reconciler.api import configure_logging
+from reconciler.api import configure_logging, setting
 from reconciler.store.db import DatabaseError, open_database
 from serve import logctx
 from serve.server import run_server, serve_until_stopped
@@ -33,7 +32,7 @@ class _WorkerField(logging.Filter):
 
 def main() -> None:
     config = WorkerConfig.from_json(
-        os.environ[CONFIG_VARIABLE], webhook_secret=os.environ.get("SAMOPS_WEBHOOK_SECRET")
+        setting(CONFIG_VARIABLE) or "", webhook_secret=setting("SAMOPS_WEBHOOK_SECRET")
     )
     options = config.options
     configure_logging(options.log_format, options.log_level)
@@ -41,7 +40,7 @@ def main() -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(_WorkerField(config.index))
     try:
-        engine = open_database(os.environ.get("SAMOPS_DATABASE_URL"))
+        engine = open_database(setting("SAMOPS_DATABASE_URL"))
     except DatabaseError as exc:
         raise SystemExit(f"samops worker {config.index}: {exc}") from exc
     run_server(

@@ -3,6 +3,7 @@ documented; one it does not read is reported at start-up, with the nearest known
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -61,3 +62,48 @@ def test_serve_reports_an_unknown_variable_at_start_up(tmp_path: Path) -> None:
     )
     assert "SAMOPS_PRT is set but is not a samops setting" in done.stderr
     assert "did you mean SAMOPS_PORT?" in done.stderr
+
+
+SETTINGS_CLASSES = [
+    ("serve/settings.py", None),
+    ("reconciler/settings.py", {"DaemonSettings"}),
+]
+
+
+def undocumented_fields(source: str, only: set[str] | None) -> list[str]:
+    """``Class.field`` of every annotated field not followed by its docstring."""
+    missing = []
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.ClassDef) or (only is not None and node.name not in only):
+            continue
+        for index, statement in enumerate(node.body):
+            if not isinstance(statement, ast.AnnAssign):
+                continue
+            after = node.body[index + 1] if index + 1 < len(node.body) else None
+            documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+            if not documented:
+                missing.append(f"{node.name}.{ast.unparse(statement.target)}")
+    return missing
+
+
+@pytest.mark.parametrize(("path", "only"), SETTINGS_CLASSES, ids=lambda p: str(p))
+def test_every_settings_field_says_what_it_is(path: str, only: set[str] | None) -> None:
+    assert undocumented_fields((PROJECT_ROOT / path).read_text(), only) == []
+
+
+def test_the_field_check_finds_an_undocumented_field() -> None:
+    source = "class S:\n    a: int = 1\n    '''A.'''\n    b: int = 2\n"
+    assert undocumented_fields(source, None) == ["S.b"]
+
+
+ENVIRON_READ = re.compile(r"""os\.(environ|getenv)[^\n]*["'](SAMOPS|OPENAI)_""")
+
+
+def test_settings_are_read_from_the_environment_in_one_place() -> None:
+    readers = {
+        str(path.relative_to(PROJECT_ROOT))
+        for folder in ("reconciler", "serve")
+        for path in (PROJECT_ROOT / folder).rglob("*.py")
+        if ENVIRON_READ.search(path.read_text())
+    }
+    assert readers == set(), f"read these through reconciler.settings.setting: {readers}"

@@ -24,7 +24,6 @@ retry:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +44,7 @@ from reconciler.errors import (
     DatabaseRefused,
     DatabaseUnavailable,
 )
+from reconciler.settings import setting
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_DATA_DIR = Path("data")
@@ -55,12 +55,12 @@ __all__ = ["DatabaseError", "DatabaseMisconfigured", "DatabaseRefused", "Databas
 
 def default_data_dir() -> Path:
     """``SAMOPS_DATA_DIR`` (default ``data``): the SQLite database, clones of remotes."""
-    return Path(os.environ.get("SAMOPS_DATA_DIR", DEFAULT_DATA_DIR))
+    return Path(setting("SAMOPS_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
 def default_database_url() -> str:
     """``SAMOPS_DATABASE_URL``, else a SQLite file in the data directory."""
-    url = os.environ.get("SAMOPS_DATABASE_URL")
+    url = setting("SAMOPS_DATABASE_URL")
     if url:
         return url
     return f"sqlite:///{default_data_dir() / 'samops.sqlite3'}"
