@@ -235,7 +235,8 @@ class ServingState:
         changed = {
             i for i in set(states) | set(self._states) if self._states.get(i) != states.get(i)
         }
-        self._states = dict(states)
+        # An unchanged row keeps its old state object, and so its typed model, built once.
+        self._states = {i: s if i in changed else self._states[i] for i, s in states.items()}
         self.snapshot = self._compile(generation, revision, changed)
         return self.snapshot
 
