@@ -36,12 +36,11 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import soakkit
 from bench.common import free_port
 from bench.soakkit import (
     MARKER,
     Answer,
-    Child,
-    Commit,
     chat,
     get,
     git,
@@ -82,14 +81,14 @@ class DrillContext:
 
     session: aiohttp.ClientSession
     base: str  # the soak's samops
-    samops: Child
+    samops: soakkit.Child
     folder: Path  # a temporary folder the drills may write to
     repo: Path  # the repository the soak's samops follows
     upstream_url: str  # the scripted upstream behind the openai provider
-    faulty: Child | None  # the scripted upstream behind the `faulty` client
+    faulty: soakkit.Child | None  # the scripted upstream behind the `faulty` client
     database: str  # "postgresql" or "sqlite"
     database_note: str
-    commits: list[Commit]  # appended to by the soak as it commits
+    commits: list[soakkit.Commit]  # appended to by the soak as it commits
     applied: Callable[[], tuple[str | None, int]]  # (revision, generation) last seen applied
     load_outcomes: Callable[[float, float], tuple[int, int]]
     """(answered, errors) of the soak's own requests sent between two times."""

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from reconciler.apikeys import digests_match, presented_digests
 from reconciler.apply import GENERATION_CHANNEL
-from reconciler.cli.common import database_options, fail, source_option
+from reconciler.cli.common import (
+    PLAINTEXT_SECRETS_OPTION,
+    SUBPATH_OPTION,
+    database_options,
+    env_option,
+    fail,
+    source_option,
+)
 from reconciler.daemon import Daemon
 from reconciler.desired import Identity, ResourceState, desired_state
 from reconciler.errors import SealingError
@@ -30,6 +37,8 @@ from reconciler.settings import DaemonSettings, setting, unknown_variables
 
 __all__ = [
     "GENERATION_CHANNEL",
+    "PLAINTEXT_SECRETS_OPTION",
+    "SUBPATH_OPTION",
     "Daemon",
     "DaemonSettings",
     "DirectoryFollower",
@@ -50,6 +59,7 @@ __all__ = [
     "database_options",
     "desired_state",
     "digests_match",
+    "env_option",
     "fail",
     "leader_lock_for",
     "presented_digests",

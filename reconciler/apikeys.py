@@ -62,14 +62,4 @@ def token_manifest(
         config["username"] = username
     if expires_at:
         config["expiresAt"] = expires_at
-    metadata: dict[str, object] = {"name": name}
-    if description:
-        metadata["description"] = description
-    manifest: dict[str, object] = {
-        "apiVersion": "smarter.sh/v1",
-        "kind": "SmarterAuthToken",
-        "metadata": metadata,
-        "spec": {"config": config},
-    }
-    SmarterAuthToken.model_validate(manifest)
-    return manifest
+    return SmarterAuthToken.manifest(name, {"config": config}, description=description)

@@ -7,6 +7,7 @@ these) and the server (which exposes ``/metrics``), so neither imports the other
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -32,30 +33,16 @@ class ReconcilerMetrics:
             ["outcome"],
             registry=registry,
         )
-        self.last_applied = Gauge(
+        gauge = functools.partial(Gauge, registry=registry, multiprocess_mode=ONE_WRITER)
+        self.last_applied = gauge(
             "samops_last_applied_timestamp_seconds",
             "Unix time of the last pass that applied a revision.",
-            registry=registry,
-            multiprocess_mode=ONE_WRITER,
         )
-        self.generation = Gauge(
-            "samops_generation",
-            "Generation of the applied state.",
-            registry=registry,
-            multiprocess_mode=ONE_WRITER,
-        )
+        self.generation = gauge("samops_generation", "Generation of the applied state.")
         self.fetch_failures = Counter(
             "samops_git_fetch_failures", "Failed fetches of a remote repository.", registry=registry
         )
-        self.leader = Gauge(
-            "samops_leader",
-            "1 when this process is the leader that applies, 0 on standby.",
-            registry=registry,
-            multiprocess_mode=ONE_WRITER,
+        self.leader = gauge(
+            "samops_leader", "1 when this process is the leader that applies, 0 on standby."
         )
-        self.suspended = Gauge(
-            "samops_suspended",
-            "1 while reconciliation is suspended.",
-            registry=registry,
-            multiprocess_mode=ONE_WRITER,
-        )
+        self.suspended = gauge("samops_suspended", "1 while reconciliation is suspended.")

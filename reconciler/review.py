@@ -18,7 +18,7 @@ renderers show them and the CLI's exit code says so. Secrets stay fingerprints, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +50,22 @@ MOST_DELETED_FRACTION = 0.5
 
 States = Mapping[Identity, ResourceState]
 
+FLAG_LEVELS: dict[str, Level] = {
+    "client-public": "high",
+    "data-access-added": "high",
+    "connection-target": "high",
+    "secret-new-destination": "high",
+    "plaintext-secret": "high",
+    "deployed-client-removed": "high",
+    "mass-prune": "high",
+    "key-revoked": "medium",
+    "key-rotated": "medium",
+    "model-changed": "medium",
+    "key-rotation-started": "low",
+    "temperature-raised": "low",
+}
+"""Every flag a review raises, by code, and how serious it is (``docs/review.md`` lists them)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RiskFlag:
@@ -61,6 +77,10 @@ class RiskFlag:
 
     def at_least(self, level: Level) -> bool:
         return LEVELS.index(self.level) <= LEVELS.index(level)
+
+
+def _flag(code: str, kind: str, name: str, reason: str) -> RiskFlag:
+    return RiskFlag(FLAG_LEVELS[code], code, kind, name, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +181,8 @@ def clients_made_public(before: States, after: States, plan: Plan) -> Iterator[R
             why = f"its key {now!r} is no longer declared"
         else:
             why = f"its key {now!r} is no longer active"
-        yield RiskFlag(
-            "high",
-            "client-public",
-            "LLMClient",
-            name,
-            f"anyone who can reach the server may use it: {why}",
-        )
+        reason = f"anyone who can reach the server may use it: {why}"
+        yield _flag("client-public", "LLMClient", name, reason)
 
 
 def keys_revoked_or_rotated(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
@@ -176,34 +191,18 @@ def keys_revoked_or_rotated(before: States, after: States, plan: Plan) -> Iterat
             continue
         if new is None or not _field(new, "spec", "config", "is_active"):
             what = "removed" if new is None else "deactivated"
-            yield RiskFlag(
-                "medium",
-                "key-revoked",
-                "SmarterAuthToken",
-                name,
-                f"the key is {what}: requests presenting it will be refused",
-            )
+            reason = f"the key is {what}: requests presenting it will be refused"
+            yield _flag("key-revoked", "SmarterAuthToken", name, reason)
             continue
         old_digests = set(_field(old, "spec", "config", "digest") or ())
         new_digests = set(_field(new, "spec", "config", "digest") or ())
-        if old_digests - new_digests:
-            yield RiskFlag(
-                "medium",
-                "key-rotated",
-                "SmarterAuthToken",
-                name,
-                f"{len(old_digests - new_digests)} digest(s) removed: callers still using "
-                "that key will be refused",
-            )
-        elif new_digests - old_digests:
-            yield RiskFlag(
-                "low",
-                "key-rotation-started",
-                "SmarterAuthToken",
-                name,
-                f"{len(new_digests - old_digests)} digest(s) added: a new key is accepted "
-                "alongside the old one",
-            )
+        removed, added = len(old_digests - new_digests), len(new_digests - old_digests)
+        if removed:
+            reason = f"{removed} digest(s) removed: callers still using that key will be refused"
+            yield _flag("key-rotated", "SmarterAuthToken", name, reason)
+        elif added:
+            reason = f"{added} digest(s) added: a new key is accepted alongside the old one"
+            yield _flag("key-rotation-started", "SmarterAuthToken", name, reason)
 
 
 def data_access_added(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
@@ -217,13 +216,8 @@ def data_access_added(before: States, after: States, plan: Plan) -> Iterator[Ris
                 continue
             connection = _field(after[(kind, plugin)], "spec", "connection")
             access = DATA_ACCESS_PLUGINS[kind]
-            yield RiskFlag(
-                "high",
-                "data-access-added",
-                "LLMClient",
-                name,
-                f"the {kind} {plugin!r} gives it {access} access through {connection!r}",
-            )
+            reason = f"the {kind} {plugin!r} gives it {access} access through {connection!r}"
+            yield _flag("data-access-added", "LLMClient", name, reason)
 
 
 def connection_targets_moved(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
@@ -231,21 +225,23 @@ def connection_targets_moved(before: States, after: States, plan: Plan) -> Itera
         for name, old, new in _pairs(before, after, kind):
             if old is None or new is None:
                 continue
-            moved = [
-                f"{_key(kind, 'spec', 'connection', key).rsplit('.', 1)[-1]} "
-                f"{_field(old, 'spec', 'connection', key)!r} -> "
-                f"{_field(new, 'spec', 'connection', key)!r}"
-                for key in keys
-                if _field(old, "spec", "connection", key) != _field(new, "spec", "connection", key)
-            ]
+            moved = _changed(kind, old, new, ("spec", "connection"), keys)
             if moved:
-                yield RiskFlag(
-                    "high",
-                    "connection-target",
-                    kind,
-                    name,
-                    "its plugins will reach another target: " + ", ".join(moved),
-                )
+                reason = "its plugins will reach another target: " + ", ".join(moved)
+                yield _flag("connection-target", kind, name, reason)
+
+
+def _changed(
+    kind: str, old: ResourceState, new: ResourceState, at: tuple[str, ...], keys: Iterable[str]
+) -> list[str]:
+    """``key 'before' -> 'after'`` for each of ``keys`` under ``at`` whose value changed, each
+    key as the manifest spells it."""
+    return [
+        f"{_key(kind, *at, key).rsplit('.', 1)[-1]} "
+        f"{_field(old, *at, key)!r} -> {_field(new, *at, key)!r}"
+        for key in keys
+        if _field(old, *at, key) != _field(new, *at, key)
+    ]
 
 
 def models_changed(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
@@ -256,20 +252,10 @@ def models_changed(before: States, after: States, plan: Plan) -> Iterator[RiskFl
         for name, old, new in _pairs(before, after, kind):
             if old is None or new is None:
                 continue
-            changed = [
-                f"{_key(kind, *at, key).rsplit('.', 1)[-1]} "
-                f"{_field(old, *at, key)!r} -> {_field(new, *at, key)!r}"
-                for key in keys
-                if _field(old, *at, key) != _field(new, *at, key)
-            ]
+            changed = _changed(kind, old, new, at, keys)
             if changed:
-                yield RiskFlag(
-                    "medium",
-                    "model-changed",
-                    kind,
-                    name,
-                    "answers will come from another model or endpoint: " + ", ".join(changed),
-                )
+                reason = "answers will come from another model or endpoint: " + ", ".join(changed)
+                yield _flag("model-changed", kind, name, reason)
 
 
 def temperatures_raised(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
@@ -279,13 +265,8 @@ def temperatures_raised(before: States, after: States, plan: Plan) -> Iterator[R
         for name, old, new in _pairs(before, after, kind):
             was, now = _field(old, *path), _field(new, *path)
             if isinstance(was, int | float) and isinstance(now, int | float) and now > was:
-                yield RiskFlag(
-                    "low",
-                    "temperature-raised",
-                    kind,
-                    name,
-                    f"{_key(kind, *path)} {was} -> {now}: answers become less predictable",
-                )
+                reason = f"{_key(kind, *path)} {was} -> {now}: answers become less predictable"
+                yield _flag("temperature-raised", kind, name, reason)
 
 
 # Where a resource sends the Secret it names at a reference path (REFERENCE_FIELDS says which
@@ -322,14 +303,11 @@ def secrets_sent_to_new_hosts(before: States, after: States, plan: Plan) -> Iter
     known = {(secret, host) for secret, host, _ in secret_destinations(before)}
     for secret, host, sender in sorted(secret_destinations(after)):
         if (secret, host) not in known:
-            yield RiskFlag(
-                "high",
-                "secret-new-destination",
-                "Secret",
-                secret,
+            reason = (
                 f"this secret's value starts being sent to {host} ({sender}), where it was "
-                "not sent before: check that the host is meant to receive it",
+                "not sent before: check that the host is meant to receive it"
             )
+            yield _flag("secret-new-destination", "Secret", secret, reason)
 
 
 def plaintext_secrets(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
@@ -338,40 +316,29 @@ def plaintext_secrets(before: States, after: States, plan: Plan) -> Iterator[Ris
         if fingerprint is not None and fingerprint != _field(
             old, "spec", "config", "value_fingerprint"
         ):
-            yield RiskFlag(
-                "high",
-                "plaintext-secret",
-                "Secret",
-                name,
+            reason = (
                 "a secret value is written in plaintext in git: anyone who can read the "
-                "repository can read it (use valueFrom or 'samops secrets encrypt')",
+                "repository can read it (use valueFrom or 'samops secrets encrypt')"
             )
+            yield _flag("plaintext-secret", "Secret", name, reason)
 
 
 def deployed_clients_removed(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
     for name, old, new in _pairs(before, after, "LLMClient"):
         if new is None and _field(old, "spec", "config", "deployed"):
-            yield RiskFlag(
-                "high",
-                "deployed-client-removed",
-                "LLMClient",
-                name,
-                "a deployed client is removed: its users will get 404s",
-            )
+            reason = "a deployed client is removed: its users will get 404s"
+            yield _flag("deployed-client-removed", "LLMClient", name, reason)
 
 
 def mass_prune(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
     deleted = plan.count("delete")
     share = deleted / len(before) if before else 0.0
     if deleted >= MANY_DELETES or (len(before) >= 4 and share > MOST_DELETED_FRACTION):
-        yield RiskFlag(
-            "high",
-            "mass-prune",
-            "(revision)",
-            "",
+        reason = (
             f"{deleted} of {len(before)} resources are removed ({share:.0%}): check that a "
-            "path or a merge did not drop files by mistake",
+            "path or a merge did not drop files by mistake"
         )
+        yield _flag("mass-prune", "(revision)", "", reason)
 
 
 RULES: tuple[Rule, ...] = (

@@ -111,16 +111,5 @@ def sealed_secret_manifest(
     """A Secret manifest holding ``value`` sealed to ``public_key``, validated."""
     from reconciler.sam.kinds import Secret
 
-    metadata: dict[str, object] = {"name": name}
-    if description:
-        metadata["description"] = description
-    manifest: dict[str, object] = {
-        "apiVersion": "smarter.sh/v1",
-        "kind": "Secret",
-        "metadata": metadata,
-        "spec": {
-            "config": {"encryptedValue": seal(value, secret_name=name, public_key=public_key)}
-        },
-    }
-    Secret.model_validate(manifest)
-    return manifest
+    sealed = seal(value, secret_name=name, public_key=public_key)
+    return Secret.manifest(name, {"config": {"encryptedValue": sealed}}, description=description)

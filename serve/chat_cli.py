@@ -16,7 +16,16 @@ from typing import Any, NoReturn
 import click
 from sqlalchemy import Engine
 
-from reconciler.api import LocalRefReader, Validator, configure_logging, database_options, fail
+from reconciler.api import (
+    PLAINTEXT_SECRETS_OPTION,
+    SUBPATH_OPTION,
+    LocalRefReader,
+    Validator,
+    configure_logging,
+    database_options,
+    env_option,
+    fail,
+)
 from reconciler.errors import error_document
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_text
@@ -46,29 +55,14 @@ from serve.settings import ProviderSettings, ServingSettings, UpstreamEnvironmen
     help="Answer with the configuration of this commit, branch or tag of --repo, without "
     "applying it (default: the state applied in the database).",
 )
-@click.option(
+@env_option(
     "--repo",
-    envvar="SAMOPS_REPO",
     default=Path("."),
-    show_default=True,
     type=click.Path(path_type=Path),
-    help="The git repository --ref is read from (git objects, never the working tree). "
-    "[env: SAMOPS_REPO]",
+    help="The git repository --ref is read from (git objects, never the working tree).",
 )
-@click.option(
-    "--path",
-    "subpath",
-    envvar="SAMOPS_PATH",
-    default="",
-    help="Folder inside the repository holding the manifests. [env: SAMOPS_PATH]",
-)
-@click.option(
-    "--allow-plaintext-secrets",
-    is_flag=True,
-    envvar="SAMOPS_ALLOW_PLAINTEXT_SECRETS",
-    help="Accept plaintext Secret values in --ref (a warning). "
-    "[env: SAMOPS_ALLOW_PLAINTEXT_SECRETS]",
-)
+@SUBPATH_OPTION
+@PLAINTEXT_SECRETS_OPTION
 @database_options
 @click.option(
     "--format",

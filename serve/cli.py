@@ -16,11 +16,14 @@ import click
 from prometheus_client import CollectorRegistry
 
 from reconciler.api import (
+    PLAINTEXT_SECRETS_OPTION,
+    SUBPATH_OPTION,
     Daemon,
     DaemonSettings,
     ReconcilerMetrics,
     configure_logging,
     database_options,
+    env_option,
     fail,
     leader_lock_for,
     source_option,
@@ -47,55 +50,29 @@ log = logging.getLogger("samops.run")
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-@click.option(
+@env_option(
     "--repo",
-    envvar="SAMOPS_REPO",
     type=click.Path(path_type=Path),
-    help="Follow this local git repository (watched for commits). [env: SAMOPS_REPO]",
+    help="Follow this local git repository (watched for commits).",
 )
-@click.option(
+@env_option(
     "--url",
-    envvar="SAMOPS_URL",
     help="Follow a remote repository: samops keeps its own clone in the data "
-    "directory and fetches on a timer and on webhooks. [env: SAMOPS_URL]",
+    "directory and fetches on a timer and on webhooks.",
 )
-@click.option(
-    "--ref",
-    envvar="SAMOPS_REF",
-    default="HEAD",
-    show_default=True,
-    help="The ref to follow (with --url: the branch). [env: SAMOPS_REF]",
-)
-@click.option(
-    "--path",
-    "subpath",
-    envvar="SAMOPS_PATH",
-    default="",
-    help="Folder inside the repository holding the manifests. [env: SAMOPS_PATH]",
-)
+@env_option("--ref", default="HEAD", help="The ref to follow (with --url: the branch).")
+@SUBPATH_OPTION
 @database_options
 @source_option
 @server_options
-@click.option(
-    "--webhook-secret",
-    envvar="SAMOPS_WEBHOOK_SECRET",
-    help="Enables POST /hooks/git; deliveries must be signed with it. [env: SAMOPS_WEBHOOK_SECRET]",
-)
-@click.option(
+@env_option("--webhook-secret", help="Enables POST /hooks/git; deliveries must be signed with it.")
+@env_option(
     "--poll-interval",
-    envvar="SAMOPS_POLL_INTERVAL",
     default=60.0,
-    show_default=True,
     type=click.FloatRange(min=1),
-    help="Seconds between fetches of a remote repository (jittered 10%). "
-    "[env: SAMOPS_POLL_INTERVAL]",
+    help="Seconds between fetches of a remote repository (jittered 10%).",
 )
-@click.option(
-    "--allow-plaintext-secrets",
-    is_flag=True,
-    envvar="SAMOPS_ALLOW_PLAINTEXT_SECRETS",
-    help="Accept plaintext Secret values (a warning). [env: SAMOPS_ALLOW_PLAINTEXT_SECRETS]",
-)
+@PLAINTEXT_SECRETS_OPTION
 @click.option("--allow-empty", is_flag=True, help="Allow a revision that deletes every LLM client.")
 @click.option(
     "--demo", is_flag=True, help="Also serve the example manifests' demo API (make run uses this)."

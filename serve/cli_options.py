@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from reconciler.api import env_option
 from reconciler.sam.kinds import DIGEST_PATTERN
 from serve.settings import ChatSettings, ServerOptions
 
@@ -22,115 +23,68 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
     """Listening and chat options shared by ``run`` and ``serve``, handed to the command as
     one ``server: ServerOptions``."""
     options = [
-        click.option(
+        env_option(
             "--admin-key-digest",
-            envvar="SAMOPS_ADMIN_KEY_DIGEST",
             callback=lambda _ctx, _param, value: _digest(value),
             help="Digest (sha256:<hex>) of the admin key that may use the preview route, "
             "POST /api/v1/preview/llm-clients/{name}/prompt/ (off without it), and the "
-            "--protect endpoints. Make one with `samops keys create admin`. "
-            "[env: SAMOPS_ADMIN_KEY_DIGEST]",
+            "--protect endpoints. Make one with `samops keys create admin`.",
         ),
-        click.option(
+        env_option(
             "--protect",
-            envvar="SAMOPS_PROTECT",
             default="",
             callback=lambda _ctx, _param, value: _protected(value),
             metavar="status,metrics",
             help="Operational endpoints that require the admin key (Authorization: Bearer): "
-            "status (/api/v1/status), metrics (/metrics); needs --admin-key-digest. "
-            "[env: SAMOPS_PROTECT]",
+            "status (/api/v1/status), metrics (/metrics); needs --admin-key-digest.",
         ),
-        click.option(
-            "--host",
-            envvar="SAMOPS_HOST",
-            default="127.0.0.1",
-            show_default=True,
-            help="Address to listen on. [env: SAMOPS_HOST]",
-        ),
-        click.option(
-            "--port",
-            envvar="SAMOPS_PORT",
-            default=8080,
-            show_default=True,
-            type=int,
-            help="Port to listen on. [env: SAMOPS_PORT]",
-        ),
-        click.option(
+        env_option("--host", default="127.0.0.1", help="Address to listen on."),
+        env_option("--port", default=8080, type=int, help="Port to listen on."),
+        env_option(
             "--account-number",
-            envvar="SAMOPS_ACCOUNT_NUMBER",
             default="0000-0000-0000",
-            show_default=True,
-            help="Smarter account number of host-based routes "
-            "(<client>.<account>.api.<domain>). [env: SAMOPS_ACCOUNT_NUMBER]",
+            help="Smarter account number of host-based routes (<client>.<account>.api.<domain>).",
         ),
-        click.option(
-            "--api-domain",
-            envvar="SAMOPS_API_DOMAIN",
-            default="localhost",
-            show_default=True,
-            help="Domain of host-based routes. [env: SAMOPS_API_DOMAIN]",
-        ),
-        click.option(
+        env_option("--api-domain", default="localhost", help="Domain of host-based routes."),
+        env_option(
             "--workers",
-            envvar="SAMOPS_WORKERS",
             default=1,
-            show_default=True,
             type=click.IntRange(1, 64),
             help="Server processes sharing the port (SO_REUSEPORT, Linux). Each is one event "
             "loop on one core; the first also reconciles, the others serve from the database. "
-            "About one per core. [env: SAMOPS_WORKERS]",
+            "About one per core.",
         ),
-        click.option(
+        env_option(
             "--keepalive-timeout",
-            envvar="SAMOPS_KEEPALIVE_TIMEOUT",
             default=15.0,
-            show_default=True,
             type=click.FloatRange(min=0.1),
             help="Seconds a connection may stay idle, or take to send a request's headers, "
-            "before it is closed. [env: SAMOPS_KEEPALIVE_TIMEOUT]",
+            "before it is closed.",
         ),
-        click.option(
+        env_option(
             "--body-timeout",
-            envvar="SAMOPS_BODY_TIMEOUT",
             default=30.0,
-            show_default=True,
             type=click.FloatRange(min=0.1),
-            help="Seconds a request's body may take to arrive (then 408). "
-            "[env: SAMOPS_BODY_TIMEOUT]",
+            help="Seconds a request's body may take to arrive (then 408).",
         ),
-        click.option(
+        env_option(
             "--max-connections",
-            envvar="SAMOPS_MAX_CONNECTIONS",
             default=1000,
-            show_default=True,
             type=click.IntRange(1),
-            help="Connections open at once, per process; more are closed at once. "
-            "[env: SAMOPS_MAX_CONNECTIONS]",
+            help="Connections open at once, per process; more are closed at once.",
         ),
-        click.option(
+        env_option(
             "--max-tool-rounds",
-            envvar="SAMOPS_MAX_TOOL_ROUNDS",
             default=4,
-            show_default=True,
             type=click.IntRange(0, 20),
-            help="Most tool rounds in one chat turn. [env: SAMOPS_MAX_TOOL_ROUNDS]",
+            help="Most tool rounds in one chat turn.",
         ),
-        click.option(
-            "--log-format",
-            envvar="SAMOPS_LOG_FORMAT",
-            type=click.Choice(["text", "json"]),
-            default="text",
-            show_default=True,
-            help="[env: SAMOPS_LOG_FORMAT]",
-        ),
-        click.option(
+        env_option("--log-format", type=click.Choice(["text", "json"]), default="text", help=""),
+        env_option(
             "--log-level",
-            envvar="SAMOPS_LOG_LEVEL",
             default="info",
-            show_default=True,
             type=click.Choice(["debug", "info", "warning", "error"]),
-            help="[env: SAMOPS_LOG_LEVEL]",
+            help="",
         ),
     ]
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,38 +111,51 @@ def require_valid(revision: Revision, ref: str) -> Revision:
 # --- compiling and answering ------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def compiled(
+def compiled(
     revision: Revision, http: aiohttp.ClientSession, settings: ServingSettings
-) -> AsyncIterator[Snapshot]:
-    """A throwaway snapshot of a valid revision; its SQL pools are closed afterwards."""
-    state = ServingState(None, http, settings)
-    try:
-        yield await asyncio.to_thread(
-            lambda: state.install(0, revision.revision, desired_state(revision.resources))
-        )
-    finally:
-        await asyncio.to_thread(state.close)
+) -> AbstractAsyncContextManager[Snapshot]:
+    """A throwaway snapshot of a valid revision."""
+    return _snapshot(
+        None,
+        http,
+        settings,
+        lambda state: state.install(0, revision.revision, desired_state(revision.resources)),
+    )
+
+
+def applied(
+    engine: Engine, http: aiohttp.ClientSession, settings: ServingSettings
+) -> AbstractAsyncContextManager[Snapshot]:
+    """The applied state in the database, compiled as the server would."""
+    return _snapshot(engine, http, settings, _loaded)
 
 
 @asynccontextmanager
-async def applied(
-    engine: Engine, http: aiohttp.ClientSession, settings: ServingSettings
+async def _snapshot(
+    engine: Engine | None,
+    http: aiohttp.ClientSession,
+    settings: ServingSettings,
+    build: Callable[[ServingState], Snapshot],
 ) -> AsyncIterator[Snapshot]:
-    """The applied state in the database, compiled as the server would."""
+    """The snapshot ``build`` makes of a serving state of its own; its SQL pools are closed
+    afterwards."""
     state = ServingState(engine, http, settings)
     try:
-        snapshot = await asyncio.to_thread(state.load)
-        if snapshot.revision is None:
-            raise PreviewError(
-                409,
-                "nothing_applied",
-                "nothing has been applied to this database yet (hint: samops apply, or give "
-                "--ref to chat with a revision of the repository)",
-            )
-        yield snapshot
+        yield await asyncio.to_thread(build, state)
     finally:
         await asyncio.to_thread(state.close)
+
+
+def _loaded(state: ServingState) -> Snapshot:
+    snapshot = state.load()
+    if snapshot.revision is None:
+        raise PreviewError(
+            409,
+            "nothing_applied",
+            "nothing has been applied to this database yet (hint: samops apply, or give "
+            "--ref to chat with a revision of the repository)",
+        )
+    return snapshot
 
 
 def find_client(snapshot: Snapshot, name: str) -> CompiledClient:

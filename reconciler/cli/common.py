@@ -63,40 +63,42 @@ def output_option(choices: list[str], default: str, help: str = "") -> Callable[
     )
 
 
+def env_option(*decls: str, help: str, **attrs: Any) -> Callable[[Any], Any]:
+    """A ``--flag`` that ``SAMOPS_<FLAG>`` (or the ``envvar`` given) may also set, named at the
+    end of its help; a default is shown unless it is empty or the option is a flag."""
+    flag = next(d for d in decls if d.startswith("--"))
+    envvar = attrs.pop("envvar", "SAMOPS_" + flag.removeprefix("--").upper().replace("-", "_"))
+    shown = attrs.get("default") not in (None, "") and not attrs.get("is_flag")
+    attrs.setdefault("show_default", shown)
+    return click.option(*decls, envvar=envvar, help=f"{help} [env: {envvar}]".lstrip(), **attrs)
+
+
+SUBPATH_OPTION = env_option(
+    "--path",
+    "subpath",
+    default="",
+    help="Folder inside the repository holding the manifests (default: all of it).",
+)
+PLAINTEXT_SECRETS_OPTION = env_option(
+    "--allow-plaintext-secrets",
+    is_flag=True,
+    help="Accept Secret values written in plaintext (a warning instead of an error).",
+)
+
+
 def source_options(command: Any) -> Any:
     """PATH / --repo --ref --path, and the validation policy, shared by every command that
     reads a revision; handed to the command as one ``source: SourceArgs``."""
     options = [
         click.argument("path", required=False, type=click.Path(path_type=Path)),
-        click.option(
+        env_option(
             "--repo",
-            envvar="SAMOPS_REPO",
             type=click.Path(path_type=Path),
-            help="Read from this git repository's objects instead of a directory. "
-            "[env: SAMOPS_REPO]",
+            help="Read from this git repository's objects instead of a directory.",
         ),
-        click.option(
-            "--ref",
-            envvar="SAMOPS_REF",
-            default="HEAD",
-            show_default=True,
-            help="Commit, branch or tag to read with --repo. [env: SAMOPS_REF]",
-        ),
-        click.option(
-            "--path",
-            "subpath",
-            envvar="SAMOPS_PATH",
-            default="",
-            help="Folder inside the repository holding the manifests (default: all "
-            "of it). [env: SAMOPS_PATH]",
-        ),
-        click.option(
-            "--allow-plaintext-secrets",
-            is_flag=True,
-            envvar="SAMOPS_ALLOW_PLAINTEXT_SECRETS",
-            help="Accept Secret values written in plaintext (a warning instead of an "
-            "error). [env: SAMOPS_ALLOW_PLAINTEXT_SECRETS]",
-        ),
+        env_option("--ref", default="HEAD", help="Commit, branch or tag to read with --repo."),
+        SUBPATH_OPTION,
+        PLAINTEXT_SECRETS_OPTION,
     ]
 
     @functools.wraps(command)
@@ -131,24 +133,22 @@ class SourceArgs:
 
 def database_options(command: Any) -> Any:
     """--database-url, shared by every command that touches state."""
-    return click.option(
+    return env_option(
         "--database-url",
-        envvar="SAMOPS_DATABASE_URL",
         help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: a SQLite file in "
-        "$SAMOPS_DATA_DIR, default ./data). [env: SAMOPS_DATABASE_URL]",
+        "$SAMOPS_DATA_DIR, default ./data).",
     )(command)
 
 
 def source_option(command: Any) -> Any:
     """--source-name, for the commands that act for one source (plan, apply, run and the
     requests to its daemon)."""
-    return click.option(
+    return env_option(
         "--source-name",
         envvar="SAMOPS_SOURCE",
         default=DEFAULT_SOURCE,
-        show_default=True,
         help="Name of this manifest source; apply only ever prunes rows of this source, and "
-        "a daemon leads per source. [env: SAMOPS_SOURCE]",
+        "a daemon leads per source.",
     )(command)
 
 

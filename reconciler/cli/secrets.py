@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from reconciler import apikeys, sealing
-from reconciler.cli.common import dump_yaml, fail, output_option, resource_name
+from reconciler.cli.common import dump_yaml, env_option, fail, output_option, resource_name
 from reconciler.errors import SealingError
 
 
@@ -143,10 +143,10 @@ def secrets_keygen(out: Path) -> None:
 
 @secrets.command("encrypt")
 @click.argument("name")
-@click.option(
+@env_option(
     "--public-key",
     envvar="SAMOPS_SECRETS_PUBLIC_KEY",
-    help="The daemon's public key (samops-pk1:...). [env: SAMOPS_SECRETS_PUBLIC_KEY]",
+    help="The daemon's public key (samops-pk1:...).",
 )
 @click.option(
     "--public-key-file",

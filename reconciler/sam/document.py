@@ -38,11 +38,12 @@ PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class Document(SamModel):
-    """Fields every kind shares. ``KIND`` is the value of ``kind:``; ``NAMESPACE`` groups kinds
-    whose names must not collide (the three plugin kinds share one)."""
+    """Fields every kind shares. ``KIND`` is the value of ``kind:``; ``NAMESPACE``, when set,
+    groups kinds whose names must not collide (the three plugin kinds share one); otherwise a
+    kind is its own."""
 
     KIND: ClassVar[str]
-    NAMESPACE: ClassVar[str]
+    NAMESPACE: ClassVar[str | None] = None
 
     api_version: Literal["smarter.sh/v1", "smarter.sh/v0"] = Field(
         description="smarter.sh/v1 (v0 is read as v1)."
@@ -60,3 +61,20 @@ class Document(SamModel):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    @classmethod
+    def manifest(
+        cls, name: str, spec: dict[str, object], *, description: str | None = None
+    ) -> dict[str, object]:
+        """A manifest of this kind as written in git (camelCase keys), validated first."""
+        metadata: dict[str, object] = {"name": name}
+        if description:
+            metadata["description"] = description
+        manifest: dict[str, object] = {
+            "apiVersion": "smarter.sh/v1",
+            "kind": cls.KIND,
+            "metadata": metadata,
+            "spec": spec,
+        }
+        cls.model_validate(manifest)
+        return manifest

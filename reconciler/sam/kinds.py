@@ -140,7 +140,6 @@ class LLMClientSpec(SamModel):
 
 class LLMClient(Document):
     KIND = "LLMClient"
-    NAMESPACE = "LLMClient"
     spec: LLMClientSpec
 
 
@@ -190,7 +189,6 @@ class SqlConnectionSpec(SamModel):
 
 class SqlConnection(Document):
     KIND = "SqlConnection"
-    NAMESPACE = "SqlConnection"
     spec: SqlConnectionSpec
 
 
@@ -218,7 +216,6 @@ class ApiConnectionSpec(SamModel):
 
 class ApiConnection(Document):
     KIND = "ApiConnection"
-    NAMESPACE = "ApiConnection"
     spec: ApiConnectionSpec
 
 
@@ -295,7 +292,6 @@ class SecretSpec(SamModel):
 
 class Secret(Document):
     KIND = "Secret"
-    NAMESPACE = "Secret"
     spec: SecretSpec
 
 
@@ -324,7 +320,6 @@ class ProviderSpec(SamModel):
 
 class Provider(Document):
     KIND = "Provider"
-    NAMESPACE = "Provider"
     spec: ProviderSpec
 
 
@@ -354,7 +349,6 @@ class TokenSpec(SamModel):
 
 class SmarterAuthToken(Document):
     KIND = "SmarterAuthToken"
-    NAMESPACE = "SmarterAuthToken"
     spec: TokenSpec
 
 

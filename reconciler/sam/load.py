@@ -29,7 +29,7 @@ from reconciler.sam.base import (
     closest,
     normalise_name,
 )
-from reconciler.sam.diagnostics import Diagnostic, Position, Severity, join_path, shorten
+from reconciler.sam.diagnostics import Diagnostic, Position, Severity, shorten
 from reconciler.sam.introspect import fields_by_alias, item_annotation, markers_of, model_of, unwrap
 from reconciler.sam.kinds import (
     KINDS,
@@ -92,7 +92,7 @@ class Resource:
     @property
     def identity(self) -> tuple[str, str]:
         """(namespace, name): the key that must be unique in a revision."""
-        return (self.model.NAMESPACE, self.model.name)
+        return (self.model.NAMESPACE or self.model.KIND, self.model.name)
 
     @property
     def file(self) -> str:
@@ -100,6 +100,12 @@ class Resource:
 
     def position_of(self, path: Path, *, key: bool = False) -> Position:
         return self.source.position_of(path, key=key)
+
+    def diagnostic(
+        self, severity: Severity, code: str, message: str, path: Path, **details: Any
+    ) -> Diagnostic:
+        """A diagnostic about what this resource's document writes at ``path``."""
+        return self.source.diagnostic(severity, code, message, path, **details)
 
     def where(self) -> str:
         return f"{self.file}:{self.source.start.line}"
@@ -119,15 +125,7 @@ class _Walk:
 
     def warn(self, code: str, path: Path, message: str, hint: str | None = None) -> None:
         self.diagnostics.append(
-            Diagnostic(
-                Severity.WARNING,
-                code,
-                message,
-                file=self.document.file,
-                position=self.document.position_of(path, key=True),
-                path=join_path(path),
-                hint=hint,
-            )
+            self.document.diagnostic(Severity.WARNING, code, message, path, key=True, hint=hint)
         )
 
     def mapping(self, data: dict[str, Any], model: type[BaseModel], path: Path) -> dict[str, Any]:
@@ -244,15 +242,7 @@ def load_document(
             (f"did you mean {suggestion!r}? " if suggestion else "") + "kinds: " + ", ".join(KINDS)
         )
         return None, [
-            Diagnostic(
-                Severity.ERROR,
-                "unknown-kind",
-                message,
-                file=file,
-                position=document.position_of(("kind",)),
-                path="kind",
-                hint=hint,
-            )
+            document.diagnostic(Severity.ERROR, "unknown-kind", message, ("kind",), hint=hint)
         ]
     walk = _Walk(model.KIND, document, diagnostics)
     prepared = walk.mapping(data, model, ())
@@ -371,14 +361,8 @@ def _outside_access(
         refusal = judge(value) if value is not None else None
         if refusal is not None:
             path = ("spec", "config", "valueFrom", key)
-            yield Diagnostic(
-                Severity.ERROR,
-                "secret-not-allowed",
-                refusal.message,
-                file=document.file,
-                position=document.position_of(path),
-                path=join_path(path),
-                hint=refusal.hint,
+            yield document.diagnostic(
+                Severity.ERROR, "secret-not-allowed", refusal.message, path, hint=refusal.hint
             )
 
 
@@ -389,22 +373,16 @@ def _plaintext_secret(document: YamlDocument, options: LoadOptions) -> Diagnosti
         "'samops secrets encrypt NAME'"
     )
     if options.allow_plaintext_secrets:
-        return Diagnostic(
-            Severity.WARNING,
-            "plaintext-secret",
-            "this Secret holds its value in plaintext in git (allowed by "
-            "--allow-plaintext-secrets)",
-            file=document.file,
-            position=document.position_of(path, key=True),
-            path=join_path(path),
-            hint=hint,
+        message = (
+            "this Secret holds its value in plaintext in git (allowed by --allow-plaintext-secrets)"
         )
-    return Diagnostic(
-        Severity.ERROR,
-        "plaintext-secret",
-        "plaintext secret values are refused (anyone who can read the repository can read them)",
-        file=document.file,
-        position=document.position_of(path, key=True),
-        path=join_path(path),
-        hint=hint + "; or start samops with --allow-plaintext-secrets",
+        return document.diagnostic(
+            Severity.WARNING, "plaintext-secret", message, path, key=True, hint=hint
+        )
+    message = (
+        "plaintext secret values are refused (anyone who can read the repository can read them)"
+    )
+    hint += "; or start samops with --allow-plaintext-secrets"
+    return document.diagnostic(
+        Severity.ERROR, "plaintext-secret", message, path, key=True, hint=hint
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.sam.base import closest
-from reconciler.sam.diagnostics import Diagnostic, Severity, join_path
+from reconciler.sam.diagnostics import Diagnostic, Severity
 from reconciler.sam.functions import canonical_function, known_function_names
 from reconciler.sam.kinds import (
     KINDS,
@@ -67,13 +67,11 @@ def _unique(resources: Iterable[Resource]) -> tuple[list[Resource], list[Diagnos
             "" if first.kind == resource.kind else f" (as a {first.kind}; plugin kinds share names)"
         )
         diagnostics.append(
-            Diagnostic(
+            resource.diagnostic(
                 Severity.ERROR,
                 "duplicate-name",
                 f"{resource.kind} {resource.name!r} is also defined at {first.where()}{same}",
-                file=resource.file,
-                position=resource.position_of(("metadata", "name")),
-                path="metadata.name",
+                ("metadata", "name"),
                 related=(first.where(),),
                 hint="names must be unique per kind in a revision; rename or remove one of them",
             )
@@ -223,15 +221,7 @@ def _resolve(ref: Reference, index: dict[tuple[str, str], Resource]) -> Iterator
         hint = f"add a {ref.kinds[0]} manifest with this name, or fix the reference"
     if ref.sensitive:
         hint += " (the value is not shown: it may be a pasted credential)"
-    yield Diagnostic(
-        Severity.ERROR,
-        "missing-reference",
-        message,
-        file=ref.source.file,
-        position=ref.source.position_of(ref.path),
-        path=join_path(ref.path),
-        hint=hint,
-    )
+    yield ref.source.diagnostic(Severity.ERROR, "missing-reference", message, ref.path, hint=hint)
 
 
 def _functions(resources: Iterable[Resource]) -> Iterator[Diagnostic]:
@@ -241,17 +231,11 @@ def _functions(resources: Iterable[Resource]) -> Iterator[Diagnostic]:
         for path, name in _values_at(r.data, ("spec", "functions", "*")):
             if isinstance(name, str) and canonical_function(name) is None:
                 suggestion = closest(name, known_function_names())
-                yield Diagnostic(
-                    Severity.ERROR,
-                    "unknown-function",
-                    f"unknown built-in function {name!r}",
-                    file=r.file,
-                    position=r.position_of(path),
-                    path=join_path(path),
-                    hint=(f"did you mean {suggestion!r}? " if suggestion else "")
-                    + "known functions: "
-                    + ", ".join(known_function_names()),
+                hint = (f"did you mean {suggestion!r}? " if suggestion else "") + (
+                    "known functions: " + ", ".join(known_function_names())
                 )
+                message = f"unknown built-in function {name!r}"
+                yield r.diagnostic(Severity.ERROR, "unknown-function", message, path, hint=hint)
 
 
 def _client_keys(
@@ -267,24 +251,20 @@ def _client_keys(
         config = token.model.spec.config
         path = ("spec", "apiKey")
         if not config.is_active:
-            yield Diagnostic(
+            yield r.diagnostic(
                 Severity.WARNING,
                 "inactive-key",
                 f"the key {token.name!r} is not active, so this client is public",
-                file=r.file,
-                position=r.position_of(path),
-                path=join_path(path),
+                path,
                 hint=f"set spec.config.isActive: true in {token.where()} to require the key",
             )
         elif not config.digest:
-            yield Diagnostic(
+            yield r.diagnostic(
                 Severity.ERROR,
                 "key-without-digest",
                 f"the key {token.name!r} is active but has no digest, so no request could "
                 "ever use this client",
-                file=r.file,
-                position=r.position_of(path),
-                path=join_path(path),
+                path,
                 related=(token.where(),),
                 hint="'samops keys create NAME' makes a key and prints its digest",
             )
@@ -311,13 +291,11 @@ def _shared_digests(resources: Iterable[Resource]) -> Iterator[Diagnostic]:
             if owner is r:
                 continue
             where = f"{owner.file}:{owner.position_of(owner_path).line}"
-            yield Diagnostic(
+            yield r.diagnostic(
                 Severity.ERROR,
                 "duplicate-digest",
                 f"this key digest is also listed by the SmarterAuthToken {owner.name!r} at {where}",
-                file=r.file,
-                position=r.position_of(path),
-                path=join_path(path),
+                path,
                 related=(where,),
                 hint="a key belongs to one SmarterAuthToken; to rename a key or move it to "
                 "another, remove its digest from the old one in the same commit",

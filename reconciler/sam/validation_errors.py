@@ -54,14 +54,8 @@ def translate(error: Any, model: type[Document], resource: YamlDocument) -> Diag
             hint = "valid keys here: " + ", ".join(sorted(fields_by_alias(parent)))
         else:
             hint = None
-        return Diagnostic(
-            Severity.ERROR,
-            "unknown-key",
-            f"unknown key {key!r}",
-            file=file,
-            position=resource.position_of(loc, key=True),
-            path=path,
-            hint=hint,
+        return resource.diagnostic(
+            Severity.ERROR, "unknown-key", f"unknown key {key!r}", loc, key=True, hint=hint
         )
     if kind == "missing":
         return Diagnostic(
@@ -79,27 +73,14 @@ def translate(error: Any, model: type[Document], resource: YamlDocument) -> Diag
         message = PATTERN_MEANINGS.get(pattern, "the value does not have the expected form")
     given = error.get("input")
     if isinstance(given, dict):  # a rule about a whole mapping: point at its key, no echo
-        return Diagnostic(
-            Severity.ERROR,
-            "invalid-value",
-            message,
-            file=file,
-            position=resource.position_of(loc, key=True),
-            path=path,
-        )
+        return resource.diagnostic(Severity.ERROR, "invalid-value", message, loc, key=True)
     value = None if is_sensitive(model, loc) else shorten(given)
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         value = type(given).__name__ if given is not None else "null"
         message = "expected a mapping"
-    return Diagnostic(
-        Severity.ERROR,
-        "invalid-value",
-        message,
-        file=file,
-        position=resource.position_of(loc),
-        path=path,
-        value=value,
-        hint=_value_hint(kind, error.get("ctx") or {}),
+    hint = _value_hint(kind, error.get("ctx") or {})
+    return resource.diagnostic(
+        Severity.ERROR, "invalid-value", message, loc, value=value, hint=hint
     )
 
 

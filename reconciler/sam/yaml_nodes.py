@@ -84,6 +84,28 @@ class YamlDocument:
             probe = probe[:-1]
         return self.start
 
+    def diagnostic(
+        self,
+        severity: Severity,
+        code: str,
+        message: str,
+        path: Path,
+        *,
+        key: bool = False,
+        **details: Any,
+    ) -> Diagnostic:
+        """A diagnostic about what is written at ``path`` (its key when ``key``)."""
+        position = self.position_of(path, key=key)
+        return Diagnostic(
+            severity,
+            code,
+            message,
+            file=self.file,
+            position=position,
+            path=join_path(path),
+            **details,
+        )
+
 
 class ReadAbort(Exception):
     """Stops reading a file; carries the diagnostic that explains why."""
@@ -111,6 +133,11 @@ def read_error(
     )
 
 
+def read_abort(code: str, file: str, message: str, **details: Any) -> ReadAbort:
+    """The exception that stops reading a file, carrying ``read_error``'s diagnostic."""
+    return ReadAbort(read_error(code, file, message, **details))
+
+
 class Converter:
     """Turns one composed document into plain data, recording positions and enforcing limits."""
 
@@ -132,15 +159,12 @@ class Converter:
 
     def convert(self, node: yaml.Node, path: Path, *, depth: int, via_alias: bool) -> Any:
         if depth > self.limits.max_depth:  # only reachable through self-referencing aliases
-            raise ReadAbort(
-                read_error(
-                    "too-deep",
-                    self.file,
-                    f"nesting is deeper than {self.limits.max_depth} levels "
-                    "(a self-referencing alias?)",
-                    position=mark_position(node.start_mark),
-                    path=join_path(path[:3]),
-                )
+            raise self._abort(
+                "too-deep",
+                f"nesting is deeper than {self.limits.max_depth} levels "
+                "(a self-referencing alias?)",
+                node,
+                path[:3],
             )
         if id(node) in self.seen:
             via_alias = True
@@ -155,15 +179,13 @@ class Converter:
                     if revision_wide
                     else f"aliases expand to more than {self.limits.max_alias_nodes:,} nodes"
                 )
-                raise ReadAbort(
-                    read_error(
-                        "alias-expansion",
-                        self.file,
-                        scope,
-                        position=self.document.position_of(path),
-                        path=join_path(path),
-                        hint="this is the shape of a 'billion laughs' attack; write the values out",
-                    )
+                raise read_abort(
+                    "alias-expansion",
+                    self.file,
+                    scope,
+                    position=self.document.position_of(path),
+                    path=join_path(path),
+                    hint="this is the shape of a 'billion laughs' attack; write the values out",
                 )
         if not via_alias:
             self.document.value_positions[path] = mark_position(node.start_mark)
@@ -177,17 +199,23 @@ class Converter:
             ]
         return self._scalar(node, path)
 
+    def _abort(
+        self, code: str, message: str, node: yaml.Node, path: Path, hint: str | None = None
+    ) -> ReadAbort:
+        """Stops reading this file at ``node``."""
+        position = mark_position(node.start_mark)
+        return read_abort(
+            code, self.file, message, position=position, path=join_path(path), hint=hint
+        )
+
     def _check_tag(self, node: yaml.Node, expected: str, path: Path) -> None:
         if node.tag != expected:
-            raise ReadAbort(
-                read_error(
-                    "yaml-tag",
-                    self.file,
-                    f"the YAML tag {node.tag!r} is not allowed",
-                    position=mark_position(node.start_mark),
-                    path=join_path(path),
-                    hint="manifests use plain mappings, lists, strings, numbers, booleans, dates",
-                )
+            raise self._abort(
+                "yaml-tag",
+                f"the YAML tag {node.tag!r} is not allowed",
+                node,
+                path,
+                hint="manifests use plain mappings, lists, strings, numbers, booleans, dates",
             )
 
     def _scalar(self, node: yaml.Node, path: Path) -> Any:
@@ -197,27 +225,16 @@ class Converter:
             value = self.scalars.construct_object(node, deep=True)
         except Exception:  # PyYAML raises several types here; the value may be a secret
             kind = node.tag.rsplit(":", 1)[-1]
-            raise ReadAbort(
-                read_error(
-                    "yaml-value",
-                    self.file,
-                    f"this value cannot be read as a YAML {kind} (the value is not shown)",
-                    position=mark_position(node.start_mark),
-                    path=join_path(path),
-                    hint=f"remove the !!{kind} tag or quote the value",
-                )
+            raise self._abort(
+                "yaml-value",
+                f"this value cannot be read as a YAML {kind} (the value is not shown)",
+                node,
+                path,
+                hint=f"remove the !!{kind} tag or quote the value",
             ) from None
         if isinstance(value, dt.datetime | dt.date | int | float | bool | str) or value is None:
             return value
-        raise ReadAbort(
-            read_error(
-                "yaml-tag",
-                self.file,
-                "this value has an unsupported type",
-                position=mark_position(node.start_mark),
-                path=join_path(path),
-            )
-        )
+        raise self._abort("yaml-tag", "this value has an unsupported type", node, path)
 
     def _mapping(self, node: yaml.MappingNode, path: Path, depth: int, via_alias: bool) -> Any:
         self._check_tag(node, _MAP_TAG, path)
@@ -229,15 +246,7 @@ class Converter:
                 merged.extend(self._merge_sources(value_node, path, depth, via_alias))
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
-                raise ReadAbort(
-                    read_error(
-                        "yaml-key",
-                        self.file,
-                        "mapping keys must be plain scalars",
-                        position=mark_position(key_node.start_mark),
-                        path=join_path(path),
-                    )
-                )
+                raise self._abort("yaml-key", "mapping keys must be plain scalars", key_node, path)
             key = str(key_node.value)
             key_path = (*path, key)
             key_position = mark_position(key_node.start_mark)
@@ -272,14 +281,6 @@ class Converter:
         for item in items:
             value = self.convert(item, path, depth=depth + 1, via_alias=True)
             if not isinstance(value, dict):
-                raise ReadAbort(
-                    read_error(
-                        "yaml-merge",
-                        self.file,
-                        "'<<' must merge a mapping",
-                        position=mark_position(item.start_mark),
-                        path=join_path(path),
-                    )
-                )
+                raise self._abort("yaml-merge", "'<<' must merge a mapping", item, path)
             sources.append(value)
         return sources

@@ -33,6 +33,7 @@ from reconciler.sam.yaml_nodes import (
     ReadLimits,
     YamlDocument,
     mark_position,
+    read_abort,
     read_error,
 )
 
@@ -88,14 +89,11 @@ def read_yaml_file(
 
 def _decode(raw: bytes, file: str, limits: ReadLimits) -> str:
     if len(raw) > limits.max_file_bytes:
-        raise ReadAbort(
-            read_error(
-                "file-too-large",
-                file,
-                f"the file is {len(raw):,} bytes, over the limit of "
-                f"{limits.max_file_bytes:,} bytes",
-                hint="split it into several files; manifests are usually a few kilobytes",
-            )
+        raise read_abort(
+            "file-too-large",
+            file,
+            f"the file is {len(raw):,} bytes, over the limit of {limits.max_file_bytes:,} bytes",
+            hint="split it into several files; manifests are usually a few kilobytes",
         )
     try:
         return raw.decode("utf-8-sig")
@@ -103,14 +101,12 @@ def _decode(raw: bytes, file: str, limits: ReadLimits) -> str:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
         column = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise ReadAbort(
-            read_error(
-                "not-utf8",
-                file,
-                f"the file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-                position=Position(line, column),
-                hint="save the file as UTF-8",
-            )
+        raise read_abort(
+            "not-utf8",
+            file,
+            f"the file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            position=Position(line, column),
+            hint="save the file as UTF-8",
         ) from exc
 
 
@@ -122,14 +118,12 @@ def _syntax_error(exc: yaml.YAMLError, file: str) -> ReadAbort:
     context_mark = getattr(exc, "context_mark", None)
     if context_mark is not None and mark is not None and context_mark.line != mark.line:
         message += f"; it started at line {context_mark.line + 1}"
-    return ReadAbort(
-        read_error(
-            "yaml-syntax",
-            file,
-            message,
-            position=mark_position(mark) if mark is not None else None,
-            hint="check indentation and quoting around this position",
-        )
+    return read_abort(
+        "yaml-syntax",
+        file,
+        message,
+        position=mark_position(mark) if mark is not None else None,
+        hint="check indentation and quoting around this position",
     )
 
 
@@ -244,14 +238,12 @@ def _count_depth(text: str, file: str, limits: ReadLimits, *, loader: Any) -> No
         if isinstance(event, yaml.DocumentStartEvent):
             documents += 1
             if documents > limits.max_documents:
-                raise ReadAbort(
-                    read_error(
-                        "too-many-documents",
-                        file,
-                        f"this file holds more than {limits.max_documents:,} YAML documents",
-                        position=mark_position(event.start_mark),
-                        hint="split it into several files",
-                    )
+                raise read_abort(
+                    "too-many-documents",
+                    file,
+                    f"this file holds more than {limits.max_documents:,} YAML documents",
+                    position=mark_position(event.start_mark),
+                    hint="split it into several files",
                 )
         elif isinstance(event, yaml.CollectionStartEvent):
             depth += 1

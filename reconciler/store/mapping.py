@@ -103,6 +103,13 @@ PLUGIN_COMMON = (
     ),
 )
 
+
+def _plugin_table(kind: str, detail: Table, *detail_columns: Col) -> KindTable:
+    """The three plugin kinds share one table of names (one namespace) and a table each for
+    their kind's data."""
+    return KindTable(kind, schema.plugins, (*METADATA, *PLUGIN_COMMON), detail, detail_columns)
+
+
 KIND_TABLES: dict[str, KindTable] = {
     t.kind: _resolved(t)
     for t in (
@@ -171,38 +178,23 @@ KIND_TABLES: dict[str, KindTable] = {
                 ),
             ),
         ),
-        KindTable(
-            "Plugin",
-            schema.plugins,
-            (*METADATA, *PLUGIN_COMMON),
-            schema.static_plugin_data,
-            (Col("static_data", _p("spec.data.static_data")),),
+        _plugin_table(
+            "Plugin", schema.static_plugin_data, Col("static_data", _p("spec.data.static_data"))
         ),
-        KindTable(
+        _plugin_table(
             "SqlPlugin",
-            schema.plugins,
-            (*METADATA, *PLUGIN_COMMON),
             schema.sql_plugin_data,
-            (
-                Col("connection_id", _p("spec.connection"), ref=schema.sql_connections),
-                *_cols(
-                    "spec.sql_data",
-                    "parameters sql_query test_values row_limit=limit",
-                ),
-            ),
+            Col("connection_id", _p("spec.connection"), ref=schema.sql_connections),
+            *_cols("spec.sql_data", "parameters sql_query test_values row_limit=limit"),
         ),
-        KindTable(
+        _plugin_table(
             "ApiPlugin",
-            schema.plugins,
-            (*METADATA, *PLUGIN_COMMON),
             schema.api_plugin_data,
-            (
-                Col("connection_id", _p("spec.connection"), ref=schema.api_connections),
-                *_cols(
-                    "spec.api_data",
-                    "parameters endpoint method url_params "
-                    "headers body test_values response_limit=limit",
-                ),
+            Col("connection_id", _p("spec.connection"), ref=schema.api_connections),
+            *_cols(
+                "spec.api_data",
+                "parameters endpoint method url_params headers body test_values "
+                "response_limit=limit",
             ),
         ),
         KindTable(

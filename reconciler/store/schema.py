@@ -332,45 +332,45 @@ chat_sessions = Table(
     ),
 )
 
-chat_messages = Table(
+
+def _session_record(name: str, *columns: Column[object] | UniqueConstraint) -> Table:
+    """A table of what happened in a chat session, deleted with it."""
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column(
+            "session_id",
+            ForeignKey("chat_sessions.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        *columns,
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+chat_messages = _session_record(
     "chat_messages",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column(
-        "session_id", ForeignKey("chat_sessions.id", ondelete="CASCADE"), nullable=False, index=True
-    ),
     Column("position", Integer, nullable=False),
     Column("role", String(20), nullable=False),
     Column("content", Text),
     Column("tool_calls", JSON, comment="assistant tool calls, as the model sent them"),
     Column("tool_call_id", String(100)),
     Column("generation", BigInteger, nullable=False, comment="configuration that answered"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("session_id", "position"),
 )
 
-chat_tool_calls = Table(
+chat_tool_calls = _session_record(
     "chat_tool_calls",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column(
-        "session_id", ForeignKey("chat_sessions.id", ondelete="CASCADE"), nullable=False, index=True
-    ),
     Column("tool", String(NAME), nullable=False),
     Column("arguments", JSON, nullable=False),
     Column("result", Text),
     Column("error", Text),
     Column("duration_ms", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-chat_plugin_uses = Table(
+chat_plugin_uses = _session_record(
     "chat_plugin_uses",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column(
-        "session_id", ForeignKey("chat_sessions.id", ondelete="CASCADE"), nullable=False, index=True
-    ),
     Column("plugin", String(NAME), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from reconciler.review import review_revisions
+from reconciler.review import FLAG_LEVELS, review_revisions
 from reconciler.review_render import render_review_markdown, review_to_json
 from tests.review.conftest import Files, edit, revision_of
 
@@ -215,3 +217,9 @@ def test_new_destination_flag_names_the_host_and_the_sender(example: Files) -> N
     assert flag.reason.startswith(
         "this secret's value starts being sent to collector.example.net (ApiConnection collector)"
     )
+
+
+def test_the_review_docs_list_every_flag_with_its_level() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "review.md").read_text(encoding="utf-8")
+    documented = dict(re.findall(r"^\| `([a-z-]+)` \| (high|medium|low) \|", docs, re.M))
+    assert documented == FLAG_LEVELS
