@@ -185,8 +185,8 @@ async def chat(
     content, code, well_formed = _read(document, status, smarter)
     number = int(generation) if generation and generation.isdigit() else None
     data = document.get("data") if smarter and isinstance(document, dict) else None
-    session = str(data.get("session_key") or "") if isinstance(data, dict) else ""
-    return Answer(sent, time.time(), status, number, content, code, well_formed, session)
+    session_key = str(data.get("session_key") or "") if isinstance(data, dict) else ""
+    return Answer(sent, time.time(), status, number, content, code, well_formed, session_key)
 
 
 def _read(document: Any, status: int, smarter: bool) -> tuple[str, str, bool]:
