@@ -32,6 +32,7 @@ from reconciler.leader import leader_lock_for
 from reconciler.logs import Throttled, configure_logging
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.refs import LocalRefReader, RefError, RefReader, Validator, ref_reader_for
+from reconciler.report import describe, get_table
 from reconciler.sealing import unseal
 from reconciler.settings import DaemonSettings, setting, unknown_variables
 
@@ -57,10 +58,12 @@ __all__ = [
     "clone_dir_for",
     "configure_logging",
     "database_options",
+    "describe",
     "desired_state",
     "digests_match",
     "env_option",
     "fail",
+    "get_table",
     "leader_lock_for",
     "presented_digests",
     "ref_reader_for",

@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,9 @@ from serve.tools.errors import ToolError
 from serve.tools.functions import parse_arguments
 
 log = logging.getLogger("samops.chat")
+Progress = Callable[[dict[str, Any]], None]
+"""Told of each step of a turn as it happens: ``{"type", "message", ...}``, Smarter's progress
+events (``llm_request``, ``tool_requested``, ``tool_responded``, ``plugin_called``)."""
 
 
 @dataclass(slots=True)
@@ -171,6 +174,7 @@ class Turn:
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
     max_calls_per_round: int = DEFAULT_MAX_TOOL_CALLS_PER_ROUND
     max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_TOOL_CALLS
+    progress: Progress | None = None
     selected: list[CompiledPlugin] = field(init=False)
     tools: dict[str, Tool] = field(init=False)
 
@@ -202,6 +206,8 @@ class Turn:
         client = self.upstream()
         while True:
             with_tools = result.rounds < self.max_tool_rounds
+            if self.progress is not None:
+                self._tell_llm_request(result.rounds)
             with translated_upstream_errors(self.client.provider), upstream_clock() as clock:
                 # The SDK's client (auth, retries with backoff, timeouts, error classes)
                 # without its typed transformation of the request body, which took over a
@@ -298,7 +304,26 @@ class Turn:
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
         return messages
 
+    def _tell_llm_request(self, rounds: int) -> None:
+        assert self.progress is not None
+        model = _first(self.selected, "model", self.client.model)
+        after = f" with {rounds} tool round(s) of results" if rounds else ""
+        self.progress({"type": "llm_request", "message": f"Asking {model}{after}", "model": model})
+
+    def _tell_tool(self, kind: str, name: str, message: str, **details: Any) -> None:
+        assert self.progress is not None
+        self.progress({"type": kind, "message": message, "tool": name, **details})
+        if kind == "tool_responded" and any(p.tool.name == name for p in self.selected):
+            self.progress(
+                {"type": "plugin_called", "message": f"Used plugin {name}", "plugin": name}
+            )
+
     async def run_tools(self, calls: list[dict[str, Any]]) -> list[ToolCallRecord]:
+        if self.progress is not None:
+            for call in calls:
+                name = call["function"]["name"]
+                arguments = call["function"].get("arguments") or "{}"
+                self._tell_tool("tool_requested", name, f"Calling {name}", arguments=arguments)
         if len(calls) == 1:  # no task: on a busy loop a new task waits for every other one
             return [await self.run_tool(calls[0])]
         running, refused = calls[: self.max_calls_per_round], calls[self.max_calls_per_round :]
@@ -335,6 +360,9 @@ class Turn:
             arguments, result, error = {}, None, f"the tool failed ({exc.__class__.__name__})"
         if error is not None:
             log.info("tool answered with an error", extra={"tool": name, "error": error})
+        if self.progress is not None:
+            told = f"{name} answered" if error is None else f"{name} failed: {error}"
+            self._tell_tool("tool_responded", name, told, ok=error is None)
         return ToolCallRecord(
             name, arguments, result, error, int((time.perf_counter() - started) * 1000)
         )

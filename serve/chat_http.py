@@ -35,7 +35,7 @@ from serve import jsonwire, logctx
 from serve.bodies import BodyTimeout, BodyTooLarge, read_body
 from serve.chat import Turn, TurnResult
 from serve.chat_metrics import ChatMetrics
-from serve.errors import HttpError, error_response, openai_error_response
+from serve.errors import HttpError, openai_error_response
 from serve.providers import Providers, UpstreamError
 from serve.sessions import (
     SessionStore,
@@ -44,7 +44,6 @@ from serve.settings import ChatSettings
 from serve.snapshot import CompiledClient, ServingState, Snapshot
 
 log = logging.getLogger("samops.chat")
-SMARTER_API = "smarter.sh/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +53,8 @@ class ChatDeps:
     sessions: SessionStore
     settings: ChatSettings
     metrics: ChatMetrics | None = None
+    admin_key_digest: str | None = None
+    """The admin key sees every client in Smarter's reads."""
 
 
 CHAT = web.AppKey("chat", ChatDeps)
@@ -65,10 +66,6 @@ ChatError = HttpError
 
 def openai_error_of(error: HttpError) -> web.Response:
     return openai_error_response(error.status, error.code, str(error))
-
-
-def samops_error_of(error: HttpError) -> web.Response:
-    return error_response(error.status, error.code, str(error))
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -134,11 +131,14 @@ def presented(request: web.Request) -> dict[str, str] | None:
     return presented_digests(key) if key is not None else None
 
 
-def client_for(snapshot: Snapshot, name: str, request: web.Request) -> CompiledClient:
-    """The applied client ``name`` (then named in the request's metrics), or a 404."""
-    client = snapshot.clients.get(name)
+def client_for(snapshot: Snapshot, reference: str, request: web.Request) -> CompiledClient:
+    """The applied client named by ``reference`` (its name, integer id or hashed id), then
+    named in the request's metrics; or a 404."""
+    client = snapshot.client(reference)
     if client is None:
-        raise ChatError(404, "unknown_client", f"there is no LLM client named {name!r}")
+        raise ChatError(
+            404, "unknown_client", f"there is no LLM client named or numbered {reference!r}"
+        )
     request[CLIENT_KEY] = client.name
     return client
 
@@ -154,8 +154,8 @@ CHAT_ROUTES = {
 }
 
 
-async def json_body(request: web.Request, settings: ChatSettings) -> dict[str, Any]:
-
+async def json_object(request: web.Request, settings: ChatSettings) -> dict[str, Any]:
+    """The request's body, a JSON object within the size and time bounds (empty: ``{}``)."""
     try:
         raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
     except BodyTooLarge as exc:
@@ -168,6 +168,12 @@ async def json_body(request: web.Request, settings: ChatSettings) -> dict[str, A
         raise ChatError(400, "invalid_json", "the request body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise ChatError(400, "invalid_body", "the request body must be a JSON object")
+    return body
+
+
+async def json_body(request: web.Request, settings: ChatSettings) -> dict[str, Any]:
+    """A chat request's body: a JSON object with a bounded list of messages."""
+    body = await json_object(request, settings)
     messages = body.get("messages")
     if (
         not isinstance(messages, list)

@@ -5,9 +5,13 @@ Serve stage. Which shape a route answers in is part of its protocol, and clients
 - OpenAI's, on ``/v1/...`` (what the ``openai`` SDK reads into ``APIStatusError``):
   ``{"error": {"message", "type", "param", "code"}}``, and in a stream one
   ``data: {"error": {...}}`` event before ``data: [DONE]``;
-- samops' own, everywhere else (the Smarter-compatible chat routes, the preview, status,
-  readiness, the webhook): ``{"error": {"code", "message", ...}}``, the document
-  ``reconciler.errors.error_document`` that the CLI prints with ``-o json`` too.
+- Smarter's, on the Smarter-compatible routes (``/api/v1/llm-clients/...``, ``/prompt/``,
+  the manifest API): its journal error ``{"error": {"errorClass", "status", "description"}}``,
+  which the ``smarter-api`` SDK reads into the exception class of the status, with samops'
+  ``code`` and ``message`` beside them, in the envelope ``{"api", "metadata"}``;
+- samops' own, everywhere else (the preview, status, readiness, the webhook):
+  ``{"error": {"code", "message", ...}}``, the document ``reconciler.errors.error_document``
+  that the CLI prints with ``-o json`` too.
 
 ``tests/serve/test_error_shapes.py`` locks both, route family by route family, and the CLI's.
 A handler raises ``HttpError`` (status, code, sentence); the route family's renderer turns it
@@ -44,6 +48,37 @@ class HttpError(Exception):
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
     """samops' shape (every route family but ``/v1``)."""
     return web.json_response(error_document(code, message, **extra), status=status)
+
+
+SMARTER_API = "smarter.sh/v1"
+
+
+def error_class(code: str) -> str:
+    """Smarter names an error by its exception class: ``unknown_client`` -> ``UnknownClient``."""
+    return "".join(part.capitalize() for part in code.split("_"))
+
+
+def smarter_error_document(
+    status: int, code: str, message: str, *, command: str, thing: str = "LLMClient"
+) -> dict[str, Any]:
+    error = {
+        "errorClass": error_class(code),
+        "status": status,
+        "description": message,
+        "code": code,
+        "message": message,
+        "command": command,
+        "thing": thing,
+    }
+    return {"error": error, "api": SMARTER_API, "metadata": {"command": command, "thing": thing}}
+
+
+def smarter_error_response(
+    status: int, code: str, message: str, *, command: str, thing: str = "LLMClient"
+) -> web.Response:
+    """Smarter's shape (its chat and manifest routes)."""
+    document = smarter_error_document(status, code, message, command=command, thing=thing)
+    return web.json_response(document, status=status)
 
 
 def openai_error_document(status: int, code: str, message: str) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from reconciler.sam.secret_access import SecretAccess
 from reconciler.store.db import (
     default_data_dir,
 )
+from reconciler.store.status import status_document
 from serve import eventloop
 from serve.app import ServerDeps, create_app
 from serve.chat_http import ChatDeps
@@ -56,6 +57,7 @@ from serve.chat_metrics import ChatMetrics
 from serve.chat_routes import add_chat_routes
 from serve.demo import add_demo_routes
 from serve.listening import LimitedSite
+from serve.manifest_api import ManifestApiDeps, add_manifest_api
 from serve.notify import GenerationListener
 from serve.offline import offline_upstream
 from serve.preview import (
@@ -174,7 +176,10 @@ async def serve_until_stopped(
                 offline_demo=upstream.offline,
             )
         )
-        add_chat_routes(app, ChatDeps(state, providers, sessions, options.chat, metrics))
+        add_chat_routes(
+            app,
+            ChatDeps(state, providers, sessions, options.chat, metrics, options.admin_key_digest),
+        )
         add_preview_route(
             app,
             PreviewDeps(
@@ -182,6 +187,16 @@ async def serve_until_stopped(
                 source=_ref_reader(daemon, options),
                 http=http,
                 serving=state.settings,
+            ),
+        )
+        add_manifest_api(
+            app,
+            ManifestApiDeps(
+                engine,
+                follower=options.follower,
+                admin_key_digest=options.admin_key_digest,
+                protect=frozenset(options.protect),
+                status=lambda: status_document(engine),
             ),
         )
         if options.demo:

@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 
 from reconciler.api import Identity, ResourceState
 from reconciler.sam.functions import canonical_function
+from reconciler.sam.ids import hashed_id, resource_id
 from reconciler.sam.kinds import (
     ApiConnection,
     ApiPlugin,
@@ -118,6 +119,8 @@ class CompiledPlugin:
     temperature: float | None
     max_tokens: int | None
     tool: Tool
+    document: PluginDocument
+    """The plugin's typed manifest (what Smarter's reads show of it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,10 @@ class CompiledClient:
     functions: tuple[Tool, ...]
     key: KeyPolicy
     ui: Mapping[str, Any]
+    document: LLMClient
+    """The client's typed manifest (what Smarter's reads show of it)."""
+    id: int
+    hashed_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +182,14 @@ class Snapshot:
     clients: Mapping[str, CompiledClient]
     providers: Mapping[str, ProviderTarget]
     tokens: Mapping[str, TokenStatus] = field(default_factory=dict)
+    client_ids: Mapping[str, str] = field(default_factory=dict)
+    """Client names by integer id (as text) and by hashed id (``reconciler/sam/ids.py``)."""
+
+    def client(self, reference: str) -> CompiledClient | None:
+        """The client a route names by its integer id, its hashed id or its name, tried in
+        that order."""
+        name = self.client_ids.get(reference, reference)
+        return self.clients.get(name)
 
 
 EMPTY = Snapshot(0, None, {}, {})
@@ -283,7 +298,9 @@ class ServingState:
             for name, token in tokens.items()
             for digest in token.spec.config.digest
         }
-        return Snapshot(generation, revision, clients, providers, token_status)
+        client_ids = {str(c.id): c.name for c in clients.values()}
+        client_ids.update({c.hashed_id: c.name for c in clients.values()})
+        return Snapshot(generation, revision, clients, providers, token_status, client_ids)
 
     # --- compiling --------------------------------------------------------------------------
 
@@ -327,6 +344,7 @@ class ServingState:
             temperature=prompt.temperature,
             max_tokens=prompt.max_tokens,
             tool=tool,
+            document=plugin,
         )
 
     def _sql_engine(self, plugin: SqlPlugin, connections: _Connections) -> Engine:
@@ -373,6 +391,9 @@ class ServingState:
             functions=tuple(self._function(f) for f in spec.functions),
             key=key,
             ui=config.model_dump(mode="json", by_alias=True, include=UI_ATTRIBUTES),
+            document=client,
+            id=resource_id("LLMClient", client.name),
+            hashed_id=hashed_id("LLMClient", client.name),
         )
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ ERRORS_PER_SYNC = 20
 """Errors shown per sync; ``errors_total`` counts them all (``samops validate`` lists them)."""
 
 
-def _iso(moment: dt.datetime | None) -> str | None:
+def iso_time(moment: dt.datetime | None) -> str | None:
     if moment is None:
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).isoformat()
@@ -34,8 +34,8 @@ def _sync_json(row: Any) -> dict[str, Any]:
         "id": row["id"],
         "revision": row["revision"],
         "outcome": row["outcome"],
-        "started_at": _iso(row["started_at"]),
-        "finished_at": _iso(row["finished_at"]),
+        "started_at": iso_time(row["started_at"]),
+        "finished_at": iso_time(row["finished_at"]),
         "duration_ms": row["duration_ms"],
         "created": row["created"],
         "updated": row["updated"],
@@ -72,7 +72,7 @@ def status_document(engine: Engine, *, history: int = 5) -> dict[str, Any]:
         "last_applied_revision": state.last_applied_revision,
         "last_attempted_revision": state.last_attempted_revision,
         "generation": state.generation,
-        "updated_at": _iso(state.updated_at),
+        "updated_at": iso_time(state.updated_at),
         "suspended": control.suspended,
         "suspended_reason": control.suspended_reason,
         "last_sync": _sync_json(syncs[0]) if syncs else None,

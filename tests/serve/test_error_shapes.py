@@ -1,8 +1,10 @@
 """One test locks the error shapes of every route family and of the CLI (``serve/errors.py``).
 
-OpenAI's shape on ``/v1``: exactly ``message``, ``type``, ``param``, ``code``; samops' shape
-everywhere else and from ``samops chat -o json``: ``code`` and ``message`` (and documented
-extras). A change to either shape fails here, whichever route or command it came through.
+OpenAI's shape on ``/v1``: exactly ``message``, ``type``, ``param``, ``code``; Smarter's on its
+routes: its journal error (``errorClass``, ``status``, ``description``, which the official SDK
+reads) with samops' ``code`` and ``message``, in Smarter's envelope; samops' shape everywhere
+else and from ``samops chat -o json``: ``code`` and ``message`` (and documented extras). A
+change to any shape fails here, whichever route or command it came through.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from smarter.core.http import journal_error
 
 from tests.fakes.upstream import create_scripted_app
 from tests.serve.harness import example_chat
@@ -22,6 +25,7 @@ from tests.serve.harness import example_chat
 SAMOPS = str(Path(sys.executable).parent / "samops")
 OPENAI_KEYS = {"message", "type", "param", "code"}
 SAMOPS_KEYS = {"code", "message"}
+SMARTER_KEYS = {"errorClass", "status", "description", "code", "message", "command", "thing"}
 
 # (method, path, body, headers, status, code, shape): one row per route family and failure.
 CASES = [
@@ -42,10 +46,14 @@ CASES = [
         {},
         404,
         None,
-        "samops",
+        "smarter",
     ),
-    ("GET", "/api/v1/llm-clients/nosuch/config/", None, {}, 404, None, "samops"),
-    ("POST", "/prompt/", {"messages": []}, {"Host": "nosuch.example"}, 404, None, "samops"),
+    ("GET", "/api/v1/llm-clients/nosuch/config/", None, {}, 404, None, "smarter"),
+    ("POST", "/api/v1/llm-clients/nosuch/config/", {}, {}, 404, None, "smarter"),
+    ("POST", "/api/v1/llm-clients/support/config/", "not json", {}, 400, "invalid_json", "smarter"),
+    ("GET", "/api/v1/llm-clients/nosuch/", None, {}, 404, "unknown_client", "smarter"),
+    ("GET", "/api/v1/llm-clients/123/plugins/", None, {}, 404, "unknown_client", "smarter"),
+    ("POST", "/prompt/", {"messages": []}, {"Host": "nosuch.example"}, 404, None, "smarter"),
     (
         "POST",
         "/api/v1/preview/llm-clients/stackademy_sql/prompt/",
@@ -81,6 +89,14 @@ def test_every_route_family_answers_errors_in_its_protocols_shape(tmp_path: Path
     ):
         where = f"{method} {path}"
         assert got == status, (where, document)
+        if shape == "smarter":
+            assert set(document) == {"error", "api", "metadata"}, where
+            error = document["error"]
+            assert set(error) == SMARTER_KEYS, where
+            assert error["status"] == status, where
+            assert error["description"] == error["message"], where
+            assert journal_error(document) is not None, where  # what the SDK reads
+            continue
         assert set(document) == {"error"}, where
         error = document["error"]
         if shape == "openai":

@@ -116,8 +116,11 @@ def assert_gateway_error(reply: Reply, status: int, code: str, *, smarter: bool)
     """A 502/504 in the route's error shape, nothing of a completion, and the generation."""
     assert (reply.status, reply.body["error"]["code"]) == (status, code), reply.body
     assert isinstance(reply.body["error"]["message"], str)
-    assert set(reply.body) == {"error"}  # no `choices`, no `data`
-    if not smarter:
+    # no `choices`, no `data`: the error, in Smarter's envelope on its routes
+    assert set(reply.body) == ({"error", "api", "metadata"} if smarter else {"error"})
+    if smarter:
+        assert reply.body["error"]["status"] == status
+    else:
         assert set(reply.body["error"]) == {"message", "type", "param", "code"}
     assert reply.generation == "1"
 
