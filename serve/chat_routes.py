@@ -17,6 +17,7 @@ from aiohttp import web
 from serve import logctx
 from serve.chat_http import CHAT, CHAT_ROUTES, CLIENT_KEY, ChatDeps
 from serve.openai_routes import chat_completions, list_models
+from serve.smarter_history import add_history_routes
 from serve.smarter_reads import add_smarter_reads
 from serve.smarter_routes import client_config, cors_preflight, prompt_by_host, prompt_by_path
 
@@ -62,3 +63,4 @@ def add_chat_routes(app: web.Application, deps: ChatDeps) -> None:
     app.router.add_route("OPTIONS", "/api/v1/llm-clients/{name}/config/", cors_preflight)
     app.router.add_route("OPTIONS", "/api/v1/llm-clients/{name}/prompt/", cors_preflight)
     add_smarter_reads(app)
+    add_history_routes(app)

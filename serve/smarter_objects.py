@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.sam.ids import hashed_id, resource_id
-from reconciler.sam.kinds import Document
+from reconciler.sam.kinds import Document, Provider, Secret
 from serve.snapshot import CompiledClient, CompiledPlugin
 
 CHAT_CONTRACT = 2
@@ -221,4 +221,57 @@ def chat_config(
         "name": client.name,
         "requires_key": client.key.required,
         **client.ui,
+    }
+
+
+def plugin_manifest(plugin: CompiledPlugin) -> dict[str, Any]:
+    """A plugin's manifest as ``samops describe`` prints it (the SDK's ``plugins.retrieve``)."""
+    return plugin.document.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+
+def provider_object(name: str, document: Provider | None, base_url: str | None) -> dict[str, Any]:
+    """A provider as ``/api/v1/providers/`` lists it (the SDK's ``Provider``); the built-in
+    ``openai`` has no manifest."""
+    config = document.spec.provider if document is not None else None
+    return {
+        "id": resource_id("Provider", name),
+        "hashedId": hashed_id("Provider", name),
+        "name": name,
+        "displayName": config.name if config is not None else "OpenAI (built in)",
+        "description": (document.metadata.description if document is not None else None)
+        or (config.description if config is not None else None),
+        "baseUrl": str(config.base_url) if config is not None else base_url,
+        "defaultModel": config.default_model if config is not None else None,
+        "websiteUrl": config.website_url if config is not None else None,
+        "docsUrl": config.docs_url if config is not None else None,
+        "isActive": True,
+        "builtIn": document is None,
+    }
+
+
+def model_object(model: str) -> dict[str, Any]:
+    """A model a provider serves here (the SDK's ``ProviderModel``)."""
+    return {"name": model, "supportsStreaming": True, "supportsTools": True}
+
+
+def secret_object(secret: Secret) -> dict[str, Any]:
+    """A Secret as ``/api/v1/secrets/`` lists it (the SDK's ``Secret``): its metadata and
+    where its value comes from (an environment variable, a file, sealed in git), never the
+    value."""
+    config = secret.spec.config
+    source: dict[str, Any]
+    if config.value_from is not None:
+        source = config.value_from.model_dump(mode="json", exclude_none=True)
+    elif config.encrypted_value is not None:
+        source = {"sealed": True}
+    else:
+        source = {"plaintextInGit": True}
+    expires = config.expiration_date
+    return {
+        "id": resource_id("Secret", secret.name),
+        "hashedId": hashed_id("Secret", secret.name),
+        "name": secret.name,
+        **_metadata(secret),
+        "expiresAt": expires.isoformat() if expires is not None else None,
+        "valueFrom": source,
     }

@@ -184,6 +184,12 @@ class Snapshot:
     tokens: Mapping[str, TokenStatus] = field(default_factory=dict)
     client_ids: Mapping[str, str] = field(default_factory=dict)
     """Client names by integer id (as text) and by hashed id (``reconciler/sam/ids.py``)."""
+    provider_documents: Mapping[str, Provider] = field(default_factory=dict)
+    """The Provider manifests, by name (what Smarter's reads show of them)."""
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
+    """The Secret manifests, by name: where each value comes from, never a value."""
+    plugins: Mapping[str, CompiledPlugin] = field(default_factory=dict)
+    """Every compiled plugin, by name, whether a client uses it or not."""
 
     def client(self, reference: str) -> CompiledClient | None:
         """The client a route names by its integer id, its hashed id or its name, tried in
@@ -300,7 +306,17 @@ class ServingState:
         }
         client_ids = {str(c.id): c.name for c in clients.values()}
         client_ids.update({c.hashed_id: c.name for c in clients.values()})
-        return Snapshot(generation, revision, clients, providers, token_status, client_ids)
+        return Snapshot(
+            generation,
+            revision,
+            clients,
+            providers,
+            token_status,
+            client_ids,
+            self._of(Provider),
+            secrets,
+            dict(self._plugins),
+        )
 
     # --- compiling --------------------------------------------------------------------------
 

@@ -53,6 +53,9 @@ CASES = [
     ("POST", "/api/v1/llm-clients/support/config/", "not json", {}, 400, "invalid_json", "smarter"),
     ("GET", "/api/v1/llm-clients/nosuch/", None, {}, 404, "unknown_client", "smarter"),
     ("GET", "/api/v1/llm-clients/123/plugins/", None, {}, 404, "unknown_client", "smarter"),
+    ("GET", "/api/v1/secrets/", None, {}, 401, "admin_key_required", "smarter"),
+    ("GET", "/api/v1/providers/nosuch/", None, {}, 404, "unknown_provider", "smarter"),
+    ("GET", "/api/v1/prompts/history/prompt/x/", None, {}, 404, "not_found", "smarter"),
     ("POST", "/prompt/", {"messages": []}, {"Host": "nosuch.example"}, 404, None, "smarter"),
     (
         "POST",
