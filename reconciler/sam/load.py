@@ -37,6 +37,13 @@ from reconciler.sam.kinds import (
     Secret,
 )
 from reconciler.sam.secret_access import SecretAccess
+from reconciler.sam.unmanaged import (
+    NOT_ENFORCED_KEYS,
+    REFUSED_KINDS,
+    UNMANAGED_KINDS,
+    not_enforced,
+    unmanaged_document,
+)
 from reconciler.sam.validation_errors import translate
 from reconciler.sam.yamlread import Path, YamlDocument
 
@@ -144,6 +151,11 @@ class _Walk:
                 if key == "description" and isinstance(value, str) and value.strip():
                     self.fallback_description = value.strip()
                 continue
+            if info is None and (self.kind, key_path) in NOT_ENFORCED_KEYS:
+                refused = not_enforced(self.document, self.kind, key_path, value)
+                if refused is not None:
+                    self.diagnostics.append(refused)
+                continue
             if info is None and key == "status":
                 self.warn(
                     "ignored-key",
@@ -235,8 +247,11 @@ def load_document(
         ]
     kind = data.get("kind")
     model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None and kind in (*UNMANAGED_KINDS, *REFUSED_KINDS):
+        return None, unmanaged_document(document, str(kind))
     if model is None:
-        suggestion = closest(str(kind), KINDS) if isinstance(kind, str) else None
+        known = (*KINDS, *UNMANAGED_KINDS, *REFUSED_KINDS)
+        suggestion = closest(str(kind), known) if isinstance(kind, str) else None
         message = "the key 'kind' is missing" if kind is None else f"unknown kind {kind!r}"
         hint = (
             (f"did you mean {suggestion!r}? " if suggestion else "") + "kinds: " + ", ".join(KINDS)
