@@ -14,6 +14,7 @@ import click
 from reconciler import apikeys, sealing
 from reconciler.cli.common import dump_yaml, env_option, fail, output_option, resource_name
 from reconciler.errors import SealingError
+from reconciler.seal_files import seal_file
 
 
 @click.group()
@@ -186,3 +187,54 @@ def secrets_encrypt(
     except SealingError as exc:
         fail(str(exc))
     click.echo(dump_yaml(manifest), nl=False)
+
+
+@secrets.command("seal")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@env_option(
+    "--public-key",
+    envvar="SAMOPS_SECRETS_PUBLIC_KEY",
+    help="The daemon's public key (samops-pk1:...).",
+)
+@click.option(
+    "--public-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the public key from this file instead.",
+)
+def secrets_seal(
+    files: tuple[Path, ...], public_key: str | None, public_key_file: Path | None
+) -> None:
+    """Rewrite plaintext Secret manifests in FILES in place, their values sealed.
+
+    Each Secret's spec.config.value becomes spec.config.encryptedValue, sealed to the daemon's
+    public key and bound to the Secret's name (as 'secrets encrypt' does); comments and every
+    other line stay as they were. Files without a plaintext Secret are left alone. The values
+    stay in the repository's history: rotate them if it was ever shared.
+
+    \b
+    Examples:
+      samops secrets seal manifests/secrets/*.yaml --public-key-file pk.txt
+      grep -l "kind: Secret" -r manifests | xargs samops secrets seal --public-key-file pk.txt
+
+    Exit codes: 0 done (or nothing to seal); 1 a file could not be read, parsed or written
+    (files before it are sealed; it and those after are unchanged).
+    """
+    if public_key_file is not None:
+        public_key = public_key_file.read_text().strip()
+    if not public_key:
+        raise click.UsageError("give --public-key, --public-key-file or SAMOPS_SECRETS_PUBLIC_KEY")
+    total = 0
+    for path in files:
+        try:
+            sealed = seal_file(path, public_key)
+        except SealingError as exc:
+            fail(str(exc))
+        for secret in sealed:
+            click.echo(f"{path}:{secret.line}: sealed Secret {secret.name!r}")
+        total += len(sealed)
+    if total:
+        click.echo(
+            f"{total} secret(s) sealed; commit the files (the old values stay in git history)"
+        )
+    else:
+        click.echo("no plaintext Secret value found; nothing changed")

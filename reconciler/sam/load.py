@@ -384,8 +384,8 @@ def _outside_access(
 def _plaintext_secret(document: YamlDocument, options: LoadOptions) -> Diagnostic:
     path = ("spec", "config", "value")
     hint = (
-        "use valueFrom: {env: NAME} or valueFrom: {file: /path}, or encrypt it with "
-        "'samops secrets encrypt NAME'"
+        "seal it in place with 'samops secrets seal FILE', or use valueFrom: {env: NAME} "
+        "or valueFrom: {file: /path}"
     )
     if options.allow_plaintext_secrets:
         message = (
