@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from reconciler.sam.client_format import canonical_client
 from reconciler.sam.functions import canonical_function
 from reconciler.sam.kinds import CANONICAL_CONTEXT, KINDS, Document, LLMClient, Secret
 from reconciler.sam.load import Resource
@@ -77,8 +78,11 @@ def canonical_model(
     value replaced by its fingerprint."""
     model = resource.model
     if isinstance(model, LLMClient):
-        functions = [canonical_function(f) or f for f in model.spec.functions]
-        spec = model.spec.model_copy(update={"functions": functions})
+        config_updates, spec_updates = canonical_client(model.spec.config, model.spec)
+        flat = model.spec.config.model_copy(update=config_updates)
+        given = spec_updates.get("functions", model.spec.functions)
+        spec_updates["functions"] = [canonical_function(f) or f for f in given]
+        spec = model.spec.model_copy(update={**spec_updates, "config": flat})
         return model.model_copy(update={"spec": spec})
     if isinstance(model, Secret):
         config = model.spec.config
@@ -93,12 +97,23 @@ def canonical_model(
 
 
 NOT_IN_FIELDS: dict[str, Any] = {"api_version": True, "kind": True}
+CLIENT_NOT_IN_FIELDS: dict[str, Any] = {
+    **NOT_IN_FIELDS,
+    "spec": {"extensions": True, "config": {"prompt": True}},
+}
+"""Always empty in a canonical client (``sam/client_format.py`` moved them)."""
 SECRET_NOT_IN_FIELDS: dict[str, Any] = {**NOT_IN_FIELDS, "spec": {"config": {"value"}}}
 
 
 def fields_of(model: Document) -> dict[str, Any]:
     """``metadata`` and ``spec`` of a canonical model as JSON data, every default filled."""
-    exclude = SECRET_NOT_IN_FIELDS if isinstance(model, Secret) else NOT_IN_FIELDS
+    exclude = (
+        SECRET_NOT_IN_FIELDS
+        if isinstance(model, Secret)
+        else CLIENT_NOT_IN_FIELDS
+        if isinstance(model, LLMClient)
+        else NOT_IN_FIELDS
+    )
     return model.model_dump(mode="json", by_alias=True, exclude=exclude)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from reconciler.desired import ResourceState
 from reconciler.errors import DescribeError
+from reconciler.sam.client_format import written_shape
 from reconciler.sam.kinds import Secret
 from reconciler.store.db import reading
 from reconciler.store.read import read_actual
@@ -121,7 +122,8 @@ def _plaintext_secret(resource: ResourceState) -> bool:
 def _manifest(resource: ResourceState) -> dict[str, Any]:
     if _plaintext_secret(resource):  # no manifest holds a fingerprint: shown as stored
         return {"apiVersion": "smarter.sh/v1", "kind": "Secret", **resource.fields}
-    return resource.model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    manifest = resource.model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return written_shape(manifest) if resource.kind == "LLMClient" else manifest
 
 
 def table(headings: list[str], rows: list[list[str]]) -> str:

@@ -188,6 +188,7 @@ def chat_config(
         "app_placeholder": config.app_placeholder,
         "app_info_url": config.app_info_url,
         "app_file_attachment": config.app_file_attachment,
+        "styles": chat_styles(client),
         "total_tools": len(plugins) + len(extensions),
     }
     return {
@@ -275,3 +276,17 @@ def secret_object(secret: Secret) -> dict[str, Any]:
         "expiresAt": expires.isoformat() if expires is not None else None,
         "valueFrom": source,
     }
+
+
+def chat_styles(client: CompiledClient) -> dict[str, Any] | None:
+    """The chat UI's look as Smarter's chat contract spells it (snake_case), or None."""
+    config = client.document.spec.config
+    styles = (
+        config.styles.model_dump(mode="json", by_alias=False, exclude_none=True)
+        if config.styles
+        else {}
+    )
+    for attribute in ("app_logo_url", "app_background_image_url"):
+        if getattr(config, attribute):
+            styles[attribute] = getattr(config, attribute)
+    return styles or None

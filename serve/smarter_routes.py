@@ -261,9 +261,25 @@ async def client_config(request: web.Request) -> web.Response:
         response = web.json_response(envelope(data, "config"))
     except ChatError as error:
         response = smarter_error_of(error, "config")
-    response.headers.update(CORS)
+    named = deps.state.snapshot.client(request.match_info["name"])
+    response.headers.update(cors_headers(named, request))
     return response
 
 
-async def cors_preflight(_request: web.Request) -> web.Response:
-    return web.Response(status=204, headers=CORS)
+def cors_headers(client: CompiledClient | None, request: web.Request) -> dict[str, str]:
+    """CORS for a client's browser routes: any origin, unless its manifest lists
+    ``allowedOrigins`` (then only those, echoed back)."""
+    allowed = client.document.spec.config.allowed_origins if client is not None else []
+    if not allowed:
+        return CORS
+    origin = request.headers.get("Origin", "")
+    headers = {k: v for k, v in CORS.items() if k != "Access-Control-Allow-Origin"}
+    headers["Vary"] = "Origin"
+    if origin in allowed:
+        headers["Access-Control-Allow-Origin"] = origin
+    return headers
+
+
+async def cors_preflight(request: web.Request) -> web.Response:
+    client = request.app[CHAT].state.snapshot.client(request.match_info["name"])
+    return web.Response(status=204, headers=cors_headers(client, request))

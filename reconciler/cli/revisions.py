@@ -40,7 +40,7 @@ from reconciler.review_render import (
 )
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.render import as_json, as_text, dumps
-from reconciler.sam.schema import all_kinds_schema, kind_schema
+from reconciler.sam.schema import GENERATIONS, Generation, all_kinds_schema, kind_schema
 from reconciler.sam.secret_access import SecretAccess
 from reconciler.source import SourceError
 from reconciler.store.db import DatabaseError
@@ -82,7 +82,13 @@ def validate(
 
 @click.command()
 @click.argument("kind", required=False, type=KIND_CHOICE, metavar="[KIND]")
-def schema(kind: str | None) -> None:
+@click.option(
+    "--generation",
+    type=click.Choice(GENERATIONS),
+    help="With LLMClient: only Smarter 0.14's flat spec.config and spec.functions, or only the "
+    "current spec.config.prompt/styles and spec.extensions (default: either).",
+)
+def schema(kind: str | None, generation: Generation | None) -> None:
     """Print the JSON Schema of one KIND, or of any SAM document.
 
     Point your editor's YAML plugin at it for completion and checks, e.g. for VS Code's YAML
@@ -93,8 +99,11 @@ def schema(kind: str | None) -> None:
     Examples:
       samops schema > sam.schema.json
       samops schema LLMClient
+      samops schema LLMClient --generation current
     """
-    document = kind_schema(kind_name(kind)) if kind else all_kinds_schema()
+    if generation is not None and (kind is None or kind_name(kind) != "LLMClient"):
+        raise click.UsageError("--generation applies to the LLMClient kind only")
+    document = kind_schema(kind_name(kind), generation) if kind else all_kinds_schema()
     click.echo(json.dumps(document, indent=2))
 
 

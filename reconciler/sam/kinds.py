@@ -14,6 +14,7 @@ import base64
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
 from reconciler.sam.base import (
@@ -28,6 +29,14 @@ from reconciler.sam.base import (
     StringOrList,
     Text,
     UtcDateTime,
+)
+from reconciler.sam.client_format import (
+    PROMPT_ATTRIBUTES,
+    STYLED_ATTRIBUTES,
+    CustomDomain,
+    LLMClientPrompt,
+    LLMClientStyles,
+    ManifestFormat,
 )
 from reconciler.sam.document import (
     CANONICAL_CONTEXT,
@@ -99,11 +108,6 @@ __all__ = [
 # --- LLMClient ------------------------------------------------------------------------------
 
 
-class CustomDomain(SnakeModel):
-    domain_name: str
-    aws_hosted_zone_id: str | None = None
-
-
 class LLMClientConfig(SamModel):
     provider: Reference = Field(default="openai", description="A Provider's name.")
     default_model: str = "gpt-4o-mini"
@@ -122,6 +126,34 @@ class LLMClientConfig(SamModel):
     app_background_image_url: OptionalText = None
     app_logo_url: OptionalText = None
     app_file_attachment: bool = False
+    allowed_origins: Annotated[list[Text], EmptyIfNull] = Field(
+        default=[], description="Browser origins that may call the client's chat routes."
+    )
+    prompt: LLMClientPrompt | None = Field(
+        default=None, description="Smarter's current format: the settings above, nested."
+    )
+    styles: LLMClientStyles | None = Field(
+        default=None, description="Smarter's current format: the chat UI's look (kept)."
+    )
+
+    @model_validator(mode="after")
+    def _one_generation(self, info: ValidationInfo) -> LLMClientConfig:
+        if canonical(info):  # samops' own form keeps the flat settings beside the styles
+            return self
+        flat = self.model_fields_set & set(PROMPT_ATTRIBUTES)
+        if self.prompt is not None and flat:
+            raise ValueError(
+                "write the client's settings either under spec.config.prompt (Smarter's current "
+                "format) or directly under spec.config (0.14), not both: "
+                + ", ".join(sorted(to_camel(a) for a in flat))
+                + " found directly"
+            )
+        styled = self.model_fields_set & set(STYLED_ATTRIBUTES)
+        if self.styles is not None and styled:
+            raise ValueError(
+                "with spec.config.styles, the background image and logo URLs go in styles"
+            )
+        return self
 
 
 class LLMClientSpec(SamModel):
@@ -136,6 +168,24 @@ class LLMClientSpec(SamModel):
     api_key: Reference | None = Field(
         default=None, description="A SmarterAuthToken; when active, requests must present it."
     )
+    extensions: Annotated[list[str], EmptyIfNull] = Field(
+        default=[], description="Smarter's current name of functions (give one of the two)."
+    )
+    manifest_format: SkipJsonSchema[ManifestFormat | None] = Field(
+        default=None,
+        description="In samops' canonical form only: the file used the current format.",
+    )
+
+    @model_validator(mode="after")
+    def _one_name_for_functions(self, info: ValidationInfo) -> LLMClientSpec:
+        if self.manifest_format is not None and not canonical(info):
+            raise ValueError("manifestFormat is written by samops, not in manifests")
+        if self.extensions and self.functions:
+            raise ValueError(
+                "give the built-in functions as spec.extensions (Smarter's current name) or "
+                "spec.functions (0.14), not both"
+            )
+        return self
 
 
 class LLMClient(Document):

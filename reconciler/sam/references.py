@@ -86,6 +86,7 @@ PLUGIN_KINDS = ("Plugin", "SqlPlugin", "ApiPlugin")
 REFERENCE_FIELDS: dict[str, tuple[tuple[Path, tuple[str, ...], bool], ...]] = {
     "LLMClient": (
         (("spec", "config", "provider"), ("Provider",), False),
+        (("spec", "config", "prompt", "provider"), ("Provider",), False),
         (("spec", "plugins", "*"), PLUGIN_KINDS, False),
         (("spec", "apiKey"), ("SmarterAuthToken",), False),
     ),
@@ -228,7 +229,9 @@ def _functions(resources: Iterable[Resource]) -> Iterator[Diagnostic]:
     for r in resources:
         if r.kind != "LLMClient":
             continue
-        for path, name in _values_at(r.data, ("spec", "functions", "*")):
+        listed = [*_values_at(r.data, ("spec", "functions", "*"))]
+        listed += _values_at(r.data, ("spec", "extensions", "*"))
+        for path, name in listed:
             if isinstance(name, str) and canonical_function(name) is None:
                 suggestion = closest(name, known_function_names())
                 hint = (f"did you mean {suggestion!r}? " if suggestion else "") + (

@@ -224,8 +224,9 @@ KIND_TABLES: dict[str, KindTable] = {
                     "app_welcome_message "
                     "app_example_prompts app_placeholder "
                     "app_info_url app_background_image_url "
-                    "app_logo_url app_file_attachment",
+                    "app_logo_url app_file_attachment allowed_origins styles",
                 ),
+                Col("manifest_format", _p("spec.manifest_format")),
             ),
             links=(
                 Links(

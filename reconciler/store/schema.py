@@ -230,6 +230,9 @@ llm_clients = Table(
     Column("app_background_image_url", Text),
     Column("app_logo_url", Text),
     Column("app_file_attachment", Boolean, nullable=False),
+    Column("allowed_origins", JSON, nullable=False),
+    Column("styles", JSON, comment="Smarter Chat's look (current format), kept"),
+    Column("manifest_format", String(20), comment="'current': the file used that format"),
 )
 
 client_plugins = Table(

@@ -52,10 +52,15 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """The server; a test module's ``EXTRA_FILES`` ({path: text}) join the example manifests."""
     root = tmp_path_factory.mktemp("sdk")
     repo = GitRepo(root / "repo")
     shutil.copytree(MANIFESTS, repo.root / "manifests")
+    for path, text in getattr(request.module, "EXTRA_FILES", {}).items():
+        repo.write(f"manifests/{path}", text)
     head = repo.commit("example manifests")
     with serve_in_thread(create_scripted_app(record=True)) as upstream:
         daemon = DaemonProcess(

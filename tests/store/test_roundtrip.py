@@ -68,6 +68,24 @@ EXTRA = textwrap.dedent(f"""\
         subdomain: internal
       plugins: [everlasting_gobstopper, stackademy_catalogue]
       functions: [weather]
+    ---
+    apiVersion: smarter.sh/v1
+    kind: LLMClient
+    metadata: {{name: current_format, version: 2.0.0}}
+    spec:
+      config:
+        prompt:
+          provider: vllm
+          defaultModel: qwen
+          defaultSystemRole: You answer briefly.
+          appName: Current
+          allowedOrigins: [https://chat.example.com]
+        styles:
+          appLogoUrl: https://example.com/logo.png
+          fontFamily: Inter
+          buttons: {{color: "#333"}}
+      extensions: [calculator, datemath]
+      plugins: [everlasting_gobstopper]
     """)
 
 
@@ -173,3 +191,31 @@ def test_a_plaintext_fingerprint_is_keyed_per_database(engine: Engine, tmp_path:
     apply_revision(other, revision)
     assert stored(other) != stored(engine)  # another database, another key
     other.dispose()
+
+
+def test_describe_writes_a_client_in_the_format_its_file_used(
+    engine: Engine, tmp_path: Path
+) -> None:
+    apply_revision(engine, _revision(tmp_path))
+    current = describe(engine, "LLMClient", "current_format")["spec"]
+    assert current == {
+        "config": {
+            "prompt": {
+                "provider": "vllm",
+                "defaultModel": "qwen",
+                "defaultSystemRole": "You answer briefly.",
+                "appName": "Current",
+                "allowedOrigins": ["https://chat.example.com"],
+            },
+            "styles": {
+                "appLogoUrl": "https://example.com/logo.png",
+                "fontFamily": "Inter",
+                "buttons": {"color": "#333"},
+            },
+        },
+        "plugins": ["everlasting_gobstopper"],
+        "extensions": ["calculator", "date_calculator"],
+    }
+    older = describe(engine, "LLMClient", "internal")["spec"]
+    assert older["config"]["provider"] == "vllm" and older["functions"] == ["get_current_weather"]
+    assert "prompt" not in older["config"] and "manifestFormat" not in older
