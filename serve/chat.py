@@ -175,6 +175,9 @@ class Turn:
     max_calls_per_round: int = DEFAULT_MAX_TOOL_CALLS_PER_ROUND
     max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_TOOL_CALLS
     progress: Progress | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """The caller's Chat Completions parameters (``serve/openai_params.py``), over the
+    client's and its plugins' settings."""
     selected: list[CompiledPlugin] = field(init=False)
     tools: dict[str, Tool] = field(init=False)
 
@@ -191,9 +194,16 @@ class Turn:
             "temperature": _first(self.selected, "temperature", self.client.temperature),
             "max_tokens": _first(self.selected, "max_tokens", self.client.max_tokens),
         }
+        if self.overrides:
+            if "max_completion_tokens" in self.overrides:
+                del body["max_tokens"]
+            body.update(self.overrides)
         offered = [t.openai() for t in self.tools.values()] + self.caller_tools
         if offered and with_tools:
             body["tools"] = offered
+        else:  # OpenAI refuses these without tools
+            body.pop("tool_choice", None)
+            body.pop("parallel_tool_calls", None)
         return body
 
     def upstream(self) -> Any:

@@ -23,7 +23,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +65,7 @@ ChatError = HttpError
 
 
 def openai_error_of(error: HttpError) -> web.Response:
-    return openai_error_response(error.status, error.code, str(error))
+    return openai_error_response(error.status, error.code, str(error), error.param)
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -228,6 +228,7 @@ def new_turn(
     snapshot: Snapshot,
     messages: list[dict[str, Any]],
     caller_tools: list[dict[str, Any]] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Turn:
     """A turn of ``client`` within the server's bounds on tool rounds and calls."""
     return Turn(
@@ -239,6 +240,7 @@ def new_turn(
         max_tool_rounds=deps.settings.max_tool_rounds,
         max_calls_per_round=deps.settings.max_tool_calls_per_round,
         max_concurrent_calls=deps.settings.max_concurrent_tool_calls,
+        overrides=overrides or {},
     )
 
 

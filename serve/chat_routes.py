@@ -16,7 +16,12 @@ from aiohttp import web
 
 from serve import logctx
 from serve.chat_http import CHAT, CHAT_ROUTES, CLIENT_KEY, ChatDeps
-from serve.openai_routes import chat_completions, list_models
+from serve.openai_routes import (
+    chat_completions,
+    list_models,
+    retrieve_model,
+    unknown_openai_route,
+)
 from serve.smarter_history import add_history_routes
 from serve.smarter_reads import add_smarter_reads
 from serve.smarter_routes import client_config, cors_preflight, prompt_by_host, prompt_by_path
@@ -64,3 +69,5 @@ def add_chat_routes(app: web.Application, deps: ChatDeps) -> None:
     app.router.add_route("OPTIONS", "/api/v1/llm-clients/{name}/prompt/", cors_preflight)
     add_smarter_reads(app)
     add_history_routes(app)
+    app.router.add_get("/v1/models/{model}", retrieve_model)
+    app.router.add_route("*", "/v1/{tail:.*}", unknown_openai_route)

@@ -40,9 +40,11 @@ OPENAI_ERROR_TYPES = {
 class HttpError(Exception):
     """A request that gets an error answer: ``status``, a stable ``code``, a sentence."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.status, self.code = status, code
+        self.param = param
+        """The request parameter at fault, when one is (OpenAI's ``param``)."""
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -81,14 +83,19 @@ def smarter_error_response(
     return web.json_response(document, status=status)
 
 
-def openai_error_document(status: int, code: str, message: str) -> dict[str, Any]:
+def openai_error_document(
+    status: int, code: str, message: str, param: str | None = None
+) -> dict[str, Any]:
     kind = OPENAI_ERROR_TYPES.get(status, "api_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def openai_error_response(status: int, code: str, message: str) -> web.Response:
+def openai_error_response(
+    status: int, code: str, message: str, param: str | None = None
+) -> web.Response:
     """OpenAI's shape (``/v1``)."""
-    return web.json_response(openai_error_document(status, code, message), status=status)
+    document = openai_error_document(status, code, message, param)
+    return web.json_response(document, status=status)
 
 
 def openai_stream_error(code: str, message: str) -> bytes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import os
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ def _source(follower: FollowerSpec | None) -> str:
         parts = urllib.parse.urlsplit(follower.url)
         where = parts._replace(netloc=parts.hostname or "").geturl()
     else:
-        where = follower.repo or follower.path or "."
+        where = os.path.abspath(follower.repo or follower.path or ".")
     if follower.path is not None and follower.repo is None and follower.url is None:
         return f"the directory {where}"
     folder = f", folder {follower.subpath}" if follower.subpath else ""
@@ -235,26 +236,26 @@ async def get(request: web.Request, deps: ManifestApiDeps) -> web.Response:
     return journaled(data, "get", kind)
 
 
-async def describe_one(request: web.Request, deps: ManifestApiDeps) -> web.Response:
-    kind = _kind(request)
-    name = _name(request)
-    _need_admin(request, deps, "describe")
-    try:
-        manifest = await asyncio.to_thread(describe, deps.engine, kind, name)
-    except DescribeError as exc:
-        raise ChatError(404, "not_found", str(exc)) from exc
-    return journaled(manifest, "describe", kind)
+def _applied_read(
+    command: str, read: Callable[[Engine, str, str], Any]
+) -> Callable[[web.Request, ManifestApiDeps], Awaitable[web.Response]]:
+    """A read of one applied resource, ``{Kind}/?name=``, by the admin: 404 when none."""
+
+    async def handler(request: web.Request, deps: ManifestApiDeps) -> web.Response:
+        kind = _kind(request)
+        name = _name(request)
+        _need_admin(request, deps, command)
+        try:
+            found = await asyncio.to_thread(read, deps.engine, kind, name)
+        except DescribeError as exc:
+            raise ChatError(404, "not_found", str(exc)) from exc
+        return journaled(found, command, kind)
+
+    return handler
 
 
-async def logs(request: web.Request, deps: ManifestApiDeps) -> web.Response:
-    kind = _kind(request)
-    name = _name(request)
-    _need_admin(request, deps, "logs")
-    try:
-        log = await asyncio.to_thread(resource_log, deps.engine, kind, name)
-    except DescribeError as exc:
-        raise ChatError(404, "not_found", str(exc)) from exc
-    return journaled(log, "logs", kind)
+describe_one = _applied_read("describe", describe)
+logs = _applied_read("logs", resource_log)
 
 
 async def json_schema(request: web.Request, _deps: ManifestApiDeps) -> web.Response:

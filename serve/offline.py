@@ -51,6 +51,8 @@ class ChatRequest:
     tool_choice: object
     stream: bool
     include_usage: bool
+    choices: int = 1
+    """``n``: how many (identical) choices a completion carries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,16 @@ def parse_request(body: object) -> ChatRequest:
         tool_choice=body.get("tool_choice"),
         stream=body.get("stream") is True,
         include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+        choices=_choices(body.get("n")),
     )
+
+
+def _choices(n: object) -> int:
+    if n is None:
+        return 1
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 8:
+        raise ScriptError(f"`n` must be a whole number from 1 to 8, got {n!r}")
+    return n
 
 
 def tool_results(messages: list[Json]) -> str:
@@ -203,7 +214,7 @@ def completion_body(chat: ChatRequest, reply: Reply, completion_id: str) -> Json
         "object": "chat.completion",
         "created": int(time.time()),
         "model": chat.model,
-        "choices": [choice],
+        "choices": [{**choice, "index": i} for i in range(chat.choices)],
         "usage": usage(chat, reply),
     }
 

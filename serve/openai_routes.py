@@ -31,7 +31,8 @@ from serve.chat_http import (
     run_turn,
     turn_errors,
 )
-from serve.errors import openai_stream_error
+from serve.errors import openai_error_response, openai_stream_error
+from serve.openai_params import checked_parameters
 from serve.providers import UpstreamError
 
 log = logging.getLogger("samops.chat")
@@ -45,9 +46,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         body = await json_body(request, deps.settings)
         client = client_for(snapshot, str(body.get("model", "")), request)
         authorize(client, presented(request), snapshot)
+        has_tools = bool(client.functions or client.plugins)
+        overrides = checked_parameters(body, client.max_tokens, has_tools)
         tools = body.get("tools")
         caller_tools: list[dict[str, Any]] = tools if isinstance(tools, list) else []
-        turn = new_turn(deps, client, snapshot, body["messages"], caller_tools)
+        turn = new_turn(deps, client, snapshot, body["messages"], caller_tools, overrides)
         if body.get("stream"):
             return await _stream(request, deps, turn, body, started)
         result = await run_turn(deps, turn)
@@ -116,6 +119,34 @@ async def _stream(
     return response
 
 
+async def retrieve_model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{model}``: a client the presented key may use, as OpenAI's model."""
+    deps = request.app[CHAT]
+    snapshot = deps.state.snapshot
+    name = request.match_info["model"]
+    client = snapshot.clients.get(name)
+    try:
+        if client is None:
+            raise ChatError(404, "model_not_found", f"The model '{name}' does not exist")
+        authorize(client, presented(request), snapshot)
+    except ChatError as error:
+        if error.status in (401, 403):  # not this key's to see, as OpenAI answers
+            error = ChatError(404, "model_not_found", f"The model '{name}' does not exist")
+        return openai_error_of(error)
+    return jsonwire.response(_model(client.name))
+
+
+async def unknown_openai_route(request: web.Request) -> web.Response:
+    """Any other ``/v1`` path: 404 in OpenAI's shape, as OpenAI answers it."""
+    return openai_error_response(
+        404, "unknown_url", f"Invalid URL ({request.method} {request.path})"
+    )
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "samops"}
+
+
 async def list_models(request: web.Request) -> web.Response:
     deps = request.app[CHAT]
     snapshot = deps.state.snapshot
@@ -126,5 +157,5 @@ async def list_models(request: web.Request) -> web.Response:
             authorize(client, key, snapshot)
         except ChatError:
             continue
-        visible.append({"id": client.name, "object": "model", "created": 0, "owned_by": "samops"})
+        visible.append(_model(client.name))
     return web.json_response({"object": "list", "data": sorted(visible, key=lambda m: m["id"])})

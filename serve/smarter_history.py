@@ -2,8 +2,8 @@
 
 Serve stage, added by ``chat_routes.add_chat_routes`` under ``/api/v1/prompts/history/``, in
 the shapes the official SDK reads (``history.sessions()``, ``session(id)``, ``tool_calls()``,
-``plugin_usage()``). A session belongs to the key that opened it: a key's holder sees the
-sessions it opened, the admin key sees all, and without a key there are none to see (a
+``plugin_usage()``), each entry by its integer id or its hashed id. A session belongs to the
+key that opened it: a key's holder sees the sessions it opened, the admin key sees all, and without a key there are none to see (a
 session key is what continues a conversation, so it is shown only to its owner). The newest
 ``HISTORY_LIMIT`` of each are listed; rows are read from the database, off the event loop.
 """
@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import Engine, Select, select
+from sqlalchemy import Engine, Select, Table, select
 
-from reconciler.sam.ids import resource_id
+from reconciler.sam.ids import hashed_id, resource_id
 from reconciler.store import schema
 from reconciler.store.db import reading
 from reconciler.store.status import iso_time
@@ -52,6 +52,7 @@ def _mine(query: Select[Any], owner: str | None) -> Select[Any]:
 def _session(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
+        "hashed_id": hashed_id("ChatSession", str(row["id"])),
         "session_key": row["session_key"],
         "name": row["client_name"],
         "llmclient": resource_id("LLMClient", row["client_name"]),
@@ -74,18 +75,25 @@ def sessions(engine: Engine, owner: str | None, snapshot: Snapshot, one: int | N
     return [_session(row) for row in _rows(engine, query)]
 
 
-def tool_calls(engine: Engine, owner: str | None, snapshot: Snapshot, one: int | None) -> Any:
-    calls = schema.chat_tool_calls
-    query = _mine(select(calls).join(SESSIONS, SESSIONS.c.id == calls.c.session_id), owner)
-    query = query.order_by(calls.c.id.desc())
+def _session_rows(
+    engine: Engine, table: Table, owner: str | None, one: int | None
+) -> list[Mapping[str, Any]]:
+    """Rows of a table of session records, newest first, of the owner's sessions."""
+    query = _mine(select(table).join(SESSIONS, SESSIONS.c.id == table.c.session_id), owner)
+    query = query.order_by(table.c.id.desc())
     if one is not None:
-        query = query.where(calls.c.id == one)
+        query = query.where(table.c.id == one)
+    return _rows(engine, query)
+
+
+def tool_calls(engine: Engine, owner: str | None, snapshot: Snapshot, one: int | None) -> Any:
     found = []
-    for row in _rows(engine, query):
+    for row in _session_rows(engine, schema.chat_tool_calls, owner, one):
         plugin = snapshot.plugins.get(row["tool"])
         found.append(
             {
                 "id": row["id"],
+                "hashed_id": hashed_id("ChatToolCall", str(row["id"])),
                 "prompt": row["session_id"],
                 "plugin": resource_id("Plugin", plugin.name) if plugin is not None else None,
                 "function_name": row["tool"],
@@ -99,13 +107,8 @@ def tool_calls(engine: Engine, owner: str | None, snapshot: Snapshot, one: int |
 
 
 def plugin_usage(engine: Engine, owner: str | None, snapshot: Snapshot, one: int | None) -> Any:
-    uses = schema.chat_plugin_uses
-    query = _mine(select(uses).join(SESSIONS, SESSIONS.c.id == uses.c.session_id), owner)
-    query = query.order_by(uses.c.id.desc())
-    if one is not None:
-        query = query.where(uses.c.id == one)
     found = []
-    for row in _rows(engine, query):
+    for row in _session_rows(engine, schema.chat_plugin_uses, owner, one):
         plugin = snapshot.plugins.get(row["plugin"])
         shown = (
             plugin_object(plugin)
@@ -115,6 +118,7 @@ def plugin_usage(engine: Engine, owner: str | None, snapshot: Snapshot, one: int
         found.append(
             {
                 "id": row["id"],
+                "hashed_id": hashed_id("ChatPluginUse", str(row["id"])),
                 "prompt": row["session_id"],
                 "plugin": shown,
                 "created_at": iso_time(row["created_at"]),
@@ -133,19 +137,16 @@ def _route(read: History, *, one: bool) -> Callable[[web.Request], Awaitable[web
         owner = _owner(Caller(request, deps, snapshot), snapshot)
         engine = deps.state.engine
         try:
-            number = None
-            if one:
-                raw = request.match_info["id"]
-                if not raw.isdigit():
-                    raise ChatError(404, "not_found", f"there is no history entry {raw!r}")
-                number = int(raw)
+            raw = request.match_info.get("id", "")
+            number = int(raw) if one and raw.isdigit() else None  # else: a hashed id, or none
             found: list[dict[str, Any]] = []
             if owner != "" and engine is not None:
                 found = await asyncio.to_thread(read, engine, owner, snapshot, number)
             if not one:
                 return jsonwire.response(found)
+            found = [f for f in found if number is not None or f["hashed_id"] == raw]
             if not found:
-                raise ChatError(404, "not_found", f"there is no history entry {number} of yours")
+                raise ChatError(404, "not_found", f"there is no history entry {raw!r} of yours")
             return jsonwire.response(found[0])
         except ChatError as error:
             return smarter_error_of(error, "history")

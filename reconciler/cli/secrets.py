@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -142,18 +143,30 @@ def secrets_keygen(out: Path) -> None:
     click.echo(public)
 
 
+def public_key_options(command: Any) -> Any:
+    """--public-key / --public-key-file (or SAMOPS_SECRETS_PUBLIC_KEY): what seals a value."""
+    command = click.option(
+        "--public-key-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Read the public key from this file instead.",
+    )(command)
+    return env_option(
+        "--public-key",
+        envvar="SAMOPS_SECRETS_PUBLIC_KEY",
+        help="The daemon's public key (samops-pk1:...).",
+    )(command)
+
+
+def _public_key(given: str | None, file: Path | None) -> str:
+    key = file.read_text().strip() if file is not None else given
+    if not key:
+        raise click.UsageError("give --public-key, --public-key-file or SAMOPS_SECRETS_PUBLIC_KEY")
+    return key
+
+
 @secrets.command("encrypt")
 @click.argument("name")
-@env_option(
-    "--public-key",
-    envvar="SAMOPS_SECRETS_PUBLIC_KEY",
-    help="The daemon's public key (samops-pk1:...).",
-)
-@click.option(
-    "--public-key-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Read the public key from this file instead.",
-)
+@public_key_options
 @click.option("--description", help="metadata.description of the manifest.")
 def secrets_encrypt(
     name: str, public_key: str | None, public_key_file: Path | None, description: str | None
@@ -168,10 +181,7 @@ def secrets_encrypt(
       printf %s "$DB_PASSWORD" | samops secrets encrypt db-password --public-key-file pk.txt
     """
     name = resource_name(name)
-    if public_key_file is not None:
-        public_key = public_key_file.read_text().strip()
-    if not public_key:
-        raise click.UsageError("give --public-key, --public-key-file or SAMOPS_SECRETS_PUBLIC_KEY")
+    public_key = _public_key(public_key, public_key_file)
     stdin = sys.stdin
     value = (
         click.prompt("Secret value", hide_input=True, err=True)
@@ -191,16 +201,7 @@ def secrets_encrypt(
 
 @secrets.command("seal")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@env_option(
-    "--public-key",
-    envvar="SAMOPS_SECRETS_PUBLIC_KEY",
-    help="The daemon's public key (samops-pk1:...).",
-)
-@click.option(
-    "--public-key-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Read the public key from this file instead.",
-)
+@public_key_options
 def secrets_seal(
     files: tuple[Path, ...], public_key: str | None, public_key_file: Path | None
 ) -> None:
@@ -219,10 +220,7 @@ def secrets_seal(
     Exit codes: 0 done (or nothing to seal); 1 a file could not be read, parsed or written
     (files before it are sealed; it and those after are unchanged).
     """
-    if public_key_file is not None:
-        public_key = public_key_file.read_text().strip()
-    if not public_key:
-        raise click.UsageError("give --public-key, --public-key-file or SAMOPS_SECRETS_PUBLIC_KEY")
+    public_key = _public_key(public_key, public_key_file)
     total = 0
     for path in files:
         try:

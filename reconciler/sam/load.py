@@ -34,6 +34,7 @@ from reconciler.sam.introspect import fields_by_alias, item_annotation, markers_
 from reconciler.sam.kinds import (
     KINDS,
     Document,
+    LLMClient,
     Secret,
 )
 from reconciler.sam.secret_access import SecretAccess
@@ -41,6 +42,7 @@ from reconciler.sam.unmanaged import (
     NOT_ENFORCED_KEYS,
     REFUSED_KINDS,
     UNMANAGED_KINDS,
+    not_acted_on,
     not_enforced,
     unmanaged_document,
 )
@@ -272,6 +274,8 @@ def load_document(
         recovered, more = _recover(model, prepared, exc, document)
         diagnostics.extend(more)
         return Resource(recovered, document, partial=True, data=prepared), diagnostics
+    if isinstance(validated, LLMClient):
+        diagnostics.extend(not_acted_on(document, prepared))
     if isinstance(validated, Secret) and validated.spec.config.value is not None:
         diagnostics.append(_plaintext_secret(document, options))
     if isinstance(validated, Secret) and options.secret_access is not None:

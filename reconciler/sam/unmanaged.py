@@ -119,3 +119,33 @@ def not_enforced(document: YamlDocument, kind: str, path: Path, value: Any) -> D
 def _valid_name(name: str) -> bool:
     normal = normalise_name(name)
     return len(normal) <= NAME_MAX_CHARS and re.fullmatch(NAME_PATTERN, normal) is not None
+
+
+NOT_ACTED_ON = {
+    "customDomain": "samops serves no custom domain",
+    "subdomain": "samops serves a client on <name>.<account>.api.<domain>, not on a subdomain "
+    "of Smarter's",
+}
+"""LLMClient settings kept for Smarter that a user would expect to do something here."""
+
+
+def not_acted_on(document: YamlDocument, data: dict[str, Any]) -> list[Diagnostic]:
+    """Warnings for a client's settings that samops keeps but does not act on."""
+    config = (data.get("spec") or {}).get("config") or {}
+    nested = isinstance(config.get("prompt"), dict)
+    settings = config["prompt"] if nested else config
+    found = []
+    for key, why in NOT_ACTED_ON.items():
+        if settings.get(key) not in (None, "", {}):
+            path: Path = ("spec", "config", "prompt", key) if nested else ("spec", "config", key)
+            found.append(
+                document.diagnostic(
+                    Severity.WARNING,
+                    "not-acted-on",
+                    f"{key} is kept for Smarter but does nothing here: {why}",
+                    path,
+                    key=True,
+                    hint="the client answers by its id or name on every samops route",
+                )
+            )
+    return found

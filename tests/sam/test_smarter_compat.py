@@ -6,7 +6,8 @@ present, and required under ``CI=true`` (``shared_corpus``).
 
 Files are validated one at a time (a lone file's references are incomplete). Each must load into
 a resource with no schema error, and its warnings must be exactly those SAM.md announces:
-Smarter-ignored keys, normalised names, plaintext secrets (allowed here), plus the repair of an
+Smarter-ignored keys, normalised names, plaintext secrets (allowed here), settings kept for
+Smarter that do nothing here (``subdomain``), plus the repair of an
 unquoted ': ' that is not valid YAML as Smarter publishes it. The reference errors expected from
 a lone file are listed too, so nothing else can slip in.
 """
@@ -30,6 +31,7 @@ RENAMED = "name-normalised"
 PLAINTEXT = "plaintext-secret"
 COLON = "yaml-unquoted-colon"
 MISSING = "missing-reference"
+KEPT = "not-acted-on"
 
 Expectation = tuple[list[tuple[str, str]], list[tuple[str, str]]]
 
@@ -42,7 +44,7 @@ OWN: dict[str, Expectation] = {
     "weather-plugin.yaml": ([], [(MISSING, "spec.connection")]),
     "librarian-token.yaml": ([(RENAMED, "metadata.name")], []),
     "librarian.yaml": (
-        [(IGNORED, "spec.config.dnsVerificationStatus")],
+        [(IGNORED, "spec.config.dnsVerificationStatus"), (KEPT, "spec.config.subdomain")],
         [
             (MISSING, "spec.apiKey"),
             ("unknown-function", "spec.functions[2]"),  # horoscope: not a Smarter function
@@ -74,7 +76,7 @@ SHARED: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
     "api-plugin.yaml": ([], [(MISSING, "spec.connection")]),
     "auth-token.yaml": ([(RENAMED, "metadata.name")], []),
     "llm_client.yaml": (
-        [(IGNORED, "spec.config.dnsVerificationStatus")],
+        [(IGNORED, "spec.config.dnsVerificationStatus"), (KEPT, "spec.config.subdomain")],
         [
             (MISSING, "spec.apiKey"),
             ("unknown-function", "spec.functions[2]"),  # stockprice: Smarter rejects it too

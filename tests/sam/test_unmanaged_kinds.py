@@ -88,3 +88,19 @@ def test_a_client_listing_guardrails_or_mcp_clients_is_refused(key: str, what: s
 def test_an_empty_list_of_them_is_accepted(key: str) -> None:
     revision = validate_text(CLIENT.format(extra=f"  {key}: []\n"))
     assert revision.valid and revision.diagnostics == []
+
+
+def test_settings_kept_for_smarter_that_do_nothing_here_are_said_so() -> None:
+    flat = validate_text(
+        CLIENT.replace("{{defaultSystemRole: You help.}}", "{{subdomain: helper}}").format(extra="")
+    )
+    assert [(d.code, d.path) for d in flat.warnings] == [("not-acted-on", "spec.config.subdomain")]
+    nested = validate_text(
+        CLIENT.replace(
+            "{{defaultSystemRole: You help.}}",
+            "{{prompt: {{customDomain: {{domain_name: chat.example.com}}}}}}",
+        ).format(extra="")
+    )
+    (warning,) = nested.warnings
+    assert (warning.code, warning.path) == ("not-acted-on", "spec.config.prompt.customDomain")
+    assert "samops serves no custom domain" in warning.message

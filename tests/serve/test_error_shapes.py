@@ -68,7 +68,11 @@ CASES = [
     ),
     ("POST", "/hooks/git", {}, {}, 404, "webhook_disabled", "samops"),
     ("GET", "/no/such/route", None, {}, 404, "not_found", "samops"),
-    ("DELETE", "/v1/models", None, {}, 405, "method_not_allowed", "samops"),
+    ("DELETE", "/v1/models", None, {}, 404, "unknown_url", "openai"),
+    ("GET", "/v1/nosuch", None, {}, 404, "unknown_url", "openai"),
+    ("GET", "/v1/models/nosuch", None, {}, 404, "model_not_found", "openai"),
+    ("POST", "/no/such/route", None, {}, 404, "not_found", "samops"),
+    ("PUT", "/healthz", None, {}, 405, "method_not_allowed", "samops"),
 ]
 
 

@@ -64,6 +64,8 @@ def test_the_prompt_history_is_the_callers_own(served: Served) -> None:
     (session,) = mine
     assert session.llmclient == resource_id("LLMClient", "support")
     assert keyed.history.session(session.id).session_key == chat.session_key
+    hashed = session.to_dict()["hashed_id"]
+    assert keyed.history.session(hashed).id == session.id
     calls = wait_for(
         lambda: [c for c in keyed.history.tool_calls() if c.prompt == session.id],
         what="the tool call stored",
