@@ -3,8 +3,9 @@
 Serve stage, added by ``chat_routes.add_chat_routes`` under ``/api/v1/prompts/history/``, in
 the shapes the official SDK reads (``history.sessions()``, ``session(id)``, ``tool_calls()``,
 ``plugin_usage()``), each entry by its integer id or its hashed id. A session belongs to the
-key that opened it: a key's holder sees the sessions it opened, the admin key sees all, and without a key there are none to see (a
-session key is what continues a conversation, so it is shown only to its owner). The newest
+key that opened it: a key's holder sees the sessions it opened, the admin key sees all, and
+without a key there are none to see (a session key is what continues a conversation, so it
+is shown only to its owner). The newest
 ``HISTORY_LIMIT`` of each are listed; rows are read from the database, off the event loop.
 """
 
