@@ -312,24 +312,20 @@ def _route(command: str, verb: Verb) -> Callable[[web.Request], Awaitable[web.Re
 
 def add_manifest_api(app: web.Application, deps: ManifestApiDeps) -> None:
     app[MANIFEST_API] = deps
-    plain: dict[str, Verb] = {
-        "whoami": whoami,
-        "version": version,
-        "status": status,
-        "resources": resources,
-        "validate": validate,
+    verbs: dict[str, tuple[Verb, str]] = {  # command: (verb, what follows it in the path)
+        "whoami": (whoami, ""),
+        "version": (version, ""),
+        "status": (status, ""),
+        "resources": (resources, ""),
+        "validate": (validate, ""),
+        "get": (get, "{kind}/"),
+        "describe": (describe_one, "{kind}/"),
+        "logs": (logs, "{kind}/"),
+        "json-schema": (json_schema, "{kind}/"),
+        "example-manifest": (example_manifest, "{kind}/"),
     }
-    for command, verb in plain.items():
-        app.router.add_post(f"/api/v1/cli/{command}/", _route(command, verb))
-    by_kind: dict[str, Verb] = {
-        "get": get,
-        "describe": describe_one,
-        "logs": logs,
-        "json-schema": json_schema,
-        "example-manifest": example_manifest,
-    }
-    for command, verb in by_kind.items():
-        app.router.add_post(f"/api/v1/cli/{command}/{{kind}}/", _route(command, verb))
+    for command, (verb, tail) in verbs.items():
+        app.router.add_post(f"/api/v1/cli/{command}/{tail}", _route(command, verb))
     for command in REFUSED_VERBS:
-        app.router.add_post(f"/api/v1/cli/{command}/", _route(command, refused(command)))
-        app.router.add_post(f"/api/v1/cli/{command}/{{kind}}/", _route(command, refused(command)))
+        for tail in ("", "{kind}/"):
+            app.router.add_post(f"/api/v1/cli/{command}/{tail}", _route(command, refused(command)))

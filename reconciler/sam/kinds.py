@@ -362,6 +362,10 @@ class ProviderConfig(SnakeModel):
     privacy_policy_url: OptionalText = None
     contact_email: OptionalText = None
     support_email: OptionalText = None
+    logo: OptionalText = Field(default=None, description="Smarter's current name of logo_url.")
+    terms_of_service_url: OptionalText = Field(
+        default=None, description="Smarter's current name of terms_of_use_url."
+    )
 
 
 class ProviderSpec(SamModel):

@@ -138,7 +138,7 @@ KIND_TABLES: dict[str, KindTable] = {
                     "provider_description=description website_url docs_url "
                     "logo_url terms_of_use_url "
                     "privacy_policy_url contact_email "
-                    "support_email",
+                    "support_email logo terms_of_service_url",
                     api_key_secret_id=schema.secrets,
                 ),
             ),

@@ -96,6 +96,8 @@ providers = Table(
     Column("privacy_policy_url", Text),
     Column("contact_email", Text),
     Column("support_email", Text),
+    Column("logo", Text, comment="Smarter's current name of logo_url"),
+    Column("terms_of_service_url", Text, comment="Smarter's current name of terms_of_use_url"),
 )
 
 sql_connections = Table(

@@ -35,7 +35,8 @@ EXTRA = textwrap.dedent(f"""\
     kind: Provider
     metadata: {{name: vllm, description: A local server}}
     spec: {{provider: {{base_url: "http://127.0.0.1:8000/v1", api_key: sealed,
-                       contact_email: ops@example.com}}}}
+                       contact_email: ops@example.com, logo: "https://example.com/l.png",
+                       terms_of_service_url: "https://example.com/tos"}}}}
     ---
     apiVersion: smarter.sh/v1
     kind: SqlConnection
