@@ -20,7 +20,7 @@ from smarter import Smarter
 
 from reconciler.apikeys import digest_of
 from tests.conftest import MANIFESTS, GitRepo
-from tests.daemon.conftest import DaemonProcess
+from tests.daemon.conftest import DaemonProcess, wait_for
 from tests.fakes.upstream import create_scripted_app, serve_in_thread
 
 ADMIN_KEY = "samops_sdk-admin-key-for-tests-only"
@@ -76,6 +76,8 @@ def served(
         )
         try:
             daemon.applied(head)
+            # Applied, then served: /readyz answers 200 once this process serves the revision.
+            wait_for(lambda: daemon.request("GET", "/readyz")[0] == 200, what="served")
             yield Served(daemon, repo, upstream)
         finally:
             daemon.stop()

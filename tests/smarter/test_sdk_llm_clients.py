@@ -13,6 +13,7 @@ from smarter.core.exceptions import AuthenticationError, InternalServerError, No
 from smarter.resources.llmclients import SmarterPromptError
 
 from reconciler.sam.ids import hashed_id, resource_id
+from tests.daemon.conftest import wait_for
 from tests.smarter.conftest import ADMIN_KEY, DEMO_KEY, Served
 
 PUBLIC = ["lab_assistant", "support"]
@@ -169,6 +170,13 @@ def test_ids_hold_when_a_commit_changes_the_client(served: Served) -> None:
     path = served.repo.root / "manifests/clients/support.yaml"
     path.write_text(path.read_text().replace("Willy Wonka", "Wonka Industries"))
     served.daemon.applied(served.repo.commit("support: the company's new name"))
-    after = clients.retrieve(before.id)
+    # Applied is not yet served: the serving snapshot follows within moments.
+    after = wait_for(
+        lambda: (
+            (found := clients.retrieve(before.id))
+            and "Wonka Industries" in str(found.default_system_role)
+            and found
+        ),
+        what="the new generation served",
+    )
     assert (after.id, after.hashed_id) == (before.id, before.hashed_id)
-    assert after.default_system_role and "Wonka Industries" in after.default_system_role
