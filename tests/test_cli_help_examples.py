@@ -25,7 +25,12 @@ from tests.conftest import MANIFESTS, GitRepo
 
 SAMOPS = Path(sys.executable).parent / "samops"
 DAEMONS = {"run", "serve"}
-FIRST = ("secrets keygen", "keys create")  # examples that make files later examples read
+MAKERS = ("samops secrets keygen", "samops keys create", "mkdir ")
+"""Examples that make files (a key pair, a key, a folder) which other examples read."""
+
+
+def _makes_files(line: str) -> bool:
+    return line.startswith(MAKERS)
 
 
 def _commands(
@@ -61,9 +66,8 @@ _BY_LINE: dict[str, str] = {}  # a group may show one of its commands' examples:
 for _name, _command in COMMANDS:
     for _line in examples(_command):
         _BY_LINE.setdefault(_line, _name)
-ALL_EXAMPLES = sorted(  # in help order, but the examples that make files go first
-    _BY_LINE.items(), key=lambda pair: not any(pair[0].startswith(f"samops {f}") for f in FIRST)
-)
+ALL_EXAMPLES = sorted(_BY_LINE.items(), key=lambda pair: not _makes_files(pair[0]))
+"""In help order, but the examples that make files go first."""
 
 
 @pytest.mark.parametrize(("name", "command"), COMMANDS, ids=[n for n, _ in COMMANDS])
@@ -73,7 +77,10 @@ def test_every_help_has_an_example(name: str, command: click.Command) -> None:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def templates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two sandboxes to copy: the example repository applied, and the same after the
+    examples that make files ran. Each example runs in a copy of its own, so examples run in
+    any order and on any worker (``make test`` runs the suite on several)."""
     repo = GitRepo(tmp_path_factory.mktemp("examples") / "bots")
     shutil.copytree(MANIFESTS, repo.root / "manifests")
     repo.commit("example manifests")
@@ -89,7 +96,36 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    return repo.root
+    prepared = tmp_path_factory.mktemp("prepared") / "bots"
+    shutil.copytree(repo.root, prepared, symlinks=True)
+    for line, _name in ALL_EXAMPLES:
+        if _makes_files(line):
+            made = _run_example(prepared, line)
+            assert made.returncode == 0, f"{line}\n{made.stderr}"
+    return repo.root, prepared
+
+
+@pytest.fixture
+def sandbox(templates: tuple[Path, Path], tmp_path: Path, line: str) -> Path:
+    """A copy of the sandbox the example ``line`` expects: before the examples that make
+    files when it is one of them, after them otherwise."""
+    clean, prepared = templates
+    copy = tmp_path / "bots"
+    shutil.copytree(clean if _makes_files(line) else prepared, copy, symlinks=True)
+    return copy
+
+
+def _run_example(sandbox: Path, line: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", line],
+        cwd=sandbox,
+        env=_env(sandbox),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -110,15 +146,6 @@ def test_help_example_runs_as_written(sandbox: Path, line: str, name: str) -> No
         argv = shlex.split(line.split("#")[0].replace('"$S"', "secret"))[1:]
         cli.make_context("samops", argv)  # raises on an unknown flag or a bad value
         return
-    done = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", line],
-        cwd=sandbox,
-        env=_env(sandbox),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _run_example(sandbox, line)
     assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
     assert "Traceback" not in done.stderr
