@@ -34,7 +34,7 @@ import contextlib
 import datetime as dt
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from reconciler.desired import Identity, ResourceState, desired_state
 from reconciler.errors import ApplyRefused, ApplyUnavailable, DatabaseError, TemporaryError
+from reconciler.incremental import Planned
 from reconciler.plan import Plan, compute_plan
 from reconciler.progress import Progress
 from reconciler.sam.diagnostics import Diagnostic
@@ -59,6 +60,11 @@ GENERATION_CHANNEL = "samops_generation"
 """PostgreSQL channel on which each applied generation is announced (after commit)."""
 
 
+class StalePlan(Exception):
+    """A plan made by what changed no longer fits the database (another applier moved it):
+    nothing was written; plan against the rows instead."""
+
+
 @dataclass(slots=True)
 class ApplyResult:
     outcome: Outcome
@@ -69,6 +75,10 @@ class ApplyResult:
     message: str = ""
     repeated: bool = False
     """The revision had already been attempted with this outcome; nothing was written now."""
+    fingerprint_key: str | None = field(default=None, repr=False)
+    """The database's fingerprint key after the pass (None when it has none or was not read)."""
+    desired: Mapping[Identity, ResourceState] | None = field(default=None, repr=False)
+    """The desired state this pass planned with, when it planned (the applier's memory)."""
 
     @property
     def ok(self) -> bool:
@@ -103,6 +113,9 @@ class _Pass:
     message: str = ""
     stored_key: str | None = None
     """The database's fingerprint key, as the pass found it."""
+    planned: Planned | None = None
+    """A plan made by what changed (``incremental.py``), used while the database is where it
+    was made; None: plan against the rows."""
     new_key: str | None = None
     """The database's fingerprint key, when this pass made it (the first apply)."""
     desired: dict[Identity, ResourceState] = field(default_factory=dict)
@@ -120,6 +133,8 @@ class _Pass:
             self.plan,
             errors=errors,
             message=self.message,
+            fingerprint_key=self.new_key or self.stored_key,
+            desired=self.desired if self.planned is None else None,
         )
 
 
@@ -138,7 +153,12 @@ def _refuse_invalid(connection: Connection, run: _Pass) -> bool:
 
 def _plan_and_guard(connection: Connection, run: _Pass) -> bool:
     """3-4. Plan against the rows as they are now (the state row is locked); refuse a plan
-    that deletes every LLM client unless allowed."""
+    that deletes every LLM client unless allowed. A plan made by what changed is used as it
+    is: ``apply_revision`` checked that the database is where it was made, and its maker
+    sends a plan that would delete every client down this path instead."""
+    if run.planned is not None:
+        run.plan, run.desired = run.planned.plan, dict(run.planned.desired)
+        return False
     run.new_key = None if run.stored_key else secrets.token_hex(32)
     key = bytes.fromhex(run.stored_key or run.new_key or "")
     desired = desired_state(run.revision.resources, fingerprint_key=key)
@@ -227,9 +247,13 @@ def apply_revision(
     allow_empty: bool = False,
     on_committed: Callable[[int], None] | None = None,
     progress: Progress | None = None,
+    planned: Planned | None = None,
 ) -> ApplyResult:
     """Make the rows of ``source`` equal ``revision`` in one transaction (see module doc).
-    Its digest, when known, is recorded, for ``apply_if_files_unchanged``."""
+    Its digest, when known, is recorded, for ``apply_if_files_unchanged``. With ``planned``
+    (``incremental.py``: ``revision`` then holds only the changed resources), raises
+    ``StalePlan``, having written nothing, when the database is no longer where the plan was
+    made."""
     started, started_clock = _now(), time.perf_counter()
     repeated = _already_attempted(engine, revision, source, allow_empty)  # 1.
     if repeated is not None:
@@ -237,14 +261,23 @@ def apply_revision(
     run = _Pass(
         revision, _Attempt(source, revision.revision, started, started_clock), allow_empty, progress
     )
+    run.planned = planned
     try:
         with translated_errors(str(engine.url)), engine.begin() as connection:
             state = read_state(connection, for_update=True)  # appliers take turns
             run.generation, run.stored_key = state.generation, state.fingerprint_key
+            if planned is not None and (
+                state.generation != planned.generation
+                or state.fingerprint_key != planned.fingerprint_key
+                or state.source != source
+            ):
+                raise StalePlan(f"the database moved to generation {state.generation}")
             for step in STEPS:
                 if step(connection, run):
                     break
             _record(connection, run)
+    except StalePlan:
+        raise
     except DatabaseError as exc:
         _record_failure(engine, str(exc), run)
         failed = ApplyUnavailable if isinstance(exc, TemporaryError) else ApplyRefused
@@ -273,7 +306,9 @@ def _already_attempted(
         return None
     short = rev[:12]
     if current.last_applied_revision == rev:
-        return ApplyResult("up-to-date", rev, current.generation)
+        return ApplyResult(
+            "up-to-date", rev, current.generation, fingerprint_key=current.fingerprint_key
+        )
     if not revision.valid and last_outcome == "invalid":
         message = f"revision {short} was already attempted and was invalid: nothing written"
         return ApplyResult(

@@ -6,7 +6,8 @@ database, so nothing is lost if an event is, and the last state always wins. One
 [fetch] -> read -> validate -> apply -> publish, recorded once in metrics and one log line
 carrying the revision.
 
-When a pass runs is the ``Pacer``'s decision (pure, so it is tested without a clock):
+When a pass runs is the ``Pacer``'s decision (``pacing.py``; pure, so it is tested without a
+clock):
 
 - an isolated wake-up passes after a short debounce (``debounce_seconds``; each event within
   it restarts it, since one commit makes several file-system events), so a commit applies in
@@ -45,14 +46,18 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from reconciler.apply import ApplyResult, apply_if_files_unchanged, apply_revision
+from reconciler.apply import ApplyResult, StalePlan, apply_if_files_unchanged, apply_revision
 from reconciler.errors import PermanentError, SourceError, TemporaryError
 from reconciler.follow import Follower, Watch
+from reconciler.incremental import AppliedRevision, Planned, next_revision
 from reconciler.leader import LeaderLock
-from reconciler.logs import Throttled
 from reconciler.metrics import ReconcilerMetrics
+from reconciler.pacing import Outage, Pacer
+from reconciler.sam.load import LoadOptions
 from reconciler.sam.revision import ParseCache, Revision, validate_files
+from reconciler.sam.yamlread import ReadLimits
 from reconciler.settings import DaemonSettings
+from reconciler.source import RevisionFiles, UnreadFile
 from reconciler.store.control import Control, read_control
 from reconciler.store.db import reading, translated_errors
 
@@ -65,87 +70,6 @@ TRANSIENT = TemporaryError
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-class Pacer:
-    """When the next pass is due: debounce, bursts and retry backoff.
-
-    Pure bookkeeping: every method takes the current (monotonic) time, so the rules are
-    tested with made-up times. A wake-up is owed from when it arrives until a pass that started
-    after it succeeds (or ends with a recorded outcome such as invalid)."""
-
-    def __init__(
-        self,
-        settings: DaemonSettings,
-        jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2),  # noqa: S311
-    ) -> None:
-        self.settings = settings
-        self.jitter = jitter
-        self.owed_since: float | None = None
-        """Time of the first wake-up that no pass has served yet (None: nothing owed)."""
-        self.last_wake = 0.0
-        self.burst = False
-        self.running = False
-        self.backoff = 0.0
-        """The last retry wait (before jitter), 0 after a pass that did not fail."""
-        self.retry_at = 0.0
-
-    def woke(self, now: float) -> None:
-        """An event. It ends a retry backoff: what it signals (a moved ref, a request, a new
-        leader) may well succeed now, and is worth a pass at once."""
-        if self.running or (self.owed_since is not None and self.burst):
-            self.burst = True
-        if self.owed_since is None:
-            self.owed_since = now
-        self.last_wake = now
-        self.retry_at = 0.0
-
-    def due(self) -> float | None:
-        """When the owed pass may run (None when nothing is owed)."""
-        if self.owed_since is None:
-            return None
-        quiet = self.settings.burst_quiet_seconds if self.burst else self.settings.debounce_seconds
-        settled = min(
-            self.last_wake + quiet, self.owed_since + self.settings.burst_max_wait_seconds
-        )
-        return max(settled, self.retry_at)
-
-    def started(self) -> float | None:
-        """A pass starts: it serves everything owed so far. Returns that, for ``failed``."""
-        served, self.owed_since = self.owed_since, None
-        self.running, self.burst = True, False
-        return served
-
-    def succeeded(self) -> None:
-        self.running = False
-        self.backoff = self.retry_at = 0.0
-
-    def failed(self, now: float, served: float | None) -> float:
-        """The pass failed transiently: what it served is owed again, after a backoff that
-        doubles per failed pass. Returns the wait in seconds."""
-        self.running = False
-        initial, cap = self.settings.retry_initial_seconds, self.settings.retry_max_seconds
-        self.backoff = initial if self.backoff == 0.0 else min(cap, self.backoff * 2)
-        delay = self.backoff * self.jitter()
-        self.retry_at = now + delay
-        if served is not None:
-            self.owed_since = served if self.owed_since is None else min(served, self.owed_since)
-        return delay
-
-
-class Outage(Throttled):
-    """Reports an unreachable database without flooding the log (``Throttled``), with the
-    daemon's retry intervals."""
-
-    def __init__(self, settings: DaemonSettings) -> None:
-        super().__init__(
-            log,
-            "database unavailable; serving the last applied state, retrying every "
-            f"{settings.control_poll_seconds:g} s",
-            "database reachable again",
-            initial_seconds=settings.retry_initial_seconds,
-            max_seconds=settings.retry_max_seconds,
-        )
 
 
 MAX_CATCH_UPS = 3
@@ -181,6 +105,11 @@ class Daemon:
         self._is_leader = False
         self._control_seen = False
         self._last_request: dt.datetime | None = None
+        self.memory: AppliedRevision | None = None
+        """What this process last applied, for passes that cost what changed."""
+        self._reading = ""
+        self.last_pass_incremental = False
+        """Whether the last pass was planned by what changed (tests and the log line)."""
         self.passes = 0
         self.last_pass_revision: str | None = None
         """The revision the last pass read (None when it failed before reading one)."""
@@ -358,45 +287,110 @@ class Daemon:
                     self.engine, peek, source=self.settings.source_name
                 )
                 if result is not None:
+                    if self.memory is not None:
+                        self.memory.moved_to(result.revision, result.generation)
                     return result
-            revision = self._newest_validated()
-            revision_id = revision.revision
-            result = apply_revision(
-                self.engine,
-                revision,
-                source=self.settings.source_name,
-                allow_empty=self.settings.allow_empty,
-                on_committed=self._published,
-            )
+            self._reading, self.last_pass_incremental = "", False
+            result = self._apply_newest()
             return result
         finally:
+            revision_id = result.revision if result is not None else self._reading or revision_id
             self.passes += 1
             self.last_pass_revision = revision_id or None
             outcome = result.outcome if result is not None else "failed"
             self._summarise(outcome, revision_id, time.perf_counter() - started, result)
 
-    def _newest_validated(self) -> Revision:
-        """Read and validate the followed ref; when it moved meanwhile (a revocation committed
-        while a large revision was being validated), start again from the newer commit rather
-        than apply a stale one. Validating again costs only the changed files (parse cache)."""
+    def _apply_newest(self) -> ApplyResult:
+        """Read the followed ref and apply it: by what changed since the applied revision
+        (``incremental.py``) when this process remembers it and can prove the change valid,
+        else as a whole revision. When the ref moved meanwhile (a revocation committed while a
+        large revision was being validated), start again from the newer commit rather than
+        apply a stale one."""
+        options, limits = self.settings.load_options, ReadLimits()
+        memory = self.memory
+
+        def known(path: str, blob: str) -> bool:  # its parse is at hand: git need not read it
+            at_hand = memory is not None and memory.files.get(path) == blob
+            return at_hand or (path, blob, options, limits) in self.cache
+
         for _ in range(MAX_CATCH_UPS + 1):
-            snapshot = self.follower.read()
-            revision = validate_files(
-                snapshot.revision,
-                snapshot.files,
-                options=self.settings.load_options,
-                cache=self.cache,
-                source_diagnostics=snapshot.diagnostics,
-                digest=snapshot.digest,
+            snapshot = self.follower.read(known)
+            self._reading = snapshot.revision
+            change = (
+                next_revision(
+                    memory,
+                    snapshot.revision,
+                    list(snapshot.files),
+                    source_diagnostics=snapshot.diagnostics,
+                    digest=snapshot.digest,
+                    cache=self.cache,
+                    options=options,
+                    limits=limits,
+                )
+                if memory is not None
+                else None
             )
             latest = self.follower.peek()
-            if latest is None or latest.revision == revision.revision:
+            if latest is None or latest.revision == snapshot.revision:
                 break
             log.info(
                 "superseded before apply: reading the newer commit",
-                extra={"revision": revision.revision, "newer": latest.revision},
+                extra={"revision": snapshot.revision, "newer": latest.revision},
             )
-        return revision
+        if change is not None and memory is not None:
+            try:
+                result = self._apply(change.revision, change.planned)
+            except StalePlan:
+                log.info("another applier moved the database: planning against its rows")
+                self.memory = None
+            else:
+                if result.outcome in ("applied", "unchanged"):
+                    memory.advance(change, result.generation)
+                self.last_pass_incremental = True
+                return result
+        return self._apply_whole(snapshot, options, limits)
+
+    def _apply_whole(
+        self, snapshot: RevisionFiles, options: LoadOptions, limits: ReadLimits
+    ) -> ApplyResult:
+        """Validate and plan the whole revision (every file, from the parse cache or git);
+        remember it once the database is at it."""
+        self.memory = None
+        if any(
+            isinstance(f, UnreadFile) and (f.path, f.blob, options, limits) not in self.cache
+            for f in snapshot.files
+        ):  # left unread for the memory, and not in the parse cache: read them all at once
+            snapshot = self.follower.read(lambda p, b: (p, b, options, limits) in self.cache)
+            self._reading = snapshot.revision
+        revision = validate_files(
+            snapshot.revision,
+            snapshot.files,
+            options=options,
+            limits=limits,
+            cache=self.cache,
+            source_diagnostics=snapshot.diagnostics,
+            digest=snapshot.digest,
+        )
+        result = self._apply(revision, None)
+        if result.ok and revision.valid and result.fingerprint_key is not None:
+            self.memory = AppliedRevision.of(
+                revision,
+                snapshot.files,
+                generation=result.generation,
+                fingerprint_key=result.fingerprint_key,
+                desired=result.desired,
+            )
+        return result
+
+    def _apply(self, revision: Revision, planned: Planned | None) -> ApplyResult:
+        return apply_revision(
+            self.engine,
+            revision,
+            source=self.settings.source_name,
+            allow_empty=self.settings.allow_empty,
+            on_committed=self._published,
+            planned=planned,
+        )
 
     def _summarise(
         self, outcome: str, revision: str, elapsed: float, result: ApplyResult | None

@@ -33,6 +33,7 @@ from reconciler.source import (
     DirectorySource,
     GitCommandFailed,
     GitSource,
+    Known,
     Peek,
     RevisionFiles,
     SourceError,
@@ -48,7 +49,10 @@ class Follower(Protocol):
 
     def describe(self) -> str: ...
     def peek(self) -> Peek | None: ...
-    def read(self) -> RevisionFiles: ...
+    def read(self, known: Known | None = None) -> RevisionFiles:
+        """The files at the followed revision; those ``known`` says the caller has parsed may
+        be left unread (``GitSource.read``)."""
+
     def watch_roots(self) -> list[Path]: ...
     def relevant(self, path: str) -> bool: ...
     def fetch(self) -> None: ...
@@ -84,8 +88,8 @@ class LocalGitFollower:
     def peek(self) -> Peek:
         return GitSource(self.repo, ref=self.ref, path=self.path).peek()
 
-    def read(self) -> RevisionFiles:
-        return GitSource(self.repo, ref=self.ref, path=self.path).read()
+    def read(self, known: Known | None = None) -> RevisionFiles:
+        return GitSource(self.repo, ref=self.ref, path=self.path).read(known)
 
     def watch_roots(self) -> list[Path]:
         git_dir, common = self.git_dirs()
@@ -187,8 +191,8 @@ class RemoteGitFollower:
     def peek(self) -> Peek:
         return self._source().peek()
 
-    def read(self) -> RevisionFiles:
-        return self._source().read()
+    def read(self, known: Known | None = None) -> RevisionFiles:
+        return self._source().read(known)
 
     def watch_roots(self) -> list[Path]:
         return []
@@ -209,7 +213,8 @@ class DirectoryFollower:
         """A folder has no digest cheaper than reading it (its revision is one)."""
         return None
 
-    def read(self) -> RevisionFiles:
+    def read(self, known: Known | None = None) -> RevisionFiles:
+        """Every file is read: a folder's blob SHAs come from hashing its files."""
         return DirectorySource(self.root).read()
 
     def watch_roots(self) -> list[Path]:

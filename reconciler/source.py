@@ -21,7 +21,7 @@ import hashlib
 import os
 import posixpath
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +39,9 @@ from reconciler.sam.yamlread import ReadLimits
 __all__ = ["GitCommandFailed", "SourceError", "git_errors"]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+MANIFEST_SUFFIXES_BYTES = tuple(s.encode() for s in MANIFEST_SUFFIXES)
 SYMLINK_MODE = 0o120000
+SYMLINK_MODE_BYTES = b"%o" % SYMLINK_MODE
 MAX_SYMLINK_HOPS = 8
 
 
@@ -74,12 +76,36 @@ class SourceFile:
     data: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadFile:
+    """A file of a git revision listed but not read, because the reader already has its parse
+    (``GitSource.read``'s ``known``). ``data`` reads it from git after all, should the reader
+    need it (its parse cache dropped the entry meanwhile)."""
+
+    path: str
+    blob: str
+    repo: Path
+
+    @property
+    def data(self) -> bytes:
+        repository = git.Repo(self.repo)
+        try:
+            with git_errors(f"reading {self.path}"):
+                return bytes(repository.odb.stream(bytes.fromhex(self.blob)).read())
+        finally:
+            repository.close()
+
+
+Known = Callable[[str, str], bool]
+"""``known(path, blob)``: whether a reader already has this file's parse (``GitSource.read``)."""
+
+
 @dataclass(slots=True)
 class RevisionFiles:
     """The files of one revision, plus problems found while listing them."""
 
     revision: str
-    files: list[SourceFile] = field(default_factory=list)
+    files: list[SourceFile | UnreadFile] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     digest: str | None = None
     """What the files were read from, when it is known before reading them (git: the tree
@@ -305,20 +331,65 @@ class GitSource:
         finally:
             repository.close()
 
-    def read(self) -> RevisionFiles:
+    def read(self, known: Known | None = None) -> RevisionFiles:
+        """The manifest files under ``path`` at the commit. A file for which ``known(path,
+        blob)`` is true is listed but not read (an ``UnreadFile``): the caller has its parse
+        already, so a one-file commit reads one file whatever the size of the tree."""
         repository = self.open()
         try:
             commit, tree, base = self._tree(repository)
             snapshot = RevisionFiles(commit.hexsha, digest=tree_digest(base, tree.hexsha))
-            for item in tree.traverse():
-                if isinstance(item, git.Blob) and is_manifest(item.name):
-                    self._read_blob(commit.tree, item, base, snapshot)
+            listing = repository.git.ls_tree(
+                "-r", "-z", "--long", tree.hexsha, stdout_as_string=False
+            )
+            for entry in listing.split(b"\0"):
+                if entry:
+                    self._entry(repository, commit.tree, base, entry, snapshot, known)
             snapshot.files.sort(key=lambda f: f.path)
             return snapshot
+        except git.GitCommandError as exc:
+            raise SourceError(f"cannot list the files of {self.ref}: {exc.stderr.strip()}") from exc
         finally:
             repository.close()
 
+    def _entry(
+        self,
+        repository: git.Repo,
+        top: git.Tree,
+        base: str,
+        entry: bytes,
+        snapshot: RevisionFiles,
+        known: Known | None,
+    ) -> None:
+        """One line of ``git ls-tree -r -z --long``: ``<mode> <type> <sha> <size>\\t<path>``
+        (called once per file of the tree: kept lean)."""
+        header, _, raw_name = entry.partition(b"\t")
+        if not raw_name.endswith(MANIFEST_SUFFIXES_BYTES):
+            return
+        mode, kind, sha, size = header.split()
+        if kind != b"blob":
+            return
+        try:
+            name = raw_name.decode()
+        except UnicodeDecodeError:
+            shown = raw_name.decode("utf-8", "surrogateescape")
+            snapshot.diagnostics.append(_undecodable_name(f"{base}/{shown}" if base else shown))
+            return
+        shown = f"{base}/{name}" if base else name
+        blob_hex = sha.decode()
+        if mode == SYMLINK_MODE_BYTES:
+            link = git.Blob(repository, bytes.fromhex(blob_hex), SYMLINK_MODE, shown)
+            self._read_blob(top, link, base, snapshot)
+        elif int(size) > self.max_file_bytes:
+            snapshot.diagnostics.append(_too_large(shown, int(size), self.max_file_bytes))
+        elif known is not None and known(shown, blob_hex):
+            snapshot.files.append(UnreadFile(shown, blob_hex, self.repo))
+        else:
+            data = repository.odb.stream(bytes.fromhex(blob_hex)).read()
+            snapshot.files.append(SourceFile(shown, blob_hex, data))
+
     def _read_blob(self, top: git.Tree, blob: git.Blob, base: str, snapshot: RevisionFiles) -> None:
+        """A symlink, followed inside the source (never out of it) to the file it names."""
         shown = str(blob.path)
         hops = 0
         while blob.mode == SYMLINK_MODE:

@@ -47,12 +47,25 @@ def check_revision(resources: Iterable[Resource]) -> tuple[list[Resource], list[
     """Drop duplicate identities (keeping the first) and check every reference."""
     unique, diagnostics = _unique(resources)
     index = {(r.kind, r.name): r for r in unique}
-    for reference in _references(unique):
-        diagnostics.extend(_resolve(reference, index))
-    diagnostics.extend(_functions(unique))
-    diagnostics.extend(_client_keys([r for r in unique if r.has_spec], index))
+    diagnostics.extend(check_resources(unique, index))
     diagnostics.extend(_shared_digests(unique))
     return unique, diagnostics
+
+
+def check_resources(
+    resources: Iterable[Resource], index: Mapping[tuple[str, str], Resource]
+) -> list[Diagnostic]:
+    """The references, built-in functions and keys of ``resources``, checked against
+    ``index``: every resource of the revision by (kind, name). The whole revision's check
+    passes every resource; an incremental one (``reconciler/incremental.py``) only those a
+    change can break, with an index that loads the others when asked."""
+    resources = list(resources)
+    diagnostics: list[Diagnostic] = []
+    for reference in _references(resources):
+        diagnostics.extend(_resolve(reference, index))
+    diagnostics.extend(_functions(resources))
+    diagnostics.extend(_client_keys([r for r in resources if r.has_spec], index))
+    return diagnostics
 
 
 def _unique(resources: Iterable[Resource]) -> tuple[list[Resource], list[Diagnostic]]:
@@ -198,7 +211,7 @@ def _references(resources: Iterable[Resource]) -> Iterator[Reference]:
                     yield Reference(r, path, value, kinds, sensitive)
 
 
-def _resolve(ref: Reference, index: dict[tuple[str, str], Resource]) -> Iterator[Diagnostic]:
+def _resolve(ref: Reference, index: Mapping[tuple[str, str], Resource]) -> Iterator[Diagnostic]:
     if any((kind, ref.target) in index for kind in ref.kinds):
         return
     if ref.kinds == ("Provider",) and ref.target in BUILTIN_PROVIDERS:
@@ -242,7 +255,7 @@ def _functions(resources: Iterable[Resource]) -> Iterator[Diagnostic]:
 
 
 def _client_keys(
-    resources: Iterable[Resource], index: dict[tuple[str, str], Resource]
+    resources: Iterable[Resource], index: Mapping[tuple[str, str], Resource]
 ) -> Iterator[Diagnostic]:
     """A client attached to a key that cannot admit anyone, or that admits everyone."""
     for r in resources:
@@ -273,7 +286,7 @@ def _client_keys(
             )
 
 
-def _digests(token: Resource) -> Iterator[tuple[Path, str]]:
+def token_digests(token: Resource) -> Iterator[tuple[Path, str]]:
     """(path, digest) of each digest a SmarterAuthToken lists (one string, or a list)."""
     for path, value in _values_at(token.data, ("spec", "config", "digest")):
         items = [(path, value)] if isinstance(value, str) else []
@@ -289,7 +302,7 @@ def _shared_digests(resources: Iterable[Resource]) -> Iterator[Diagnostic]:
     for r in resources:
         if r.kind != "SmarterAuthToken":
             continue
-        for path, digest in _digests(r):
+        for path, digest in token_digests(r):
             owner, owner_path = first.setdefault(digest, (r, path))
             if owner is r:
                 continue

@@ -94,6 +94,10 @@ class ParseCache:
             self.misses += 1
         return found
 
+    def __contains__(self, key: tuple[str, str, LoadOptions, ReadLimits]) -> bool:
+        """Whether ``key`` is cached; neither a hit nor a miss, and no change of order."""
+        return key in self._entries
+
     def put(self, key: tuple[str, str, LoadOptions, ReadLimits], value: FileResult) -> None:
         self._entries[key] = value
         if len(self._entries) > self.max_entries:

@@ -31,14 +31,31 @@ from reconciler.store.mapping import KIND_TABLES, KindTable, get_path, to_column
 from reconciler.store.read import REFERENCED_TABLES
 
 
+class _RowIds(dict[str, int]):
+    """The row ids of one table by name, each read when first asked for: a change writes the
+    rows it names, whatever the size of the tables."""
+
+    def __init__(self, connection: Connection, table: Table) -> None:
+        super().__init__()
+        self.connection, self.table = connection, table
+
+    def __missing__(self, name: str) -> int:
+        found = self.connection.execute(
+            select(self.table.c.id).where(self.table.c.name == name)
+        ).scalar()
+        if found is None:
+            raise KeyError(name)
+        self[name] = int(found)
+        return int(found)
+
+
 class _Writer:
     def __init__(self, connection: Connection, *, source: str, revision: str) -> None:
         self.connection = connection
         self.source = source
         self.revision = revision
         self.ids: dict[Table, dict[str, int]] = {
-            table: {name: id_ for id_, name in connection.execute(select(table.c.id, table.c.name))}
-            for table in REFERENCED_TABLES
+            table: _RowIds(connection, table) for table in REFERENCED_TABLES
         }
 
     def row_id(self, table: Table, name: str) -> int:

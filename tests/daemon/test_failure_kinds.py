@@ -22,7 +22,7 @@ from reconciler.errors import DatabaseRefused, SourceError
 from reconciler.follow import LocalGitFollower
 from reconciler.leader import leader_lock_for
 from reconciler.metrics import ReconcilerMetrics
-from reconciler.source import RevisionFiles
+from reconciler.source import Known, RevisionFiles
 from reconciler.store.status import status_document
 from tests.conftest import MANIFESTS, GitRepo
 
@@ -31,10 +31,10 @@ from tests.conftest import MANIFESTS, GitRepo
 class FailingFollower(LocalGitFollower):
     failure: Exception | None = None
 
-    def read(self) -> RevisionFiles:
+    def read(self, known: Known | None = None) -> RevisionFiles:
         if self.failure is not None:
             raise self.failure
-        return super().read()
+        return super().read(known)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from reconciler.daemon import Daemon
 from reconciler.follow import LocalGitFollower
 from reconciler.leader import leader_lock_for
 from reconciler.metrics import ReconcilerMetrics
-from reconciler.source import RevisionFiles
+from reconciler.source import Known, RevisionFiles
 from reconciler.store.status import status_document
 from tests.conftest import MANIFESTS, GitRepo
 
@@ -28,8 +28,8 @@ class CommitWhileReading(LocalGitFollower):
     repo_driver: GitRepo | None = None
     landed: list[str] = field(default_factory=list)
 
-    def read(self) -> RevisionFiles:
-        snapshot = super().read()
+    def read(self, known: Known | None = None) -> RevisionFiles:
+        snapshot = super().read(known)
         if self.repo_driver is not None and not self.landed:
             (self.repo_driver.root / KEY).unlink()  # the key is revoked: its file removed
             self.landed.append(self.repo_driver.commit("revoke the advisor's key"))

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from reconciler.daemon import Outage, Pacer
+from reconciler.pacing import Outage, Pacer
 from reconciler.settings import DaemonSettings
 
 SETTINGS = DaemonSettings(
