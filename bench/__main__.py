@@ -3,11 +3,14 @@
 Scenarios, in this order (``--only`` to choose): ``daemon`` (commit to applied and to
 served through ``samops run``, per database), ``chat`` (samops vs the upstream called
 directly), with ``--with-litellm`` ``litellm`` (the same chat load through a LiteLLM proxy),
-``scale`` (10,000 clients and 10,000 plugins: validate, apply, reconcile; wall time and peak
-RSS, per database) and ``validate`` (in-process validation, hostile files); the ones that
-are sensitive to timing run first. Every figure has a ratio against a baseline measured in the
-same run. The report goes to ``bench/reports/bench-<UTC timestamp>.md`` and ``.json`` (the
-same data), copied to ``latest.*``.
+``curve`` (N = 11 to 10,000 clients through ``samops run`` and a ``samops serve``
+replica: one-file commit to served, key revocation, cold apply, RSS, per database; a plot in
+docs/images/scale-curve.png), ``scale`` (10,000 clients and 10,000 plugins: validate, apply,
+reconcile in-process; wall time and peak RSS, per database) and ``validate`` (in-process
+validation, hostile files); the ones that are sensitive to timing run first. Every figure
+has a ratio against a baseline measured in the same run. The report goes to
+``bench/reports/bench-<UTC timestamp>.md`` and ``.json`` (the same data), copied to
+``latest.*``.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from bench import chat, daemon, litellm_proxy, scale, validate
+from bench import chat, curve, daemon, litellm_proxy, scale, validate
 from bench.common import KINDS, LABELS, POSTGRES_URL, postgres_version
 from bench.report import Report, Section, command_line
 
-SCENARIOS = ("daemon", "chat", "litellm", "scale", "validate")
-DEFAULT = ("daemon", "chat", "scale", "validate")
+SCENARIOS = ("daemon", "chat", "litellm", "curve", "scale", "validate")
+DEFAULT = ("daemon", "chat", "curve", "scale", "validate")
 REPORTS = Path(__file__).resolve().parent / "reports"
 
 
@@ -43,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=10_000,
         help="scale, validate: LLM clients, and as many plugins (default: %(default)s)",
+    )
+    add(
+        "--sizes",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=curve.SIZES,
+        metavar="N[,N...]",
+        help="curve: repository sizes, in LLM clients (default: 11,100,1000,10000)",
     )
     add(
         "--commits",
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {k: str(v) for k, v in vars(args).items()}
     settings["database_url"] = _redacted(args.database_url)
     report = Report(command_line(_shown(argv)), settings)
-    kinds, skipped = _databases(args, report, needed={"daemon", "scale"} & set(chosen))
+    kinds, skipped = _databases(args, report, needed={"daemon", "curve", "scale"} & set(chosen))
     if litellm:
         report.versions["litellm"] = litellm[1]
 
@@ -120,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(("chat", functools.partial(_chat, args)))
     if litellm:
         runs.append(("litellm", functools.partial(_litellm, args, *litellm)))
-    if "scale" in chosen:  # the heavy ones last: they leave the database server busy a while
+    if "curve" in chosen:  # the heavy ones last: they leave the database server busy a while
+        runs.append(("curve", functools.partial(_curve, args, kinds, skipped)))
+    if "scale" in chosen:
         runs.append(("scale", functools.partial(_scale, args, kinds, skipped)))
     if "validate" in chosen:
         runs.append(("validate", functools.partial(_validate, args)))
@@ -185,6 +197,13 @@ def _scale(args: argparse.Namespace, kinds: list[str], skipped: str) -> list[Sec
     if skipped:
         section.notes.append(f"PostgreSQL left out: {skipped}")
     return [section]
+
+
+def _curve(args: argparse.Namespace, kinds: list[str], skipped: str) -> list[Section]:
+    sections = curve.run(sizes=args.sizes, kinds=kinds, postgres_url=args.database_url)
+    if skipped:
+        sections[0].notes.append(f"PostgreSQL left out: {skipped}")
+    return sections
 
 
 def _validate(args: argparse.Namespace) -> list[Section]:

@@ -49,6 +49,7 @@ from reconciler.sam.diagnostics import Diagnostic
 from reconciler.sam.revision import Revision
 from reconciler.source import Peek
 from reconciler.store import schema
+from reconciler.store.changes import record_changes
 from reconciler.store.db import reading, translated_errors
 from reconciler.store.read import read_actual, read_state
 from reconciler.store.write import write_plan
@@ -177,14 +178,17 @@ def _plan_and_guard(connection: Connection, run: _Pass) -> bool:
 
 
 def _write(connection: Connection, run: _Pass) -> bool:
-    """5. Every change, in dependency order; the generation goes up when anything changed.
-    On PostgreSQL the generation is announced in the transaction (delivered on commit)."""
+    """5. Every change, in dependency order; the generation goes up when anything changed,
+    with a record of what it changed (``store/changes.py``, for serving processes). On
+    PostgreSQL the generation is announced in the transaction (delivered on commit)."""
     source, revision = run.attempt.source, run.attempt.revision
     write_plan(
         connection, run.plan, run.desired, source=source, revision=revision, progress=run.progress
     )
     run.outcome = "unchanged" if run.plan.empty else "applied"
     run.generation += 0 if run.plan.empty else 1
+    if not run.plan.empty:
+        record_changes(connection, run.generation, run.plan)
     if not run.plan.empty and connection.dialect.name == "postgresql":
         connection.execute(
             text("SELECT pg_notify(:channel, :generation)"),

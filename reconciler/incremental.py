@@ -34,7 +34,7 @@ from reconciler.plan import Plan, compute_plan
 from reconciler.sam.diagnostics import Diagnostic, Severity, sort_diagnostics
 from reconciler.sam.kinds import KINDS
 from reconciler.sam.load import LoadOptions, Resource
-from reconciler.sam.references import check_resources, names_referred_to, token_digests
+from reconciler.sam.references import ReferrerIndex, check_resources, token_digests
 from reconciler.sam.revision import FileResult, ManifestFile, ParseCache, Revision, load_file
 from reconciler.sam.yamlread import ReadLimits
 
@@ -85,8 +85,8 @@ class AppliedRevision:
     files: dict[str, str]
     by_file: dict[str, tuple[Identity, ...]]
     states: dict[Identity, ResourceState]
-    referrers: dict[Identity, set[Identity]] = field(default_factory=dict)
-    """(kind, name) -> the identities whose manifests name it."""
+    referrers: ReferrerIndex = field(default_factory=ReferrerIndex)
+    """Who names whom."""
     owners: dict[Namespaced, Identity] = field(default_factory=dict)
     digests: dict[str, Identity] = field(default_factory=dict)
     """Key digest -> the SmarterAuthToken that lists it."""
@@ -128,8 +128,7 @@ class AppliedRevision:
             self.clients += identity[0] == "LLMClient" and identity not in self.states
             self.states[identity] = state
             self.owners[namespaced(identity)] = identity
-            for target in _targets(state):
-                self.referrers.setdefault(target, set()).add(identity)
+            self.referrers.add(identity, state.fields)
             for digest in _state_digests(state):
                 self.digests[digest] = identity
 
@@ -141,12 +140,7 @@ class AppliedRevision:
             self.clients -= identity[0] == "LLMClient"
             if self.owners.get(namespaced(identity)) == identity:
                 del self.owners[namespaced(identity)]
-            for target in _targets(state):
-                referrers = self.referrers.get(target)
-                if referrers is not None:
-                    referrers.discard(identity)
-                    if not referrers:
-                        del self.referrers[target]
+            self.referrers.remove(identity, state.fields)
             for digest in _state_digests(state):
                 if self.digests.get(digest) == identity:
                     del self.digests[digest]
@@ -175,12 +169,6 @@ def _lean(state: ResourceState) -> ResourceState:
     """The state without its typed model (rebuilt from ``fields`` when asked): the memory
     keeps what plans compare, not a second copy of every model."""
     return replace(state, typed=None) if state.typed is not None else state
-
-
-def _targets(state: ResourceState) -> Iterator[Identity]:
-    for name, kinds in names_referred_to(state.kind, state.fields):
-        for kind in kinds:
-            yield (kind, name)
 
 
 def _state_digests(state: ResourceState) -> list[str]:
@@ -296,7 +284,7 @@ def next_revision(
     unchanged_referrers = {
         referrer
         for identity in old | set(new_by_identity)
-        for referrer in memory.referrers.get(identity, ())
+        for referrer in memory.referrers.referrers(identity)
         if referrer not in old
     }
     checked = [*resources, *(loader.resource(i) for i in sorted(unchanged_referrers))]

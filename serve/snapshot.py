@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 from sqlalchemy import Engine
@@ -33,6 +34,7 @@ from reconciler.api import Identity, ResourceState
 from reconciler.sam.functions import canonical_function
 from reconciler.sam.ids import hashed_id, resource_id
 from reconciler.sam.kinds import (
+    KINDS,
     ApiConnection,
     ApiPlugin,
     Document,
@@ -46,7 +48,8 @@ from reconciler.sam.kinds import (
     SqlConnection,
     SqlPlugin,
 )
-from reconciler.sam.references import dependants
+from reconciler.sam.references import PLUGIN_KINDS, ReferrerIndex
+from reconciler.store.changes import changes_since
 from reconciler.store.db import reading
 from reconciler.store.read import read_actual, read_state
 from serve.secrets import SecretUnavailable, resolve_secret
@@ -72,7 +75,6 @@ UI_ATTRIBUTES = {
     "deployed",
 }
 """The LLMClient settings the chat configuration shows (camelCase there, as in manifests)."""
-M = TypeVar("M", bound=Document)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +201,7 @@ class Snapshot:
 
 
 EMPTY = Snapshot(0, None, {}, {})
+M = TypeVar("M", bound=Document)
 
 
 def _failing(message: str) -> Execute:
@@ -206,6 +209,11 @@ def _failing(message: str) -> Execute:
         raise ToolError(message)
 
     return execute
+
+
+PATCH_LIMIT = 2000
+"""Changed resources up to which a new generation is read row by row (``store/changes.py``);
+beyond, or when a generation is unrecorded, every row is read."""
 
 
 class ServingState:
@@ -222,99 +230,159 @@ class ServingState:
         self.settings = settings or ServingSettings()
         self.snapshot = EMPTY
         self._states: dict[Identity, ResourceState] = {}
+        self._models: dict[str, dict[str, Document]] = {kind: {} for kind in KINDS}
+        """Each kind's typed canonical models, by name."""
+        self._referrers = ReferrerIndex()
         self._plugins: dict[str, CompiledPlugin] = {}
+        self._providers: dict[str, ProviderTarget] = {}
+        self._tokens: dict[str, TokenStatus] = {}
+        self._client_ids: dict[str, str] = {}
         self._sql_engines: dict[str, Engine] = {}
+        self._changed: set[Identity] = set()
         self.rebuilt: set[str] = set()
         """Clients rebuilt by the last load (for tests and logs)."""
+        self.last_load: tuple[str, int, float] = ("none", 0, 0.0)
+        """How the last load read the database (``rows``: the changed rows only, ``all``),
+        how many resources it found changed, and its seconds (metrics and the bench)."""
 
     # --- loading ----------------------------------------------------------------------------
 
     def load(self) -> Snapshot:
-        """Read the database if the generation moved; rebuild what changed; swap. Blocking."""
+        """Read the database if the generation moved; rebuild what changed; swap. Blocking.
+        A process a few generations behind reads only the rows those generations changed
+        (``store/changes.py``); otherwise every row, compared with what it serves."""
         if self.engine is None:
             raise RuntimeError("this serving state has no database: use install()")
+        started = time.perf_counter()
         with reading(self.engine) as connection:
             state = read_state(connection)
-            if state.generation == self.snapshot.generation and self.snapshot is not EMPTY:
+            current = self.snapshot.generation
+            if state.generation == current and self.snapshot is not EMPTY:
                 connection.rollback()
                 return self.snapshot
-            actual = read_actual(connection)
-            connection.rollback()
-        snapshot = self.install(state.generation, state.last_applied_revision, actual)
+            changed = (
+                changes_since(connection, current, state.generation, limit=PATCH_LIMIT)
+                if self.snapshot is not EMPTY and state.generation > current
+                else None
+            )
+            if changed is not None:
+                rows = read_actual(connection, only=changed)
+                connection.rollback()
+                how = "rows"
+                snapshot = self.install_changes(
+                    state.generation,
+                    state.last_applied_revision,
+                    {identity: rows.get(identity) for identity in changed},
+                )
+            else:
+                actual = read_actual(connection)
+                connection.rollback()
+                how = "all"
+                snapshot = self.install(state.generation, state.last_applied_revision, actual)
+        self.last_load = (how, len(self._changed), time.perf_counter() - started)
         log.info(
             "serving generation",
-            extra={"generation": state.generation, "rebuilt_clients": len(self.rebuilt)},
+            extra={
+                "generation": state.generation,
+                "read": how,
+                "changed": len(self._changed),
+                "rebuilt_clients": len(self.rebuilt),
+                "load_ms": round(self.last_load[2] * 1000, 1),
+            },
         )
         return snapshot
 
     def install(
         self, generation: int, revision: str | None, states: Mapping[Identity, ResourceState]
     ) -> Snapshot:
-        """Compile ``states`` (rows read from the database, or a revision's desired state)
-        as generation ``generation``, rebuilding only what changed since the last install;
-        swap. Blocking (secrets are read, SQL engines created)."""
-        changed = {
-            i for i in set(states) | set(self._states) if self._states.get(i) != states.get(i)
-        }
-        # An unchanged row keeps its old state object, and so its typed model, built once.
-        self._states = {i: s if i in changed else self._states[i] for i, s in states.items()}
+        """Compile ``states`` (every row read from the database, or a revision's desired
+        state) as generation ``generation``, rebuilding only what changed since the last
+        install; swap. Blocking (secrets are read, SQL engines created)."""
+        updates: dict[Identity, ResourceState | None] = dict(states)
+        updates.update({i: None for i in self._states if i not in states})
+        return self.install_changes(generation, revision, updates)
+
+    def install_changes(
+        self,
+        generation: int,
+        revision: str | None,
+        updates: Mapping[Identity, ResourceState | None],
+    ) -> Snapshot:
+        """Like ``install``, given only the resources that may have changed (None: gone);
+        every other resource stays as it is served."""
+        changed = {i for i, new in updates.items() if self._states.get(i) != new}
+        for identity in changed:
+            self._forget(identity)
+            new = updates[identity]
+            if new is not None:
+                self._states[identity] = new
+                self._models[identity[0]][identity[1]] = new.model
+                self._referrers.add(identity, new.fields)
+        self._changed = changed
         self.snapshot = self._compile(generation, revision, changed)
         return self.snapshot
 
     def _of(self, kind: type[M]) -> dict[str, M]:
-        """The typed canonical models of one kind, by name."""
-        return {
-            name: s.model
-            for (k, name), s in self._states.items()
-            if k == kind.KIND and isinstance(s.model, kind)
-        }
+        """The typed canonical models of one kind, by name (the live dict: copy to keep)."""
+        return cast(dict[str, M], self._models[kind.KIND])
+
+    def _forget(self, identity: Identity) -> None:
+        old = self._states.pop(identity, None)
+        if old is not None:
+            self._models[identity[0]].pop(identity[1], None)
+            self._referrers.remove(identity, old.fields)
 
     def _compile(self, generation: int, revision: str | None, changed: set[Identity]) -> Snapshot:
-        affected = dependants(changed, {i: s.fields for i, s in self._states.items()})
+        affected = self._referrers.dependants(changed)
+        kinds = {kind for kind, _ in affected}
         secrets = self._of(Secret)
         for key in [k for k in self._sql_engines if tuple(k.split("/", 1)) in affected]:
             self._sql_engines.pop(key).dispose()  # pools of changed connections are closed
-        providers = {
-            name: self._provider(name, model.spec.provider, secrets)
-            for name, model in self._of(Provider).items()
-        }
-        plugins: dict[str, PluginDocument] = {}
-        for plugin_kind in (Plugin, SqlPlugin, ApiPlugin):
-            plugins.update(self._of(plugin_kind))
-        for name in list(self._plugins):
-            kind = self._plugins[name].kind
-            if name not in plugins or (kind, name) in affected or kind != plugins[name].KIND:
-                del self._plugins[name]
+        if kinds & {"Provider", "Secret"}:
+            self._providers = {
+                name: self._provider(name, model.spec.provider, secrets)
+                for name, model in self._of(Provider).items()
+            }
         connections = _Connections(self._of(SqlConnection), self._of(ApiConnection), secrets)
-        for name, plugin in plugins.items():
-            if name not in self._plugins:
-                self._plugins[name] = self._plugin(plugin, connections)
+        for kind, name in affected:
+            if kind in PLUGIN_KINDS:
+                self._plugins.pop(name, None)
+        for kind, name in sorted(affected):
+            plugin = self._models[kind].get(name) if kind in PLUGIN_KINDS else None
+            if plugin is not None:
+                self._plugins[name] = self._plugin(cast(PluginDocument, plugin), connections)
         tokens = self._of(SmarterAuthToken)
-        clients: dict[str, CompiledClient] = {}
+        if "SmarterAuthToken" in kinds:
+            self._tokens = {
+                digest: TokenStatus(name, token.spec.config.is_active, token.spec.config.expires_at)
+                for name, token in tokens.items()
+                for digest in token.spec.config.digest
+            }
+        clients = dict(self.snapshot.clients)
         self.rebuilt = set()
-        previous = self.snapshot.clients
-        for name, client in self._of(LLMClient).items():
-            if name in previous and ("LLMClient", name) not in affected:
-                clients[name] = previous[name]
-            else:
-                clients[name] = self._client(client, tokens)
+        for kind, name in sorted(affected):
+            if kind != "LLMClient":
+                continue
+            if name in clients:
+                old = clients.pop(name)
+                self._client_ids.pop(str(old.id), None)
+                self._client_ids.pop(old.hashed_id, None)
+            client = self._of(LLMClient).get(name)
+            if client is not None:
+                compiled = self._client(client, tokens)
+                clients[name] = compiled
+                self._client_ids[str(compiled.id)] = name
+                self._client_ids[compiled.hashed_id] = name
                 self.rebuilt.add(name)
-        token_status = {
-            digest: TokenStatus(name, token.spec.config.is_active, token.spec.config.expires_at)
-            for name, token in tokens.items()
-            for digest in token.spec.config.digest
-        }
-        client_ids = {str(c.id): c.name for c in clients.values()}
-        client_ids.update({c.hashed_id: c.name for c in clients.values()})
         return Snapshot(
             generation,
             revision,
             clients,
-            providers,
-            token_status,
-            client_ids,
-            self._of(Provider),
-            secrets,
+            dict(self._providers),
+            dict(self._tokens),
+            dict(self._client_ids),
+            dict(self._of(Provider)),
+            dict(secrets),
             dict(self._plugins),
         )
 

@@ -9,19 +9,23 @@ in a real git repository. After each commit, three appliers look at it:
 - a daemon with no memory on a second database kept in step: the whole-revision path;
 - a fresh database given the commit from scratch (when it is valid).
 
-The outcome and the plan of the first two must be equal, the rows of all three equal, and the
-serving snapshot compiled from the incremental database equal to the fresh one's; most valid
-commits must have gone the incremental way (so the comparison means something).
+The outcome and the plan of the first two must be equal, the rows of all three equal, and a
+serving state that follows the incremental database (reading only the rows each generation
+changed, as every replica does) must serve what a serving state compiled afresh from the
+fresh database serves; most valid commits must have gone the incremental way (so the
+comparison means something).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
@@ -34,6 +38,7 @@ from reconciler.leader import leader_lock_for
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.store.db import open_database, reading
 from reconciler.store.read import read_actual
+from serve.snapshot import ServingState
 from tests.conftest import GitRepo, fresh_postgres_database
 
 Document = dict[str, Any]
@@ -356,31 +361,45 @@ def _rows(engine: Engine) -> dict[Any, Any]:
     return {i: (s.file, s.fields) for i, s in actual.items()}
 
 
-def _served(engine: Engine) -> dict[str, Any]:
-    """What the serving snapshot compiled from the database says of every client."""
-    import aiohttp
+class Serving:
+    """A serving state on a database, loaded again after every commit, as a replica's is."""
 
-    from serve import eventloop
-    from serve.snapshot import ServingState
+    def __init__(self, engine: Engine) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.http = self.loop.run_until_complete(_session())
+        self.state = ServingState(engine, self.http)
 
-    async def load() -> dict[str, Any]:
-        async with aiohttp.ClientSession() as http:
-            state = ServingState(engine, http)
-            snapshot = state.load()
-            state.close()
-        return {
+    def load(self) -> dict[str, Any]:
+        """What the snapshot says of every client and key, after loading what is new."""
+        snapshot = self.state.load()
+        clients = {
             name: (
                 c.provider,
                 c.system_role,
-                [p.name for p in c.plugins],
-                [p.kind for p in c.plugins],
+                [(p.name, p.kind, p.system_role) for p in c.plugins],
                 c.key,
                 [t.name for t in c.functions],
+                c.id,
+                c.hashed_id,
             )
             for name, c in snapshot.clients.items()
-        } | {"tokens": dict(snapshot.tokens)}
+        }
+        return {
+            "clients": clients,
+            "tokens": dict(snapshot.tokens),
+            "ids": dict(snapshot.client_ids),
+            "plugins": sorted(snapshot.plugins),
+            "providers": {n: (p.base_url, p.error) for n, p in snapshot.providers.items()},
+        }
 
-    return eventloop.run(load())
+    def close(self) -> None:
+        self.state.close()
+        self.loop.run_until_complete(self.http.close())
+        self.loop.close()
+
+
+async def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession()
 
 
 def _urls(kind: str, tmp_path: Path, postgres_admin: Engine | None) -> Iterator[list[str]]:
@@ -412,9 +431,11 @@ def test_incremental_passes_equal_whole_ones(
         incremental_engine, whole_engine = (open_database(url) for url in urls)
         incremental = _daemon(incremental_engine, repo.root)
         assert incremental.reconcile_once().outcome == "applied"
+        replica = Serving(incremental_engine)
+        replica.load()
         assert _daemon(whole_engine, repo.root).reconcile_once().outcome == "applied"
         good: list[dict[str, list[Document]]] = [copy.deepcopy(world.files)]
-        by_path = {"applied": 0, "incremental": 0}
+        by_path = {"applied": 0, "incremental": 0, "rows": 0}
         last = "applied"
         for step in range(STEPS):
             if last not in ("applied", "unchanged") and rng.random() < 0.5:
@@ -441,9 +462,14 @@ def test_incremental_passes_equal_whole_ones(
                 fresh_engine = open_database(f"sqlite:///{tmp_path / f'fresh{step}'}.sqlite3")
                 assert _daemon(fresh_engine, repo.root).reconcile_once().ok, context
                 assert _rows(fresh_engine) == _rows(incremental_engine), context
-                assert _served(fresh_engine) == _served(incremental_engine), context
+                fresh = Serving(fresh_engine)
+                assert replica.load() == fresh.load(), context
+                by_path["rows"] += replica.state.last_load[0] == "rows"
+                fresh.close()
                 fresh_engine.dispose()
         assert by_path["applied"] >= STEPS // 4, by_path
         assert by_path["incremental"] >= by_path["applied"] * 0.6, by_path
+        assert by_path["rows"] == by_path["applied"], by_path  # each one read by its changes
+        replica.close()
         incremental_engine.dispose()
         whole_engine.dispose()

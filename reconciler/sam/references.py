@@ -169,25 +169,64 @@ def names_referred_to(kind: str, data: Mapping[str, Any]) -> Iterator[tuple[str,
                 yield value, kinds
 
 
+Identity = tuple[str, str]
+"""(kind, name)."""
+
+
+def targets(kind: str, data: Mapping[str, Any]) -> Iterator[Identity]:
+    """Every (kind, name) a resource's data (or row's fields) may be naming."""
+    for name, kinds in names_referred_to(kind, data):
+        for target in kinds:
+            yield (target, name)
+
+
+class ReferrerIndex:
+    """Who refers to whom, kept up to date one resource at a time (the applier's memory of the
+    applied revision, ``reconciler/incremental.py``; the serving snapshot's invalidation,
+    ``serve/snapshot.py``)."""
+
+    def __init__(self) -> None:
+        self._referrers: dict[Identity, set[Identity]] = {}
+
+    def add(self, identity: Identity, data: Mapping[str, Any]) -> None:
+        for target in targets(identity[0], data):
+            self._referrers.setdefault(target, set()).add(identity)
+
+    def remove(self, identity: Identity, data: Mapping[str, Any]) -> None:
+        """Forget what ``data`` (as it was added) refers to."""
+        for target in targets(identity[0], data):
+            referrers = self._referrers.get(target)
+            if referrers is not None:
+                referrers.discard(identity)
+                if not referrers:
+                    del self._referrers[target]
+
+    def referrers(self, identity: Identity) -> set[Identity]:
+        """The identities whose data names ``identity``."""
+        return self._referrers.get(identity, set())
+
+    def dependants(self, changed: Iterable[Identity]) -> set[Identity]:
+        """``changed`` and every identity that refers to one of them, directly or through
+        others: what must be rebuilt when ``changed`` changed."""
+        found = set(changed)
+        frontier = list(found)
+        while frontier:
+            for referrer in self._referrers.get(frontier.pop(), ()):
+                if referrer not in found:
+                    found.add(referrer)
+                    frontier.append(referrer)
+        return found
+
+
 def dependants(
-    changed: Iterable[tuple[str, str]], data: Mapping[tuple[str, str], Mapping[str, Any]]
-) -> set[tuple[str, str]]:
+    changed: Iterable[Identity], data: Mapping[Identity, Mapping[str, Any]]
+) -> set[Identity]:
     """``changed`` and every identity of ``data`` that refers to one of them, directly or
-    through others: what must be rebuilt when ``changed`` changed (the serving snapshot's
-    invalidation, ``serve/snapshot.py``)."""
-    referrers: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    through others (``ReferrerIndex.dependants`` over the whole of ``data``)."""
+    index = ReferrerIndex()
     for identity, fields in data.items():
-        for name, kinds in names_referred_to(identity[0], fields):
-            for kind in kinds:
-                referrers.setdefault((kind, name), set()).add(identity)
-    found = set(changed)
-    frontier = list(found)
-    while frontier:
-        for referrer in referrers.get(frontier.pop(), ()):
-            if referrer not in found:
-                found.add(referrer)
-                frontier.append(referrer)
-    return found
+        index.add(identity, fields)
+    return index.dependants(changed)
 
 
 def _values_at(data: Any, pattern: Path, at: Path = ()) -> Iterator[tuple[Path, Any]]:

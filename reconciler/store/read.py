@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,12 +72,24 @@ def name_maps(connection: Connection) -> dict[Table, dict[int, str]]:
     }
 
 
+CHUNK = 500
+"""Names or ids per ``IN (...)`` of a partial read (well under every driver's limit)."""
+
+
+def _chunks(values: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
 def read_actual(
-    connection: Connection, *, source: str | None = None
+    connection: Connection,
+    *,
+    source: str | None = None,
+    only: Collection[Identity] | None = None,
 ) -> dict[Identity, ResourceState]:
-    """Every resource row (of ``source``, or of all sources) as canonical fields."""
-    names = name_maps(connection)
-    states: dict[Identity, ResourceState] = {}
+    """Every resource row (of ``source``, or of all sources) as canonical fields; with
+    ``only``, just those identities (the ones that exist), reading no other row."""
+    rows_by_kind: dict[str, list[Any]] = {}
     for kind, spec in KIND_TABLES.items():
         query = select(spec.table)
         if spec.detail is not None:
@@ -87,14 +99,35 @@ def read_actual(
             query = query.where(schema.plugins.c.kind == kind)
         if source is not None:
             query = query.where(spec.table.c.source == source)
-        rows = connection.execute(query).mappings().all()
-        links = _links(connection, spec.links, names)
+        if only is None:
+            rows_by_kind[kind] = list(connection.execute(query).mappings())
+            continue
+        wanted = sorted(name for k, name in only if k == kind)
+        rows_by_kind[kind] = [
+            row
+            for chunk in _chunks(wanted)
+            for row in connection.execute(query.where(spec.table.c.name.in_(chunk))).mappings()
+        ]
+    links = {
+        kind: _links(
+            connection, KIND_TABLES[kind].links, None if only is None else [r["id"] for r in rows]
+        )
+        for kind, rows in rows_by_kind.items()
+        if rows
+    }
+    names = name_maps(connection) if only is None else _names(connection, rows_by_kind, links)
+    states: dict[Identity, ResourceState] = {}
+    for kind, rows in rows_by_kind.items():
+        spec = KIND_TABLES[kind]
         for row in rows:
             fields: dict[str, Any] = {"metadata": {"name": row["name"]}}
             for col in (*spec.columns, *spec.detail_columns):
                 set_path(fields, col.path, from_column(col, row[col.column], names))
             for link in spec.links:
-                values = links[link.table].get(row["id"], [])
+                values = [
+                    names[link.ref][v] if link.ref is not None else v
+                    for v in links[kind][link.table].get(row["id"], [])
+                ]
                 set_path(
                     fields, link.path, (values[0] if values else None) if link.single else values
                 )
@@ -104,18 +137,46 @@ def read_actual(
     return states
 
 
+def _names(
+    connection: Connection,
+    rows_by_kind: Mapping[str, list[Any]],
+    links: Mapping[str, Mapping[Table, Mapping[int, list[Any]]]],
+) -> dict[Table, dict[int, str]]:
+    """id -> name of just the rows that ``rows_by_kind`` and their ``links`` refer to."""
+    wanted: dict[Table, set[int]] = defaultdict(set)
+    for kind, rows in rows_by_kind.items():
+        spec = KIND_TABLES[kind]
+        for col in (*spec.columns, *spec.detail_columns):
+            if col.ref is not None:
+                wanted[col.ref].update(r[col.column] for r in rows if r[col.column] is not None)
+        for link in spec.links:
+            if link.ref is not None and kind in links:
+                for values in links[kind][link.table].values():
+                    wanted[link.ref].update(values)
+    names: dict[Table, dict[int, str]] = {table: {} for table in REFERENCED_TABLES}
+    for table, ids in wanted.items():
+        for chunk in _chunks(sorted(ids)):
+            query = select(table.c.id, table.c.name).where(table.c.id.in_(chunk))
+            names[table].update((id_, name) for id_, name in connection.execute(query))
+    return names
+
+
 def _links(
-    connection: Connection, links: tuple[Any, ...], names: Mapping[Table, Mapping[int, str]]
+    connection: Connection, links: tuple[Any, ...], parents: list[int] | None
 ) -> dict[Table, dict[int, list[Any]]]:
+    """Each link table's values (row ids where they refer to rows) by parent row, in order;
+    of ``parents`` only, when given."""
     found: dict[Table, dict[int, list[Any]]] = {}
     for link in links:
         table = link.table
         order = [table.c[link.parent]] + ([table.c.position] if "position" in table.c else [])
+        query = select(table.c[link.parent], table.c[link.value]).order_by(*order)
         grouped: dict[int, list[Any]] = defaultdict(list)
-        for parent, value in connection.execute(
-            select(table.c[link.parent], table.c[link.value]).order_by(*order)
-        ):
-            grouped[parent].append(names[link.ref][value] if link.ref is not None else value)
+        chunks = [None] if parents is None else list(_chunks(parents))
+        for chunk in chunks:
+            selected = query if chunk is None else query.where(table.c[link.parent].in_(chunk))
+            for parent, value in connection.execute(selected):
+                grouped[parent].append(value)
         found[table] = grouped
     return found
 

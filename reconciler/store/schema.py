@@ -320,6 +320,25 @@ state = Table(
     CheckConstraint("id = 1", name="single_row"),
 )
 
+generation_changes = Table(
+    "generation_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "generation",
+        BigInteger,
+        nullable=False,
+        index=True,
+        comment="the generation whose apply made this change",
+    ),
+    Column("kind", String(40), nullable=False),
+    Column("name", String(NAME), nullable=False),
+    Column("action", String(10), nullable=False),
+    CheckConstraint("action IN ('create', 'update', 'delete')", name="action"),
+)
+"""Which resources each applied generation changed, so that a serving process a generation
+or a few behind reads only those rows (``store/changes.py``). The latest generations only."""
+
 # --- chat sessions (written by the server, never by apply) ----------------------------------
 
 chat_sessions = Table(
