@@ -42,11 +42,12 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import Engine
 
 from reconciler.apply import ApplyResult, StalePlan, apply_if_files_unchanged, apply_revision
+from reconciler.desired import Identity, ResourceState
 from reconciler.errors import PermanentError, SourceError, TemporaryError
 from reconciler.follow import Follower, Watch
 from reconciler.incremental import AppliedRevision, Planned, next_revision
@@ -60,6 +61,7 @@ from reconciler.settings import DaemonSettings
 from reconciler.source import RevisionFiles, UnreadFile
 from reconciler.store.control import Control, read_control
 from reconciler.store.db import reading, translated_errors
+from reconciler.store.read import read_actual
 
 log = logging.getLogger("samops.daemon")
 DEFAULT_SETTINGS = DaemonSettings()
@@ -72,6 +74,10 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+PARSE_CACHE_ENTRIES = 2_000
+"""Files whose parse the daemon keeps: passes read what changed, so this serves the files of
+recent commits (a revert parses nothing); the whole-revision path (a restart, an invalid
+commit) reads every file again. Kept small: 20,000 parses hold about 200 MB."""
 MAX_CATCH_UPS = 3
 """Newer commits a pass follows before it applies what it has (a ref that never rests)."""
 
@@ -93,7 +99,7 @@ class Daemon:
         self.metrics = metrics
         self.settings = settings
         self.on_generation = on_generation
-        self.cache = ParseCache()
+        self.cache = ParseCache(max_entries=PARSE_CACHE_ENTRIES)
         self.pacer = Pacer(settings)
         self.outage = Outage(settings)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -326,6 +332,7 @@ class Daemon:
                     cache=self.cache,
                     options=options,
                     limits=limits,
+                    rows=self._rows,
                 )
                 if memory is not None
                 else None
@@ -381,6 +388,13 @@ class Daemon:
                 desired=result.desired,
             )
         return result
+
+    def _rows(self, identities: set[Identity]) -> Mapping[Identity, ResourceState]:
+        """The stored rows of ``identities`` (those of this source that exist)."""
+        with reading(self.engine) as connection:
+            found = read_actual(connection, source=self.settings.source_name, only=identities)
+            connection.rollback()
+        return found
 
     def _apply(self, revision: Revision, planned: Planned | None) -> ApplyResult:
         return apply_revision(

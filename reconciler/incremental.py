@@ -10,7 +10,11 @@ which key digest. The next pass then (``next_revision``):
 2. parses those files and checks only what the change can break: the changed resources, the
    unchanged ones that refer to a changed or removed name (through an index that loads them
    when asked), duplicate names and shared key digests against the rest;
-3. plans over the touched identities only, against this memory of the applied state.
+3. plans over the touched identities only, against their rows (read by identity: a one-file
+   commit reads a row or two, whatever the number of resources).
+
+The memory is lean (about 200 bytes a resource: its file, whom it names, its key digests);
+the desired state and models of a revision live only while its pass runs.
 
 Whatever this path cannot prove valid (an error in a changed file, a broken reference, a
 duplicate name, a plan that would delete every client, a problem listing the files) goes to
@@ -25,8 +29,8 @@ over random sequences of edits, renames, deletions and reference changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.desired import Identity, ResourceState, desired_state
@@ -34,7 +38,7 @@ from reconciler.plan import Plan, compute_plan
 from reconciler.sam.diagnostics import Diagnostic, Severity, sort_diagnostics
 from reconciler.sam.kinds import KINDS
 from reconciler.sam.load import LoadOptions, Resource
-from reconciler.sam.references import ReferrerIndex, check_resources, token_digests
+from reconciler.sam.references import ReferrerIndex, check_resources, targets, token_digests
 from reconciler.sam.revision import FileResult, ManifestFile, ParseCache, Revision, load_file
 from reconciler.sam.yamlread import ReadLimits
 
@@ -70,9 +74,24 @@ class Change:
     """path -> blob of every file of the new revision."""
     paths: dict[str, tuple[Identity, ...]]
     """The identities of each changed file (an empty tuple for a removed file)."""
-    states: dict[Identity, ResourceState]
-    """The desired state of every identity of the changed files."""
+    entries: dict[Identity, Entry]
+    """What the memory keeps of every identity of the changed files."""
     removed: set[Identity] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the memory keeps of one resource."""
+
+    file: str
+    targets: tuple[Identity, ...]
+    """The (kind, name)s its manifest may be naming."""
+    digests: tuple[str, ...] = ()
+    """The key digests a SmarterAuthToken lists."""
+
+    @classmethod
+    def of(cls, state: ResourceState) -> Entry:
+        return cls(state.file, tuple(targets(state.kind, state.fields)), _state_digests(state))
 
 
 @dataclass(slots=True)
@@ -84,14 +103,14 @@ class AppliedRevision:
     fingerprint_key: str
     files: dict[str, str]
     by_file: dict[str, tuple[Identity, ...]]
-    states: dict[Identity, ResourceState]
+    entries: dict[Identity, Entry]
     referrers: ReferrerIndex = field(default_factory=ReferrerIndex)
     """Who names whom."""
     owners: dict[Namespaced, Identity] = field(default_factory=dict)
     digests: dict[str, Identity] = field(default_factory=dict)
     """Key digest -> the SmarterAuthToken that lists it."""
     clients: int = 0
-    """How many LLM clients ``states`` holds."""
+    """How many LLM clients the revision has."""
 
     @classmethod
     def of(
@@ -108,10 +127,10 @@ class AppliedRevision:
         if desired is None:
             key = bytes.fromhex(fingerprint_key)
             desired = desired_state(revision.resources, fingerprint_key=key)
-        states = {i: _lean(s) for i, s in desired.items()}
+        entries = {i: Entry.of(s) for i, s in desired.items()}
         by_file: dict[str, list[Identity]] = {}
-        for identity, state in states.items():
-            by_file.setdefault(state.file, []).append(identity)
+        for identity, entry in entries.items():
+            by_file.setdefault(entry.file, []).append(identity)
         memory = cls(
             revision.revision,
             generation,
@@ -120,28 +139,28 @@ class AppliedRevision:
             {path: tuple(ids) for path, ids in by_file.items()},
             {},
         )
-        memory._add(states)
+        memory._add(entries)
         return memory
 
-    def _add(self, states: Mapping[Identity, ResourceState]) -> None:
-        for identity, state in states.items():
-            self.clients += identity[0] == "LLMClient" and identity not in self.states
-            self.states[identity] = state
+    def _add(self, entries: Mapping[Identity, Entry]) -> None:
+        for identity, entry in entries.items():
+            self.clients += identity[0] == "LLMClient" and identity not in self.entries
+            self.entries[identity] = entry
             self.owners[namespaced(identity)] = identity
-            self.referrers.add(identity, state.fields)
-            for digest in _state_digests(state):
+            self.referrers.add(identity, entry.targets)
+            for digest in entry.digests:
                 self.digests[digest] = identity
 
     def _drop(self, identities: Iterable[Identity]) -> None:
         for identity in identities:
-            state = self.states.pop(identity, None)
-            if state is None:
+            entry = self.entries.pop(identity, None)
+            if entry is None:
                 continue
             self.clients -= identity[0] == "LLMClient"
             if self.owners.get(namespaced(identity)) == identity:
                 del self.owners[namespaced(identity)]
-            self.referrers.remove(identity, state.fields)
-            for digest in _state_digests(state):
+            self.referrers.remove(identity, entry.targets)
+            for digest in entry.digests:
                 if self.digests.get(digest) == identity:
                     del self.digests[digest]
 
@@ -149,7 +168,7 @@ class AppliedRevision:
         """``change`` is applied: the database is at its revision, at ``generation``."""
         touched = {i for path in change.paths for i in self.by_file.get(path, ())}
         self._drop(touched)
-        self._add(change.states)
+        self._add(change.entries)
         for path, identities in change.paths.items():
             if identities:
                 self.by_file[path] = identities
@@ -165,18 +184,12 @@ class AppliedRevision:
             self.revision = revision
 
 
-def _lean(state: ResourceState) -> ResourceState:
-    """The state without its typed model (rebuilt from ``fields`` when asked): the memory
-    keeps what plans compare, not a second copy of every model."""
-    return replace(state, typed=None) if state.typed is not None else state
-
-
-def _state_digests(state: ResourceState) -> list[str]:
+def _state_digests(state: ResourceState) -> tuple[str, ...]:
     if state.kind != "SmarterAuthToken":
-        return []
+        return ()
     config: Any = state.fields.get("spec", {}).get("config", {})
     digests = config.get("digest") or []
-    return [digests] if isinstance(digests, str) else list(digests)
+    return (digests,) if isinstance(digests, str) else tuple(digests)
 
 
 class _Index(Mapping[Identity, Resource]):
@@ -193,18 +206,18 @@ class _Index(Mapping[Identity, Resource]):
         self.changed, self.memory, self.gone, self.load = changed, memory, gone, load
 
     def __contains__(self, key: object) -> bool:
-        return key in self.changed or (key in self.memory.states and key not in self.gone)
+        return key in self.changed or (key in self.memory.entries and key not in self.gone)
 
     def __getitem__(self, key: Identity) -> Resource:
         if key in self.changed:
             return self.changed[key]
-        if key in self.gone or key not in self.memory.states:
+        if key in self.gone or key not in self.memory.entries:
             raise KeyError(key)
         return self.load.resource(key)
 
     def __iter__(self) -> Iterator[Identity]:
         yield from self.changed
-        yield from (i for i in self.memory.states if i not in self.gone and i not in self.changed)
+        yield from (i for i in self.memory.entries if i not in self.gone and i not in self.changed)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -233,7 +246,7 @@ class _Loader:
         return found
 
     def resource(self, identity: Identity) -> Resource:
-        file = self.files[self.memory.states[identity].file]
+        file = self.files[self.memory.entries[identity].file]
         for resource in self.parse(file).resources:
             if (resource.kind, resource.name) == identity:
                 return resource
@@ -250,9 +263,12 @@ def next_revision(
     cache: ParseCache,
     options: LoadOptions,
     limits: ReadLimits,
+    rows: Callable[[set[Identity]], Mapping[Identity, ResourceState]],
 ) -> Change | None:
     """The change from ``memory`` to the revision of ``files``, checked and planned by what
-    changed; None when the whole-revision path must decide (see the module doc)."""
+    changed; None when the whole-revision path must decide (see the module doc). ``rows``
+    reads the stored rows of some identities (the database at ``memory``'s generation: apply
+    checks it still is)."""
     source_diagnostics = list(source_diagnostics)
     if any(d.severity is Severity.ERROR for d in source_diagnostics):
         return None
@@ -293,7 +309,7 @@ def next_revision(
         return None
     key = bytes.fromhex(memory.fingerprint_key)
     states = desired_state(resources, fingerprint_key=key)
-    plan = compute_plan(states, {i: memory.states[i] for i in old})
+    plan = compute_plan(states, rows(old))
     if _deletes_every_client(memory, gone, states):
         return None  # refused, and recorded as such, by the whole-revision path
     paths: dict[str, tuple[Identity, ...]] = dict.fromkeys(removed_paths, ())
@@ -311,7 +327,7 @@ def next_revision(
         Planned(memory.generation, memory.fingerprint_key, plan, states),
         {f.path: f.blob for f in files},
         paths,
-        {i: _lean(s) for i, s in states.items()},
+        {i: Entry.of(s) for i, s in states.items()},
         gone,
     )
 

@@ -16,7 +16,7 @@ The renderers (text, Markdown, JSON) are in ``plan_render.py``; a review's in
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -70,21 +70,28 @@ def _shown(key: str, value: Any) -> Any:
     return value
 
 
-def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Leaf paths of nested mappings; lists, scalars and nested empty mappings are leaves.
-    A whole resource that is empty (the ``before`` of a create, the ``after`` of a delete)
-    has no leaves: it must not show as a field with the path ``""``."""
-    if isinstance(value, Mapping) and value:
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    """Leaf paths of nested mappings into ``out``; lists, scalars and nested empty mappings
+    are leaves. A whole resource that is empty (the ``before`` of a create, the ``after`` of a
+    delete) has no leaves: it must not show as a field with the path ``""``. (Called for
+    every field of every resource of a cold apply: kept lean.)"""
+    if (type(value) is dict or isinstance(value, Mapping)) and value:
         for key, inner in value.items():
-            yield from _flatten(_shown(key, inner), f"{prefix}.{key}" if prefix else key)
+            if key in SEALED_KEYS:
+                inner = _shown(key, inner)
+            _flatten(inner, f"{prefix}.{key}" if prefix else key, out)
     elif prefix or not isinstance(value, Mapping):
-        yield prefix, value
+        out[prefix] = value
 
 
 def diff_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[FieldChange, ...]:
     """Field-level differences, in the order the fields are declared."""
-    old = dict(_flatten(before))
-    new = dict(_flatten(after))
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    _flatten(before, "", old)
+    _flatten(after, "", new)
+    if not old:  # a create: every field that has a value is new
+        return tuple(FieldChange(p, None, v) for p, v in new.items() if v is not None)
     paths = list(old) + [p for p in new if p not in old]
     return tuple(
         FieldChange(path, old.get(path), new.get(path))

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serve import jsonwire
+from serve.compiled import CompiledClient, CompiledPlugin, Snapshot, Tool
 from serve.providers import Providers, UpstreamError, translated_upstream_errors, upstream_clock
 from serve.settings import (
     DEFAULT_MAX_CONCURRENT_TOOL_CALLS,
     DEFAULT_MAX_TOOL_CALLS_PER_ROUND,
     DEFAULT_MAX_TOOL_ROUNDS,
 )
-from serve.snapshot import CompiledClient, CompiledPlugin, Snapshot, Tool
 from serve.tools.errors import ToolError
 from serve.tools.functions import parse_arguments
 

@@ -35,13 +35,14 @@ from serve import jsonwire, logctx
 from serve.bodies import BodyTimeout, BodyTooLarge, read_body
 from serve.chat import Turn, TurnResult
 from serve.chat_metrics import ChatMetrics
+from serve.compiled import CompiledClient, Snapshot
 from serve.errors import HttpError, openai_error_response
 from serve.providers import Providers, UpstreamError
 from serve.sessions import (
     SessionStore,
 )
 from serve.settings import ChatSettings
-from serve.snapshot import CompiledClient, ServingState, Snapshot
+from serve.snapshot import ServingState
 
 log = logging.getLogger("samops.chat")
 

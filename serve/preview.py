@@ -50,11 +50,12 @@ from serve.chat_http import (
     presented,
     turn_errors,
 )
+from serve.compiled import CompiledClient, Snapshot
 from serve.errors import error_response
 from serve.providers import Providers
 from serve.settings import ProviderSettings, ServingSettings
 from serve.smarter_routes import envelope
-from serve.snapshot import CompiledClient, ServingState, Snapshot
+from serve.snapshot import ServingState
 
 
 class PreviewError(Exception):

@@ -23,8 +23,8 @@ from typing import Any
 
 import openai
 
+from serve.compiled import ProviderTarget, Snapshot
 from serve.settings import ProviderSettings
-from serve.snapshot import ProviderTarget, Snapshot
 
 BUILTIN = "openai"
 

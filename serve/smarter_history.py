@@ -25,10 +25,10 @@ from reconciler.store.db import reading
 from reconciler.store.status import iso_time
 from serve import jsonwire
 from serve.chat_http import CHAT, ChatError
+from serve.compiled import Snapshot
 from serve.smarter_objects import plugin_object
 from serve.smarter_reads import Caller
 from serve.smarter_routes import smarter_error_of
-from serve.snapshot import Snapshot
 
 HISTORY_LIMIT = 100
 SESSIONS = schema.chat_sessions

@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.sam.ids import hashed_id, resource_id
 from reconciler.sam.kinds import Document, Provider, Secret
-from serve.snapshot import CompiledClient, CompiledPlugin
+from serve.compiled import CompiledClient, CompiledPlugin
 
 CHAT_CONTRACT = 2
 PLUGIN_CLASSES = {"Plugin": "static", "SqlPlugin": "sql", "ApiPlugin": "api"}

@@ -22,6 +22,7 @@ from aiohttp import web
 from reconciler.api import digests_match
 from serve import jsonwire
 from serve.chat_http import CHAT, ChatDeps, ChatError, presented
+from serve.compiled import CompiledClient, CompiledPlugin, Snapshot
 from serve.providers import BUILTIN
 from serve.smarter_objects import (
     api_key_links,
@@ -35,7 +36,6 @@ from serve.smarter_objects import (
     secret_object,
 )
 from serve.smarter_routes import base_url, smarter_error_of
-from serve.snapshot import CompiledClient, CompiledPlugin, Snapshot
 
 
 class Caller:

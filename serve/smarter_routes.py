@@ -40,6 +40,7 @@ from serve.chat_http import (
     presented,
     run_turn,
 )
+from serve.compiled import CompiledClient, Snapshot
 from serve.errors import SMARTER_API, smarter_error_document, smarter_error_response
 from serve.sessions import (
     SESSION_KEY,
@@ -49,7 +50,6 @@ from serve.sessions import (
     new_session_key,
 )
 from serve.smarter_objects import CHAT_CONTRACT, chat_config
-from serve.snapshot import CompiledClient, Snapshot
 
 log = logging.getLogger("samops.chat")
 CONVERSATION_ROLES = ("user", "assistant", "tool")

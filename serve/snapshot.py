@@ -20,11 +20,12 @@ the desired state of a revision that is not applied (``serve/preview.py``).
 
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import aiohttp
@@ -48,10 +49,21 @@ from reconciler.sam.kinds import (
     SqlConnection,
     SqlPlugin,
 )
-from reconciler.sam.references import PLUGIN_KINDS, ReferrerIndex
+from reconciler.sam.references import PLUGIN_KINDS, ReferrerIndex, targets
 from reconciler.store.changes import changes_since
 from reconciler.store.db import reading
 from reconciler.store.read import read_actual, read_state
+from serve.compiled import (
+    EMPTY,
+    CompiledClient,
+    CompiledPlugin,
+    Execute,
+    KeyPolicy,
+    ProviderTarget,
+    Snapshot,
+    TokenStatus,
+    Tool,
+)
 from serve.secrets import SecretUnavailable, resolve_secret
 from serve.settings import ServingSettings
 from serve.tools.errors import ToolError
@@ -59,7 +71,6 @@ from serve.tools.functions import function_tool_schema, run_function
 from serve.tools.plugins import ApiExecutor, SqlExecutor, StaticExecutor, sql_engine
 
 log = logging.getLogger("samops.state")
-Execute = Callable[[Mapping[str, Any]], Awaitable[str]]
 UI_ATTRIBUTES = {
     "app_name",
     "app_assistant",
@@ -90,117 +101,6 @@ def _secret(name: str | None, secrets: Mapping[str, Secret]) -> str | None:
     return None if name is None else resolve_secret(name, secrets[name].spec.config)
 
 
-@dataclass(frozen=True, slots=True)
-class Tool:
-    """One OpenAI tool and what runs when the model calls it."""
-
-    name: str
-    description: str
-    parameters: Mapping[str, Any]
-    execute: Execute
-
-    def openai(self) -> dict[str, Any]:
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.parameters,
-            },
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledPlugin:
-    name: str
-    kind: str
-    directive: str
-    search_terms: tuple[str, ...]
-    system_role: str
-    model: str | None
-    temperature: float | None
-    max_tokens: int | None
-    tool: Tool
-    document: PluginDocument
-    """The plugin's typed manifest (what Smarter's reads show of it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class KeyPolicy:
-    """Which key a client requires. ``required`` is False for public clients (no key, or an
-    inactive one, as in Smarter); an expired key is still required, and refused."""
-
-    required: bool = False
-    token: str | None = None
-    digests: tuple[str, ...] = ()
-    expires_at: dt.datetime | None = None
-
-    def expired(self, now: dt.datetime) -> bool:
-        return self.expires_at is not None and now >= self.expires_at
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledClient:
-    name: str
-    provider: str
-    model: str
-    temperature: float
-    max_tokens: int
-    system_role: str
-    plugins: tuple[CompiledPlugin, ...]
-    functions: tuple[Tool, ...]
-    key: KeyPolicy
-    ui: Mapping[str, Any]
-    document: LLMClient
-    """The client's typed manifest (what Smarter's reads show of it)."""
-    id: int
-    hashed_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderTarget:
-    """Where a provider's requests go; ``api_key`` is resolved on this host."""
-
-    name: str
-    base_url: str | None
-    api_key: str | None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenStatus:
-    """What is known of a key by its digest, so that a deactivated or expired key presented
-    to any client is refused (even to a client that became public by the deactivation)."""
-
-    token: str
-    active: bool
-    expires_at: dt.datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    generation: int
-    revision: str | None
-    clients: Mapping[str, CompiledClient]
-    providers: Mapping[str, ProviderTarget]
-    tokens: Mapping[str, TokenStatus] = field(default_factory=dict)
-    client_ids: Mapping[str, str] = field(default_factory=dict)
-    """Client names by integer id (as text) and by hashed id (``reconciler/sam/ids.py``)."""
-    provider_documents: Mapping[str, Provider] = field(default_factory=dict)
-    """The Provider manifests, by name (what Smarter's reads show of them)."""
-    secrets: Mapping[str, Secret] = field(default_factory=dict)
-    """The Secret manifests, by name: where each value comes from, never a value."""
-    plugins: Mapping[str, CompiledPlugin] = field(default_factory=dict)
-    """Every compiled plugin, by name, whether a client uses it or not."""
-
-    def client(self, reference: str) -> CompiledClient | None:
-        """The client a route names by its integer id, its hashed id or its name, tried in
-        that order."""
-        name = self.client_ids.get(reference, reference)
-        return self.clients.get(name)
-
-
-EMPTY = Snapshot(0, None, {}, {})
 M = TypeVar("M", bound=Document)
 
 
@@ -209,6 +109,22 @@ def _failing(message: str) -> Execute:
         raise ToolError(message)
 
     return execute
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What a serving state keeps of a resource beside its model: a digest of its row (file
+    and fields), to see whether a row read again changed, and whom it names. The fields
+    themselves are not kept (a third of the memory at 10,000 clients)."""
+
+    digest: bytes
+    targets: tuple[Identity, ...]
+
+    @classmethod
+    def of(cls, state: ResourceState) -> Served:
+        text = json.dumps([state.file, state.fields], sort_keys=True, default=str)
+        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        return cls(digest, tuple(targets(state.kind, state.fields)))
 
 
 PATCH_LIMIT = 2000
@@ -229,7 +145,8 @@ class ServingState:
         self.http = http
         self.settings = settings or ServingSettings()
         self.snapshot = EMPTY
-        self._states: dict[Identity, ResourceState] = {}
+        self._served: dict[Identity, Served] = {}
+        """What is served of each resource, enough to see whether it changed."""
         self._models: dict[str, dict[str, Document]] = {kind: {} for kind in KINDS}
         """Each kind's typed canonical models, by name."""
         self._referrers = ReferrerIndex()
@@ -238,6 +155,7 @@ class ServingState:
         self._tokens: dict[str, TokenStatus] = {}
         self._client_ids: dict[str, str] = {}
         self._sql_engines: dict[str, Engine] = {}
+        self._functions: dict[str, Tool] = {}
         self._changed: set[Identity] = set()
         self.rebuilt: set[str] = set()
         """Clients rebuilt by the last load (for tests and logs)."""
@@ -299,7 +217,7 @@ class ServingState:
         state) as generation ``generation``, rebuilding only what changed since the last
         install; swap. Blocking (secrets are read, SQL engines created)."""
         updates: dict[Identity, ResourceState | None] = dict(states)
-        updates.update({i: None for i in self._states if i not in states})
+        updates.update({i: None for i in self._served if i not in states})
         return self.install_changes(generation, revision, updates)
 
     def install_changes(
@@ -310,14 +228,15 @@ class ServingState:
     ) -> Snapshot:
         """Like ``install``, given only the resources that may have changed (None: gone);
         every other resource stays as it is served."""
-        changed = {i for i, new in updates.items() if self._states.get(i) != new}
+        served = {i: None if new is None else Served.of(new) for i, new in updates.items()}
+        changed = {i for i, new in served.items() if self._served.get(i) != new}
         for identity in changed:
             self._forget(identity)
-            new = updates[identity]
-            if new is not None:
-                self._states[identity] = new
+            new, seen = updates[identity], served[identity]
+            if new is not None and seen is not None:
+                self._served[identity] = seen
                 self._models[identity[0]][identity[1]] = new.model
-                self._referrers.add(identity, new.fields)
+                self._referrers.add(identity, seen.targets)
         self._changed = changed
         self.snapshot = self._compile(generation, revision, changed)
         return self.snapshot
@@ -327,10 +246,10 @@ class ServingState:
         return cast(dict[str, M], self._models[kind.KIND])
 
     def _forget(self, identity: Identity) -> None:
-        old = self._states.pop(identity, None)
+        old = self._served.pop(identity, None)
         if old is not None:
             self._models[identity[0]].pop(identity[1], None)
-            self._referrers.remove(identity, old.fields)
+            self._referrers.remove(identity, old.targets)
 
     def _compile(self, generation: int, revision: str | None, changed: set[Identity]) -> Snapshot:
         affected = self._referrers.dependants(changed)
@@ -443,7 +362,12 @@ class ServingState:
         return engine
 
     def _function(self, name: str) -> Tool:
+        """The tool of a built-in function: one object per function, shared by every client
+        that lists it (10,000 clients, one calculator)."""
         canonical = canonical_function(name) or name
+        tool = self._functions.get(canonical)
+        if tool is not None:
+            return tool
         schema = function_tool_schema(canonical)["function"]
 
         async def execute(arguments: Mapping[str, Any]) -> str:
@@ -451,7 +375,9 @@ class ServingState:
                 canonical, dict(arguments), settings=self.settings.functions, http=self.http
             )
 
-        return Tool(canonical, schema["description"], schema["parameters"], execute)
+        tool = Tool(canonical, schema["description"], schema["parameters"], execute)
+        self._functions[canonical] = tool
+        return tool
 
     def _client(self, client: LLMClient, tokens: Mapping[str, SmarterAuthToken]) -> CompiledClient:
         spec, config = client.spec, client.spec.config

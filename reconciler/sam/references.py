@@ -183,18 +183,19 @@ def targets(kind: str, data: Mapping[str, Any]) -> Iterator[Identity]:
 class ReferrerIndex:
     """Who refers to whom, kept up to date one resource at a time (the applier's memory of the
     applied revision, ``reconciler/incremental.py``; the serving snapshot's invalidation,
-    ``serve/snapshot.py``)."""
+    ``serve/snapshot.py``). A resource is added and removed with the ``targets`` of its
+    data."""
 
     def __init__(self) -> None:
         self._referrers: dict[Identity, set[Identity]] = {}
 
-    def add(self, identity: Identity, data: Mapping[str, Any]) -> None:
-        for target in targets(identity[0], data):
+    def add(self, identity: Identity, named: Iterable[Identity]) -> None:
+        for target in named:
             self._referrers.setdefault(target, set()).add(identity)
 
-    def remove(self, identity: Identity, data: Mapping[str, Any]) -> None:
-        """Forget what ``data`` (as it was added) refers to."""
-        for target in targets(identity[0], data):
+    def remove(self, identity: Identity, named: Iterable[Identity]) -> None:
+        """Forget the references of ``identity`` to ``named`` (what it was added with)."""
+        for target in named:
             referrers = self._referrers.get(target)
             if referrers is not None:
                 referrers.discard(identity)
@@ -225,7 +226,7 @@ def dependants(
     through others (``ReferrerIndex.dependants`` over the whole of ``data``)."""
     index = ReferrerIndex()
     for identity, fields in data.items():
-        index.add(identity, fields)
+        index.add(identity, targets(identity[0], fields))
     return index.dependants(changed)
 
 
