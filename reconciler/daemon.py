@@ -50,7 +50,7 @@ from reconciler.apply import ApplyResult, StalePlan, apply_if_files_unchanged, a
 from reconciler.desired import Identity, ResourceState
 from reconciler.errors import PermanentError, SourceError, TemporaryError
 from reconciler.follow import Follower, Watch
-from reconciler.incremental import AppliedRevision, Planned, next_revision
+from reconciler.incremental import AppliedRevision, Listing, Planned, next_revision
 from reconciler.leader import LeaderLock
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.pacing import Outage, Pacer
@@ -58,7 +58,7 @@ from reconciler.sam.load import LoadOptions
 from reconciler.sam.revision import ParseCache, Revision, validate_files
 from reconciler.sam.yamlread import ReadLimits
 from reconciler.settings import DaemonSettings
-from reconciler.source import RevisionFiles, UnreadFile
+from reconciler.source import Known, RevisionFiles, UnreadFile
 from reconciler.store.control import Control, read_control
 from reconciler.store.db import reading, translated_errors
 from reconciler.store.read import read_actual
@@ -320,29 +320,25 @@ class Daemon:
             return at_hand or (path, blob, options, limits) in self.cache
 
         for _ in range(MAX_CATCH_UPS + 1):
-            snapshot = self.follower.read(known)
-            self._reading = snapshot.revision
+            self._reading, snapshot, listing = self._list(memory, known)
             change = (
                 next_revision(
                     memory,
-                    snapshot.revision,
-                    list(snapshot.files),
-                    source_diagnostics=snapshot.diagnostics,
-                    digest=snapshot.digest,
+                    listing,
                     cache=self.cache,
                     options=options,
                     limits=limits,
                     rows=self._rows,
                 )
-                if memory is not None
+                if memory is not None and listing is not None
                 else None
             )
             latest = self.follower.peek()
-            if latest is None or latest.revision == snapshot.revision:
+            if latest is None or latest.revision == self._reading:
                 break
             log.info(
                 "superseded before apply: reading the newer commit",
-                extra={"revision": snapshot.revision, "newer": latest.revision},
+                extra={"revision": self._reading, "newer": latest.revision},
             )
         if change is not None and memory is not None:
             try:
@@ -355,7 +351,24 @@ class Daemon:
                     memory.advance(change, result.generation)
                 self.last_pass_incremental = True
                 return result
+        if snapshot is None:  # the changes were listed, the whole revision is needed
+            snapshot = self.follower.read(lambda p, b: (p, b, options, limits) in self.cache)
+            self._reading = snapshot.revision
         return self._apply_whole(snapshot, options, limits)
+
+    def _list(
+        self, memory: AppliedRevision | None, known: Known
+    ) -> tuple[str, RevisionFiles | None, Listing | None]:
+        """The followed revision and its files: what changed since the memory's git tree when
+        a diff can say (milliseconds at any size), else every file listed (those ``known``
+        left unread). The listing is None without a memory; the files, with a diff."""
+        if memory is not None and memory.tree is not None and not memory.links:
+            found = self.follower.changes(memory.tree)
+            if found is not None:
+                return found.revision, None, Listing.of_changes(memory, found)
+        snapshot = self.follower.read(known)
+        listing = Listing.of_files(memory, snapshot) if memory is not None else None
+        return snapshot.revision, snapshot, listing
 
     def _apply_whole(
         self, snapshot: RevisionFiles, options: LoadOptions, limits: ReadLimits
@@ -382,7 +395,7 @@ class Daemon:
         if result.ok and revision.valid and result.fingerprint_key is not None:
             self.memory = AppliedRevision.of(
                 revision,
-                snapshot.files,
+                snapshot,
                 generation=result.generation,
                 fingerprint_key=result.fingerprint_key,
                 desired=result.desired,

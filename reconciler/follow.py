@@ -31,6 +31,7 @@ from watchdog.observers import Observer
 from reconciler.sam.diagnostics import mask_url_credentials
 from reconciler.source import (
     DirectorySource,
+    FileChanges,
     GitCommandFailed,
     GitSource,
     Known,
@@ -52,6 +53,10 @@ class Follower(Protocol):
     def read(self, known: Known | None = None) -> RevisionFiles:
         """The files at the followed revision; those ``known`` says the caller has parsed may
         be left unread (``GitSource.read``)."""
+
+    def changes(self, since_tree: str) -> FileChanges | None:
+        """The files that changed at the followed revision since a git tree
+        (``GitSource.changes``); None when it cannot say (then ``read``)."""
 
     def watch_roots(self) -> list[Path]: ...
     def relevant(self, path: str) -> bool: ...
@@ -90,6 +95,9 @@ class LocalGitFollower:
 
     def read(self, known: Known | None = None) -> RevisionFiles:
         return GitSource(self.repo, ref=self.ref, path=self.path).read(known)
+
+    def changes(self, since_tree: str) -> FileChanges | None:
+        return GitSource(self.repo, ref=self.ref, path=self.path).changes(since_tree)
 
     def watch_roots(self) -> list[Path]:
         git_dir, common = self.git_dirs()
@@ -194,6 +202,9 @@ class RemoteGitFollower:
     def read(self, known: Known | None = None) -> RevisionFiles:
         return self._source().read(known)
 
+    def changes(self, since_tree: str) -> FileChanges | None:
+        return self._source().changes(since_tree)
+
     def watch_roots(self) -> list[Path]:
         return []
 
@@ -216,6 +227,10 @@ class DirectoryFollower:
     def read(self, known: Known | None = None) -> RevisionFiles:
         """Every file is read: a folder's blob SHAs come from hashing its files."""
         return DirectorySource(self.root).read()
+
+    def changes(self, since_tree: str) -> FileChanges | None:
+        """A folder has no trees to diff."""
+        return None
 
     def watch_roots(self) -> list[Path]:
         return [self.root.resolve()]

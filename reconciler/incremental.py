@@ -41,6 +41,7 @@ from reconciler.sam.load import LoadOptions, Resource
 from reconciler.sam.references import ReferrerIndex, check_resources, targets, token_digests
 from reconciler.sam.revision import FileResult, ManifestFile, ParseCache, Revision, load_file
 from reconciler.sam.yamlread import ReadLimits
+from reconciler.source import FileChanges, RevisionFiles, UnreadFile
 
 Namespaced = tuple[str, str]
 """(namespace, name): what must be unique in a revision (plugin kinds share one namespace)."""
@@ -70,8 +71,8 @@ class Change:
 
     revision: Revision
     planned: Planned
-    files: dict[str, str]
-    """path -> blob of every file of the new revision."""
+    listing: Listing
+    """Every file of the new revision."""
     paths: dict[str, tuple[Identity, ...]]
     """The identities of each changed file (an empty tuple for a removed file)."""
     entries: dict[Identity, Entry]
@@ -104,6 +105,10 @@ class AppliedRevision:
     files: dict[str, str]
     by_file: dict[str, tuple[Identity, ...]]
     entries: dict[Identity, Entry]
+    tree: str | None = None
+    """The git tree at the path the memory was made from (what the next pass diffs from)."""
+    links: bool = False
+    """Whether a manifest was a symlink (then a diff cannot tell; the tree is listed)."""
     referrers: ReferrerIndex = field(default_factory=ReferrerIndex)
     """Who names whom."""
     owners: dict[Namespaced, Identity] = field(default_factory=dict)
@@ -116,7 +121,7 @@ class AppliedRevision:
     def of(
         cls,
         revision: Revision,
-        files: Iterable[ManifestFile],
+        snapshot: RevisionFiles,
         *,
         generation: int,
         fingerprint_key: str,
@@ -135,9 +140,11 @@ class AppliedRevision:
             revision.revision,
             generation,
             fingerprint_key,
-            {f.path: f.blob for f in files},
+            {f.path: f.blob for f in snapshot.files},
             {path: tuple(ids) for path, ids in by_file.items()},
             {},
+            snapshot.tree,
+            snapshot.links,
         )
         memory._add(entries)
         return memory
@@ -174,7 +181,8 @@ class AppliedRevision:
                 self.by_file[path] = identities
             else:
                 self.by_file.pop(path, None)
-        self.files = change.files
+        self.files = change.listing.blobs
+        self.tree, self.links = change.listing.tree, change.listing.links
         self.revision = change.revision.revision
         self.generation = generation
 
@@ -228,13 +236,13 @@ class _Loader:
 
     def __init__(
         self,
-        files: Mapping[str, ManifestFile],
+        listing: Listing,
         memory: AppliedRevision,
         cache: ParseCache,
         options: LoadOptions,
         limits: ReadLimits,
     ) -> None:
-        self.files, self.memory, self.cache = files, memory, cache
+        self.listing, self.memory, self.cache = listing, memory, cache
         self.options, self.limits = options, limits
 
     def parse(self, file: ManifestFile) -> FileResult:
@@ -246,38 +254,86 @@ class _Loader:
         return found
 
     def resource(self, identity: Identity) -> Resource:
-        file = self.files[self.memory.entries[identity].file]
+        path = self.memory.entries[identity].file
+        file = self.listing.unread(path, self.listing.blobs[path])
         for resource in self.parse(file).resources:
             if (resource.kind, resource.name) == identity:
                 return resource
         raise KeyError(identity)
 
 
+@dataclass(slots=True)
+class Listing:
+    """The next revision's files as the memory sees them: every path's blob, the files that
+    changed since the memory (read), the removed paths, and how to get any other file."""
+
+    revision: str
+    digest: str | None
+    tree: str | None
+    links: bool
+    blobs: dict[str, str]
+    changed: list[ManifestFile]
+    removed: list[str]
+    diagnostics: list[Diagnostic]
+    unread: Callable[[str, str], ManifestFile]
+    """A file of the revision that was not read: (path, blob) -> the file."""
+
+    @classmethod
+    def of_files(cls, memory: AppliedRevision, snapshot: RevisionFiles) -> Listing | None:
+        """From every file of a revision (a full listing); None if a path is listed twice."""
+        by_path = {f.path: f for f in snapshot.files}
+        if len(by_path) != len(snapshot.files):
+            return None
+        return cls(
+            snapshot.revision,
+            snapshot.digest,
+            snapshot.tree,
+            snapshot.links,
+            {path: f.blob for path, f in by_path.items()},
+            [f for f in snapshot.files if memory.files.get(f.path) != f.blob],
+            [p for p in memory.files if p not in by_path],
+            list(snapshot.diagnostics),
+            lambda path, _blob: by_path[path],
+        )
+
+    @classmethod
+    def of_changes(cls, memory: AppliedRevision, found: FileChanges) -> Listing:
+        """From what changed since the memory's tree (``GitSource.changes``)."""
+        blobs = dict(memory.files)
+        for path in found.removed:
+            blobs.pop(path, None)
+        blobs.update((f.path, f.blob) for f in found.changed)
+        return cls(
+            found.revision,
+            found.digest,
+            found.tree,
+            False,
+            blobs,
+            [f for f in found.changed if memory.files.get(f.path) != f.blob],
+            [p for p in found.removed if p in memory.files],
+            list(found.diagnostics),
+            lambda path, blob: UnreadFile(path, blob, found.repo),
+        )
+
+
 def next_revision(
     memory: AppliedRevision,
-    revision: str,
-    files: list[ManifestFile],
+    listing: Listing,
     *,
-    source_diagnostics: Iterable[Diagnostic] = (),
-    digest: str | None = None,
     cache: ParseCache,
     options: LoadOptions,
     limits: ReadLimits,
     rows: Callable[[set[Identity]], Mapping[Identity, ResourceState]],
 ) -> Change | None:
-    """The change from ``memory`` to the revision of ``files``, checked and planned by what
+    """The change from ``memory`` to the revision of ``listing``, checked and planned by what
     changed; None when the whole-revision path must decide (see the module doc). ``rows``
     reads the stored rows of some identities (the database at ``memory``'s generation: apply
     checks it still is)."""
-    source_diagnostics = list(source_diagnostics)
+    source_diagnostics = listing.diagnostics
     if any(d.severity is Severity.ERROR for d in source_diagnostics):
         return None
-    by_path = {f.path: f for f in files}
-    if len(by_path) != len(files):
-        return None
-    changed = [f for f in files if memory.files.get(f.path) != f.blob]
-    removed_paths = [p for p in memory.files if p not in by_path]
-    loader = _Loader(by_path, memory, cache, options, limits)
+    changed, removed_paths = listing.changed, listing.removed
+    loader = _Loader(listing, memory, cache, options, limits)
     parses = [(f.path, loader.parse(f)) for f in changed]
     diagnostics = [*source_diagnostics, *(d for _, p in parses for d in p.diagnostics)]
     if any(d.severity is Severity.ERROR for d in diagnostics):
@@ -316,16 +372,16 @@ def next_revision(
     for path, parse in parses:
         paths[path] = tuple((r.kind, r.name) for r in parse.resources)
     result = Revision(
-        revision=revision,
+        revision=listing.revision,
         resources=resources,
         diagnostics=sort_diagnostics([*diagnostics, *cross]),
-        files=len(files),
-        digest=digest,
+        files=len(listing.blobs),
+        digest=listing.digest,
     )
     return Change(
         result,
         Planned(memory.generation, memory.fingerprint_key, plan, states),
-        {f.path: f.blob for f in files},
+        listing,
         paths,
         {i: Entry.of(s) for i, s in states.items()},
         gone,

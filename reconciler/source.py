@@ -21,9 +21,7 @@ import hashlib
 import os
 import posixpath
 import stat
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import git
@@ -31,150 +29,48 @@ from gitdb.exc import BadName, BadObject
 
 from reconciler.errors import SourceError
 from reconciler.progress import Progress
-from reconciler.sam.diagnostics import Diagnostic, Severity, mask_url_credentials
+from reconciler.sam.diagnostics import Diagnostic, Severity
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.revision import ParseCache, Revision, validate_files
 from reconciler.sam.yamlread import ReadLimits
+from reconciler.source_files import (
+    MANIFEST_SUFFIXES,
+    MANIFEST_SUFFIXES_BYTES,
+    MAX_SYMLINK_HOPS,
+    SYMLINK_MODE,
+    SYMLINK_MODE_BYTES,
+    FileChanges,
+    GitCommandFailed,
+    Known,
+    Peek,
+    RevisionFiles,
+    SourceFile,
+    UnreadFile,
+    blob_sha,
+    escaping_link,
+    git_errors,
+    is_manifest,
+    is_utf8,
+    too_large,
+    tree_digest,
+    undecodable_name,
+)
 
-__all__ = ["GitCommandFailed", "SourceError", "git_errors"]
-
-MANIFEST_SUFFIXES = (".yaml", ".yml")
-MANIFEST_SUFFIXES_BYTES = tuple(s.encode() for s in MANIFEST_SUFFIXES)
-SYMLINK_MODE = 0o120000
-SYMLINK_MODE_BYTES = b"%o" % SYMLINK_MODE
-MAX_SYMLINK_HOPS = 8
-
-
-class GitCommandFailed(SourceError):
-    """A git command failed; ``stderr`` is its last line, credentials in URLs masked."""
-
-    def __init__(self, message: str, stderr: str, status: int | str | None) -> None:
-        super().__init__(message)
-        self.stderr, self.status = stderr, status
-
-
-@contextmanager
-def git_errors(doing: str) -> Iterator[None]:
-    """Run git commands: GitPython's exceptions become a ``GitCommandFailed`` whose sentence
-    starts with ``doing`` (``"cannot fetch main from https://host/repo"``)."""
-    try:
-        yield
-    except git.GitCommandError as exc:
-        stderr = (exc.stderr or "").strip()
-        lines = stderr.splitlines()
-        reason = mask_url_credentials(lines[-1]) if lines else f"git exited {exc.status}"
-        raise GitCommandFailed(f"{doing}: {reason}", stderr, str(exc.status)) from exc
-
-
-@dataclass(frozen=True, slots=True)
-class SourceFile:
-    """One manifest file of a revision. ``path`` is relative to the source's root, in POSIX
-    form: what messages show and what the database records as a resource's ``file``."""
-
-    path: str
-    blob: str
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class UnreadFile:
-    """A file of a git revision listed but not read, because the reader already has its parse
-    (``GitSource.read``'s ``known``). ``data`` reads it from git after all, should the reader
-    need it (its parse cache dropped the entry meanwhile)."""
-
-    path: str
-    blob: str
-    repo: Path
-
-    @property
-    def data(self) -> bytes:
-        repository = git.Repo(self.repo)
-        try:
-            with git_errors(f"reading {self.path}"):
-                return bytes(repository.odb.stream(bytes.fromhex(self.blob)).read())
-        finally:
-            repository.close()
-
-
-Known = Callable[[str, str], bool]
-"""``known(path, blob)``: whether a reader already has this file's parse (``GitSource.read``)."""
-
-
-@dataclass(slots=True)
-class RevisionFiles:
-    """The files of one revision, plus problems found while listing them."""
-
-    revision: str
-    files: list[SourceFile | UnreadFile] = field(default_factory=list)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    digest: str | None = None
-    """What the files were read from, when it is known before reading them (git: the tree
-    at the path, and the path): two revisions with one digest have the same files."""
-
-
-@dataclass(frozen=True, slots=True)
-class Peek:
-    """A revision and its digest (see ``RevisionFiles.digest``), found without reading files."""
-
-    revision: str
-    digest: str
-
-
-def tree_digest(path: str, tree_sha: str) -> str:
-    """The digest of the files under ``path`` in a git tree (the path counts: the database
-    records each resource's file path)."""
-    return "git:" + hashlib.sha256(f"{path}\0{tree_sha}".encode()).hexdigest()[:32]
-
-
-def blob_sha(data: bytes) -> str:
-    """The SHA git gives this content as a blob, so directory and git sources agree."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
-
-
-def is_manifest(name: str) -> bool:
-    return name.endswith(MANIFEST_SUFFIXES)
-
-
-def _too_large(path: str, size: int, limit: int) -> Diagnostic:
-    return Diagnostic(
-        Severity.ERROR,
-        "file-too-large",
-        f"the file is {size:,} bytes, over the limit of {limit:,} bytes",
-        file=path,
-        hint="split it into several files",
-    )
-
-
-def _escaping_link(path: str, target: str) -> Diagnostic:
-    return Diagnostic(
-        Severity.ERROR,
-        "symlink-escape",
-        f"this symlink points outside the manifest source (to {target!r})",
-        file=path,
-        hint="manifests must live inside the repository path; copy "
-        "the file instead of linking to it",
-    )
-
-
-def _is_utf8(name: str) -> bool:
-    """False for a name the file system gave as bytes that are not UTF-8 (Python keeps them as
-    lone surrogates, which nothing downstream can encode: digests, the database, logs)."""
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _undecodable_name(name: str) -> Diagnostic:
-    shown = os.fsencode(name).decode("utf-8", "backslashreplace")
-    return Diagnostic(
-        Severity.ERROR,
-        "file-name-not-utf8",
-        "this file name is not valid UTF-8, so it cannot be recorded or reported as it is",
-        file=shown,
-        hint="rename the file (git stores names as UTF-8; so must a manifest folder)",
-    )
+__all__ = [
+    "MANIFEST_SUFFIXES",
+    "FileChanges",
+    "GitCommandFailed",
+    "Known",
+    "Peek",
+    "RevisionFiles",
+    "SourceError",
+    "SourceFile",
+    "UnreadFile",
+    "blob_sha",
+    "git_errors",
+    "is_manifest",
+    "tree_digest",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +106,7 @@ class DirectorySource:
     def _check_link(self, path: Path, real_root: Path, snapshot: RevisionFiles) -> bool:
         target = path.resolve()
         if not target.is_relative_to(real_root):
-            snapshot.diagnostics.append(_escaping_link(self._shown(path), os.readlink(path)))
+            snapshot.diagnostics.append(escaping_link(self._shown(path), os.readlink(path)))
             return False
         return True
 
@@ -220,8 +116,8 @@ class DirectorySource:
 
     def _read_file(self, path: Path, real_root: Path, snapshot: RevisionFiles) -> None:
         shown = self._shown(path)
-        if not _is_utf8(shown):
-            snapshot.diagnostics.append(_undecodable_name(shown))
+        if not is_utf8(shown):
+            snapshot.diagnostics.append(undecodable_name(shown))
             return
         if path.is_symlink() and not self._check_link(path, real_root, snapshot):
             return
@@ -230,7 +126,7 @@ class DirectorySource:
             if not stat.S_ISREG(info.st_mode):
                 return  # FIFOs, devices, dangling links: not manifests
             if info.st_size > self.max_file_bytes:
-                snapshot.diagnostics.append(_too_large(shown, info.st_size, self.max_file_bytes))
+                snapshot.diagnostics.append(too_large(shown, info.st_size, self.max_file_bytes))
                 return
             with path.open("rb") as handle:
                 data = handle.read(self.max_file_bytes + 1)
@@ -245,7 +141,7 @@ class DirectorySource:
             )
             return
         if len(data) > self.max_file_bytes:  # grew between stat and read
-            snapshot.diagnostics.append(_too_large(shown, len(data), self.max_file_bytes))
+            snapshot.diagnostics.append(too_large(shown, len(data), self.max_file_bytes))
             return
         snapshot.files.append(SourceFile(shown, blob_sha(data), data))
 
@@ -338,7 +234,9 @@ class GitSource:
         repository = self.open()
         try:
             commit, tree, base = self._tree(repository)
-            snapshot = RevisionFiles(commit.hexsha, digest=tree_digest(base, tree.hexsha))
+            snapshot = RevisionFiles(
+                commit.hexsha, digest=tree_digest(base, tree.hexsha), tree=tree.hexsha
+            )
             listing = repository.git.ls_tree(
                 "-r", "-z", "--long", tree.hexsha, stdout_as_string=False
             )
@@ -373,20 +271,78 @@ class GitSource:
             name = raw_name.decode()
         except UnicodeDecodeError:
             shown = raw_name.decode("utf-8", "surrogateescape")
-            snapshot.diagnostics.append(_undecodable_name(f"{base}/{shown}" if base else shown))
+            snapshot.diagnostics.append(undecodable_name(f"{base}/{shown}" if base else shown))
             return
         shown = f"{base}/{name}" if base else name
         blob_hex = sha.decode()
         if mode == SYMLINK_MODE_BYTES:
+            snapshot.links = True
             link = git.Blob(repository, bytes.fromhex(blob_hex), SYMLINK_MODE, shown)
             self._read_blob(top, link, base, snapshot)
         elif int(size) > self.max_file_bytes:
-            snapshot.diagnostics.append(_too_large(shown, int(size), self.max_file_bytes))
+            snapshot.diagnostics.append(too_large(shown, int(size), self.max_file_bytes))
         elif known is not None and known(shown, blob_hex):
             snapshot.files.append(UnreadFile(shown, blob_hex, self.repo))
         else:
             data = repository.odb.stream(bytes.fromhex(blob_hex)).read()
             snapshot.files.append(SourceFile(shown, blob_hex, data))
+
+    def changes(self, since_tree: str) -> FileChanges | None:
+        """The manifest files that changed since the tree ``since_tree`` (``git diff-tree``:
+        milliseconds, whatever the size of the tree). None when a diff cannot say (a symlink
+        on either side, an entry that is not a file, ``since_tree`` no longer in the
+        repository): then ``read`` the whole tree."""
+        repository = self.open()
+        try:
+            commit, tree, base = self._tree(repository)
+            found = FileChanges(
+                commit.hexsha, tree_digest(base, tree.hexsha), tree.hexsha, self.repo
+            )
+            if tree.hexsha == since_tree:
+                return found
+            output = repository.git.diff_tree(
+                "-r", "-z", "--no-renames", since_tree, tree.hexsha, stdout_as_string=False
+            )
+            parts = output.split(b"\0")
+            for header, raw_name in zip(parts[0::2], parts[1::2], strict=False):
+                if not self._changed_entry(repository, base, header, raw_name, found):
+                    return None
+            return found
+        except git.GitCommandError:
+            return None
+        finally:
+            repository.close()
+
+    def _changed_entry(
+        self, repository: git.Repo, base: str, header: bytes, raw_name: bytes, found: FileChanges
+    ) -> bool:
+        """One entry of ``git diff-tree -r -z``: ``:<old mode> <new mode> <old sha> <new sha>
+        <status>`` then the path; False when the diff cannot say what the entry became."""
+        fields = header.lstrip(b":").split()
+        if len(fields) != 5:
+            return False
+        old_mode, new_mode, _old, new_sha, _status = fields
+        files = (b"000000", b"100644", b"100755")
+        if old_mode not in files or new_mode not in files:
+            return False  # a symlink or a submodule: the whole tree is read instead
+        if not raw_name.endswith(MANIFEST_SUFFIXES_BYTES):
+            return True
+        try:
+            name = raw_name.decode()
+        except UnicodeDecodeError:
+            return False
+        shown = f"{base}/{name}" if base else name
+        if new_mode == b"000000":
+            found.removed.append(shown)
+            return True
+        binsha = bytes.fromhex(new_sha.decode())
+        size = repository.odb.info(binsha).size
+        if size > self.max_file_bytes:
+            found.diagnostics.append(too_large(shown, size, self.max_file_bytes))
+            return True
+        data = repository.odb.stream(binsha).read()
+        found.changed.append(SourceFile(shown, new_sha.decode(), data))
+        return True
 
     def _read_blob(self, top: git.Tree, blob: git.Blob, base: str, snapshot: RevisionFiles) -> None:
         """A symlink, followed inside the source (never out of it) to the file it names."""
@@ -403,7 +359,7 @@ class GitSource:
                 or not inside
                 or hops > (MAX_SYMLINK_HOPS)
             ):
-                snapshot.diagnostics.append(_escaping_link(shown, target))
+                snapshot.diagnostics.append(escaping_link(shown, target))
                 return
             try:
                 found = top / resolved
@@ -413,7 +369,7 @@ class GitSource:
                 return
             blob = found
         if blob.size > self.max_file_bytes:
-            snapshot.diagnostics.append(_too_large(shown, blob.size, self.max_file_bytes))
+            snapshot.diagnostics.append(too_large(shown, blob.size, self.max_file_bytes))
             return
         snapshot.files.append(SourceFile(shown, blob.hexsha, blob.data_stream.read()))
 

@@ -389,8 +389,13 @@ async def watch_generations(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(refresh.wait(), timeout=GENERATION_POLL_SECONDS)
         refresh.clear()
+        load = asyncio.ensure_future(asyncio.to_thread(state.load))
         try:
-            snapshot = await asyncio.to_thread(state.load)
+            snapshot = await asyncio.shield(load)
+        except asyncio.CancelledError:  # stopping: a load's thread cannot be stopped, so the
+            with contextlib.suppress(Exception):  # task ends after it (its log line first)
+                await load
+            raise
         except Exception as exc:  # the database may be down: keep serving the last snapshot
             failing.failed(time.monotonic(), str(exc)[:200])
             continue

@@ -139,3 +139,52 @@ def test_directory_paths_do_not_depend_on_how_the_folder_is_named(
     assert absolute == relative == here
     assert [f.path for f in absolute.files] == ["keys/s.yaml"]
     assert [d.file for d in absolute.diagnostics] == ["keys/out.yaml"]
+
+
+def test_git_source_lists_what_changed_since_a_tree(git_repo: GitRepo) -> None:
+    """Issue 15: a pass reads the files that changed since the applied tree (``git
+    diff-tree``), not the whole tree; where a diff cannot say, it says so (None)."""
+    git_repo.write("m/a.yaml", SECRET.format(name="a", env="A"))
+    git_repo.write("m/b.yaml", SECRET.format(name="b", env="B"))
+    git_repo.write("m/notes.txt", "not a manifest\n")
+    first = git_repo.commit("two plugins")
+    source = GitSource(git_repo.root, path="m")
+    applied = source.read()
+    assert applied.tree is not None and not applied.links
+
+    git_repo.write("m/a.yaml", SECRET.format(name="a2", env="A"))
+    git_repo.write("m/c.yml", SECRET.format(name="c", env="C"))
+    (git_repo.root / "m/b.yaml").unlink()
+    git_repo.write("m/notes.txt", "still not a manifest\n")
+    git_repo.write("elsewhere.yaml", SECRET.format(name="outside", env="O"))
+    second = git_repo.commit("edit, add, remove")
+    found = source.changes(applied.tree)
+    assert found is not None and found.revision == second
+    assert sorted((f.path, f.blob) for f in found.changed) == sorted(
+        (f.path, f.blob) for f in source.read().files if f.path != "m/b.yaml"
+    )
+    assert found.removed == ["m/b.yaml"]
+    assert found.tree == source.read().tree and found.digest == source.peek().digest
+
+    again = source.changes(found.tree)
+    assert again is not None and not again.changed and not again.removed
+    assert source.changes("0" * 40) is None  # an unknown tree: read the whole tree instead
+    assert GitSource(git_repo.root, ref=first, path="m").changes(found.tree) is not None
+
+    os.symlink("a.yaml", git_repo.root / "m/link.yaml")
+    git_repo.commit("a symlink")
+    assert source.changes(found.tree) is None  # its target may change unseen: read the tree
+    assert source.read().links
+
+
+def test_git_source_changes_refuse_a_file_over_the_limit(git_repo: GitRepo) -> None:
+    git_repo.write("m/a.yaml", SECRET.format(name="a", env="A"))
+    git_repo.commit("one")
+    source = GitSource(git_repo.root, path="m", max_file_bytes=2_000)
+    tree = source.read().tree
+    assert tree is not None
+    git_repo.write("m/big.yaml", "# " + "x" * 3_000 + "\n")
+    git_repo.commit("big")
+    found = source.changes(tree)
+    assert found is not None and not found.changed
+    assert [d.code for d in found.diagnostics] == ["file-too-large"]
