@@ -3,13 +3,13 @@
 Scenarios, in this order (``--only`` to choose): ``daemon`` (commit to applied and to
 served through ``samops run``, per database), ``chat`` (samops vs the upstream called
 directly), with ``--with-litellm`` ``litellm`` (the same chat load through a LiteLLM proxy),
-``curve`` (N = 11 to 10,000 clients through ``samops run`` and a ``samops serve``
-replica: one-file commit to served, key revocation, cold apply, RSS, per database; a plot in
-docs/images/scale-curve.png), ``scale`` (10,000 clients and 10,000 plugins: validate, apply,
-reconcile in-process; wall time and peak RSS, per database) and ``validate`` (in-process
-validation, hostile files); the ones that are sensitive to timing run first. Every figure
-has a ratio against a baseline measured in the same run. The report goes to
-``bench/reports/bench-<UTC timestamp>.md`` and ``.json`` (the same data), copied to
+``curve`` (N = 11 to 10,000 clients through ``samops run`` and a ``samops serve`` replica:
+one-file commit to served, key revocation, cold apply, RSS, per database; a plot,
+``scale-curve.png``, beside the report), ``scale`` (10,000 clients and 10,000 plugins:
+validate, apply, reconcile in-process; wall time and peak RSS, per database) and
+``validate`` (in-process validation, hostile files); the ones that are sensitive to timing
+run first. Every figure has a ratio against a baseline measured in the same run. The report
+goes to ``bench/reports/bench-<UTC timestamp>.md`` and ``.json`` (the same data), copied to
 ``latest.*``.
 """
 
@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         default=curve.SIZES,
         metavar="N[,N...]",
         help="curve: repository sizes, in LLM clients (default: 11,100,1000,10000)",
+    )
+    add(
+        "--curve-commits",
+        type=int,
+        default=curve.COMMITS,
+        help="curve: one-file commits timed per size and database (default: %(default)s)",
     )
     add(
         "--commits",
@@ -200,7 +206,13 @@ def _scale(args: argparse.Namespace, kinds: list[str], skipped: str) -> list[Sec
 
 
 def _curve(args: argparse.Namespace, kinds: list[str], skipped: str) -> list[Section]:
-    sections = curve.run(sizes=args.sizes, kinds=kinds, postgres_url=args.database_url)
+    sections = curve.run(
+        sizes=args.sizes,
+        kinds=kinds,
+        postgres_url=args.database_url,
+        commits=args.curve_commits,
+        plot=args.reports / "scale-curve.png",
+    )
     if skipped:
         sections[0].notes.append(f"PostgreSQL left out: {skipped}")
     return sections

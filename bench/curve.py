@@ -18,7 +18,7 @@ each database, a fresh one, then, through real processes on loopback:
 
 Ratios: every commit figure against the same figure at the smallest size in the same run (the
 issue's "within 2x of the N = 11 figure"); RSS against the smallest size's. A plot of the curve
-goes to ``docs/images/scale-curve.png`` when matplotlib is installed (``make bench``).
+goes beside the report (``scale-curve.png``; docs/bench.md shows a copy).
 """
 
 from __future__ import annotations
@@ -129,8 +129,14 @@ def _rss_mb(pid: int) -> tuple[float, float]:
 
 
 def run(
-    *, sizes: Iterable[int] = SIZES, kinds: list[str], postgres_url: str, commits: int = COMMITS
+    *,
+    sizes: Iterable[int] = SIZES,
+    kinds: list[str],
+    postgres_url: str,
+    commits: int = COMMITS,
+    plot: Path | None = None,
 ) -> list[Section]:
+    """The curve's section; its plot in ``plot`` (a PNG) when given and matplotlib is there."""
     measured: list[Figures] = []
     with tempfile.TemporaryDirectory(prefix="samops-curve-") as folder, ExitStack() as stack:
         root = Path(folder)
@@ -149,8 +155,9 @@ def run(
                     figures = Figures(size, kind)
                     _measure(figures, repo, url, root, upstream_port, commits)
                     measured.append(figures)
-    _plot(measured)
-    return [_section(measured)]
+    if plot is not None:
+        _plot(measured, plot)
+    return [_section(measured, commits)]
 
 
 def _measure(
@@ -284,7 +291,7 @@ async def _until(check: Callable[[], Awaitable[bool]], since: float) -> float:
     return (time.perf_counter() - since) * 1000
 
 
-def _section(measured: list[Figures]) -> Section:
+def _section(measured: list[Figures], commits: int) -> Section:
     rows: list[dict[str, Any]] = []
     smallest = {f.kind: f for f in measured if f.size == min(m.size for m in measured)}
     for figures in sorted(measured, key=lambda f: (f.kind, f.size)):
@@ -310,7 +317,7 @@ def _section(measured: list[Figures]) -> Section:
         "curve",
         "Scale curve: one-file commit → served, cold apply and memory by repository size",
         f"Generated repositories of N LLM clients and N static plugins (one file each) and a "
-        f"key, followed by a real `samops run` and a `samops serve` replica. {COMMITS} "
+        f"key, followed by a real `samops run` and a `samops serve` replica. {commits} "
         "one-file commits per size and database (a client's system prompt), "
         f"{REVOCATIONS} key revocations. Medians; x smallest N: the same figure at the "
         "smallest size in this run. The replica follows SQLite by polling every 0.2 s, "
@@ -331,10 +338,9 @@ PLOTTED = (
     "key revoked by a commit → refused (ms)",
     "cold apply: process start → applied (ms)",
 )
-PLOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "scale-curve.png"
 
 
-def _plot(measured: list[Figures]) -> None:
+def _plot(measured: list[Figures], path: Path) -> None:
     """The curve as a picture (docs/bench.md shows it); nothing when matplotlib is absent."""
     try:
         import matplotlib
@@ -373,6 +379,6 @@ def _plot(measured: list[Figures]) -> None:
     axes[0][0].axhline(150, color="grey", linestyle=":", linewidth=1)
     axes[0][2].axhline(300, color="grey", linestyle=":", linewidth=1)
     figure.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(PLOT, dpi=90)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
     plt.close(figure)

@@ -75,9 +75,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 PARSE_CACHE_ENTRIES = 2_000
-"""Files whose parse the daemon keeps: passes read what changed, so this serves the files of
-recent commits (a revert parses nothing); the whole-revision path (a restart, an invalid
-commit) reads every file again. Kept small: 20,000 parses hold about 200 MB."""
+"""Files whose parse the daemon keeps: the files of recent commits, which passes by what
+changed parse (a revert parses nothing). The whole-revision path (a start, an invalid commit)
+reads and parses every file and keeps none of them: 20,000 parses hold about 200 MB, and
+kept ones would pin the memory of the pass that made them."""
 MAX_CATCH_UPS = 3
 """Newer commits a pass follows before it applies what it has (a ref that never rests)."""
 
@@ -390,6 +391,7 @@ class Daemon:
             cache=self.cache,
             source_diagnostics=snapshot.diagnostics,
             digest=snapshot.digest,
+            keep_new_parses=False,
         )
         result = self._apply(revision, None)
         if result.ok and revision.valid and result.fingerprint_key is not None:

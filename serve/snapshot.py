@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import aiohttp
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from reconciler.api import Identity, ResourceState
 from reconciler.sam.functions import canonical_function
@@ -52,7 +52,7 @@ from reconciler.sam.kinds import (
 from reconciler.sam.references import PLUGIN_KINDS, ReferrerIndex, targets
 from reconciler.store.changes import changes_since
 from reconciler.store.db import reading
-from reconciler.store.read import read_actual, read_state
+from reconciler.store.read import read_actual, read_identities, read_state
 from serve.compiled import (
     EMPTY,
     CompiledClient,
@@ -127,6 +127,8 @@ class Served:
         return cls(digest, tuple(targets(state.kind, state.fields)))
 
 
+LOAD_CHUNK = 2000
+"""Resources read at a time when every row is read."""
 PATCH_LIMIT = 2000
 """Changed resources up to which a new generation is read row by row (``store/changes.py``);
 beyond, or when a generation is unrecorded, every row is read."""
@@ -157,6 +159,8 @@ class ServingState:
         self._sql_engines: dict[str, Engine] = {}
         self._functions: dict[str, Tool] = {}
         self._changed: set[Identity] = set()
+        """Resources taken in since the last swap: what the next one rebuilds."""
+        self.last_changed = 0
         self.rebuilt: set[str] = set()
         """Clients rebuilt by the last load (for tests and logs)."""
         self.last_load: tuple[str, int, float] = ("none", 0, 0.0)
@@ -184,26 +188,20 @@ class ServingState:
                 else None
             )
             if changed is not None:
-                rows = read_actual(connection, only=changed)
-                connection.rollback()
-                how = "rows"
-                snapshot = self.install_changes(
-                    state.generation,
-                    state.last_applied_revision,
-                    {identity: rows.get(identity) for identity in changed},
-                )
+                how, rows = "rows", read_actual(connection, only=changed)
+                self._patch({identity: rows.get(identity) for identity in changed})
             else:
-                actual = read_actual(connection)
-                connection.rollback()
                 how = "all"
-                snapshot = self.install(state.generation, state.last_applied_revision, actual)
-        self.last_load = (how, len(self._changed), time.perf_counter() - started)
+                self._patch_all(connection)
+            connection.rollback()
+        snapshot = self._swap(state.generation, state.last_applied_revision)
+        self.last_load = (how, self.last_changed, time.perf_counter() - started)
         log.info(
             "serving generation",
             extra={
                 "generation": state.generation,
                 "read": how,
-                "changed": len(self._changed),
+                "changed": self.last_changed,
                 "rebuilt_clients": len(self.rebuilt),
                 "load_ms": round(self.last_load[2] * 1000, 1),
             },
@@ -213,9 +211,9 @@ class ServingState:
     def install(
         self, generation: int, revision: str | None, states: Mapping[Identity, ResourceState]
     ) -> Snapshot:
-        """Compile ``states`` (every row read from the database, or a revision's desired
-        state) as generation ``generation``, rebuilding only what changed since the last
-        install; swap. Blocking (secrets are read, SQL engines created)."""
+        """Compile ``states`` (a revision's desired state, or every row) as generation
+        ``generation``, rebuilding only what changed since the last install; swap. Blocking
+        (secrets are read, SQL engines created)."""
         updates: dict[Identity, ResourceState | None] = dict(states)
         updates.update({i: None for i in self._served if i not in states})
         return self.install_changes(generation, revision, updates)
@@ -228,17 +226,39 @@ class ServingState:
     ) -> Snapshot:
         """Like ``install``, given only the resources that may have changed (None: gone);
         every other resource stays as it is served."""
-        served = {i: None if new is None else Served.of(new) for i, new in updates.items()}
-        changed = {i for i, new in served.items() if self._served.get(i) != new}
-        for identity in changed:
+        self._patch(updates)
+        return self._swap(generation, revision)
+
+    def _patch_all(self, connection: Connection) -> None:
+        """Every row, read and compared in chunks: the rows of one chunk are dropped before
+        the next is read, so memory holds the models, not a second copy of every row."""
+        stored = read_identities(connection)
+        self._patch({i: None for i in self._served if i not in stored})
+        ordered = sorted(stored)
+        for start in range(0, len(ordered), LOAD_CHUNK):
+            rows = read_actual(connection, only=ordered[start : start + LOAD_CHUNK])
+            self._patch(rows)
+
+    def _patch(self, updates: Mapping[Identity, ResourceState | None]) -> None:
+        """Take in the resources of ``updates`` that changed (None: gone); they join
+        ``_changed``, what the next ``_swap`` rebuilds with its dependants."""
+        for identity, new in updates.items():
+            seen = None if new is None else Served.of(new)
+            if self._served.get(identity) == seen:
+                continue
             self._forget(identity)
-            new, seen = updates[identity], served[identity]
+            self._changed.add(identity)
             if new is not None and seen is not None:
                 self._served[identity] = seen
                 self._models[identity[0]][identity[1]] = new.model
                 self._referrers.add(identity, seen.targets)
-        self._changed = changed
+
+    def _swap(self, generation: int, revision: str | None) -> Snapshot:
+        """Compile what changed since the last swap (a load that failed half-way included:
+        what it patched is still to be rebuilt) and serve it."""
+        changed, self._changed = self._changed, set()
         self.snapshot = self._compile(generation, revision, changed)
+        self.last_changed = len(changed)
         return self.snapshot
 
     def _of(self, kind: type[M]) -> dict[str, M]:

@@ -56,3 +56,21 @@ def test_litellm_without_the_proxy_says_how_to_install_it(tmp_path: Path) -> Non
     assert done.returncode == 1
     assert "pip install 'litellm[proxy]==" in done.stderr
     assert not list(tmp_path.glob("*.md"))
+
+
+def test_tiny_curve_run_measures_every_figure_on_each_size(tmp_path: Path) -> None:
+    done = _bench(
+        "--only", "curve", "--sizes", "2,4", "--curve-commits", "2", "--database", "sqlite",
+        "--reports", str(tmp_path),
+        timeout=240,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(next(tmp_path.glob("bench-*.json")).read_text())
+    rows = report["scenarios"]["curve"]["rows"]
+    assert {row["size"] for row in rows} == {2, 4}
+    figures = {row["figure"] for row in rows}
+    assert {"one-file commit → served (ms)", "key revoked by a commit → refused (ms)"} <= figures
+    served = [row for row in rows if row["figure"] == "one-file commit → served (ms)"]
+    assert all(len(row["samples"]) == 2 and row["median"] > 0 for row in served)
+    assert (tmp_path / "scale-curve.png").stat().st_size > 10_000  # the plot beside the report

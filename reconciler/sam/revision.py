@@ -131,8 +131,11 @@ def validate_files(
     check_references: bool = True,
     digest: str | None = None,
     progress: Progress | None = None,
+    keep_new_parses: bool = True,
 ) -> Revision:
-    """Validate a revision's files as a whole; every problem is collected, none raised."""
+    """Validate a revision's files as a whole; every problem is collected, none raised.
+    ``keep_new_parses=False`` reads ``cache`` without adding to it (the daemon's whole-revision
+    pass: 20,000 parses kept would pin their memory long after the pass)."""
     options = options or LoadOptions()
     limits = limits or ReadLimits()
     result = Revision(
@@ -154,7 +157,7 @@ def validate_files(
         if found is None or found.alias_nodes > left:
             budget = min(limits.max_alias_nodes, max(left, 0))
             found = load_file(file, options, limits, alias_budget=budget)
-            if cache is not None and budget == limits.max_alias_nodes:
+            if cache is not None and keep_new_parses and budget == limits.max_alias_nodes:
                 cache.put(key, found)  # a result cut by the revision's budget is not the file's
         alias_nodes += found.alias_nodes
         resources.extend(found.resources)

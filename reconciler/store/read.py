@@ -72,6 +72,17 @@ def name_maps(connection: Connection) -> dict[Table, dict[int, str]]:
     }
 
 
+def read_identities(connection: Connection) -> set[Identity]:
+    """(kind, name) of every resource row, reading nothing else."""
+    found: set[Identity] = set()
+    for kind, spec in KIND_TABLES.items():
+        query = select(spec.table.c.name)
+        if spec.table is schema.plugins:
+            query = query.where(schema.plugins.c.kind == kind)
+        found.update((kind, name) for (name,) in connection.execute(query))
+    return found
+
+
 CHUNK = 500
 """Names or ids per ``IN (...)`` of a partial read (well under every driver's limit)."""
 
