@@ -12,8 +12,9 @@ alone in a child process (``bench/scalestep.py``), which reports its peak RSS (`
   recorded as applied without reading them);
 - one-file-change reconcile: a running daemon's pass over C2 (one update).
 
-The two reconcile steps first make an untimed pass over the previous, applied revision, as
-the running daemon did, so their parse cache is warm and their peak RSS is the daemon's.
+The two reconcile steps first remember the previous, applied revision, untimed, as a running
+daemon's earlier passes did (``Daemon.remember_applied``), so the one-file change is a pass by
+what changed and their peak RSS is the daemon's.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ sees it would also count the parent's own pages from before ``exec``.
   PyYAML's C loader, nothing else;
 - ``validate``: read the commit's files from git and validate them (``samops validate``);
 - ``apply``: the first pass of a new daemon on an empty database: read, validate, apply;
-- ``reconcile``: a pass of a daemon (``Daemon.reconcile_once``) that has been running: first
-  an untimed read and validation of ``--warm-ref`` (already applied: it fills the parse cache
-  as the daemon's earlier passes did), then the timed pass over ``--ref``.
+- ``reconcile``: a pass of a daemon (``Daemon.reconcile_once``) that has been running: first,
+  untimed, it remembers ``--warm-ref`` (already applied: ``Daemon.remember_applied``, what
+  the daemon's earlier passes left in memory), then the timed pass over ``--ref``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,6 @@ def _pass(args: argparse.Namespace) -> dict[str, Any]:
     from reconciler.follow import LocalGitFollower
     from reconciler.leader import leader_lock_for
     from reconciler.metrics import ReconcilerMetrics
-    from reconciler.sam.revision import validate_files
-    from reconciler.source import GitSource
     from reconciler.store.db import open_database
 
     engine = open_database(args.database_url)  # schema migrations are not timed
@@ -63,9 +61,10 @@ def _pass(args: argparse.Namespace) -> dict[str, Any]:
         changes = f"+{plan.count('create')} ~{plan.count('update')} -{plan.count('delete')}"
         return {"outcome": result.outcome, "changes": changes}
 
-    if args.warm_ref:  # what the daemon's earlier passes left in its parse cache
-        warm = GitSource(args.repo, ref=args.warm_ref, path=args.path).read()
-        validate_files(warm.revision, warm.files, cache=daemon.cache)
+    if args.warm_ref:  # what the daemon's earlier passes left in its memory
+        follower.ref = args.warm_ref
+        if not daemon.remember_applied():
+            raise SystemExit(f"{args.warm_ref} is not the applied revision: nothing to remember")
     started = time.perf_counter()
     done = one(args.ref)
     done["seconds"] = time.perf_counter() - started

@@ -52,8 +52,10 @@ from reconciler.errors import PermanentError, SourceError, TemporaryError
 from reconciler.follow import Follower, Watch
 from reconciler.incremental import AppliedRevision, Listing, Planned, next_revision
 from reconciler.leader import LeaderLock
+from reconciler.logs import log_pass
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.pacing import Outage, Pacer
+from reconciler.progress import LoggedProgress, Progress
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.revision import ParseCache, Revision, validate_files
 from reconciler.sam.yamlread import ReadLimits
@@ -61,7 +63,7 @@ from reconciler.settings import DaemonSettings
 from reconciler.source import Known, RevisionFiles, UnreadFile
 from reconciler.store.control import Control, read_control
 from reconciler.store.db import reading, translated_errors
-from reconciler.store.read import read_actual
+from reconciler.store.read import read_actual, read_state
 
 log = logging.getLogger("samops.daemon")
 DEFAULT_SETTINGS = DaemonSettings()
@@ -375,8 +377,10 @@ class Daemon:
         self, snapshot: RevisionFiles, options: LoadOptions, limits: ReadLimits
     ) -> ApplyResult:
         """Validate and plan the whole revision (every file, from the parse cache or git);
-        remember it once the database is at it."""
+        remember it once the database is at it. Long work (a cold start at thousands of
+        files) logs its progress every few seconds."""
         self.memory = None
+        progress = LoggedProgress(log, snapshot.revision)
         if any(
             isinstance(f, UnreadFile) and (f.path, f.blob, options, limits) not in self.cache
             for f in snapshot.files
@@ -392,8 +396,9 @@ class Daemon:
             source_diagnostics=snapshot.diagnostics,
             digest=snapshot.digest,
             keep_new_parses=False,
+            progress=progress,
         )
-        result = self._apply(revision, None)
+        result = self._apply(revision, None, progress)
         if result.ok and revision.valid and result.fingerprint_key is not None:
             self.memory = AppliedRevision.of(
                 revision,
@@ -404,6 +409,38 @@ class Daemon:
             )
         return result
 
+    def remember_applied(self) -> bool:
+        """Read and validate the followed revision and remember it if the database is at it:
+        what the passes of a daemon that has been running leave in memory, so that the next
+        pass goes by what changed (a benchmark's warm-up). True when remembered."""
+        options, limits = self.settings.load_options, ReadLimits()
+        snapshot = self.follower.read()
+        revision = validate_files(
+            snapshot.revision,
+            snapshot.files,
+            options=options,
+            limits=limits,
+            source_diagnostics=snapshot.diagnostics,
+            digest=snapshot.digest,
+        )
+        with reading(self.engine) as connection:
+            state = read_state(connection)
+            connection.rollback()
+        applied = (
+            state.source == self.settings.source_name
+            and snapshot.digest is not None
+            and state.last_applied_digest == snapshot.digest
+        )
+        if not (revision.valid and applied and state.fingerprint_key is not None):
+            return False
+        self.memory = AppliedRevision.of(
+            revision,
+            snapshot,
+            generation=state.generation,
+            fingerprint_key=state.fingerprint_key,
+        )
+        return True
+
     def _rows(self, identities: set[Identity]) -> Mapping[Identity, ResourceState]:
         """The stored rows of ``identities`` (those of this source that exist)."""
         with reading(self.engine) as connection:
@@ -411,7 +448,9 @@ class Daemon:
             connection.rollback()
         return found
 
-    def _apply(self, revision: Revision, planned: Planned | None) -> ApplyResult:
+    def _apply(
+        self, revision: Revision, planned: Planned | None, progress: Progress | None = None
+    ) -> ApplyResult:
         return apply_revision(
             self.engine,
             revision,
@@ -419,6 +458,7 @@ class Daemon:
             allow_empty=self.settings.allow_empty,
             on_committed=self._published,
             planned=planned,
+            progress=progress,
         )
 
     def _summarise(
@@ -433,35 +473,7 @@ class Daemon:
         self.metrics.generation.set(result.generation)
         if outcome in ("applied", "unchanged"):
             self.metrics.last_applied.set(time.time())
-        fields = {
-            "revision": revision,
-            "outcome": outcome,
-            "generation": result.generation,
-            "duration_ms": round(elapsed * 1000, 1),
-        }
-        if not result.plan.empty:
-            fields["changes"] = (
-                f"+{result.plan.count('create')} ~{result.plan.count('update')}"
-                f" -{result.plan.count('delete')}"
-            )
-        if result.repeated:  # already recorded and logged when it was first attempted
-            log.debug(result.message, extra=fields)
-        elif outcome == "invalid":
-            fields["errors"] = len(result.errors)
-            first = result.errors[0]
-            log.warning(
-                "revision is invalid; the last good state keeps serving: "
-                f"{first.location()}: {first.message}",
-                extra=fields,
-            )
-        elif outcome == "refused":
-            log.warning(result.message, extra=fields)
-        elif outcome == "up-to-date":
-            log.debug("reconciled", extra=fields)
-        else:
-            if result.message:  # the files were not read: why
-                fields["note"] = result.message
-            log.info("reconciled", extra=fields)
+        log_pass(log, outcome, revision, elapsed, result, incremental=self.last_pass_incremental)
 
     def _published(self, generation: int) -> None:
         """Called after the commit, in the worker thread: hand the generation to the loop."""

@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reconciler.apply import ApplyResult
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -124,3 +127,47 @@ def configure_logging(log_format: str = "text", level: str = "info") -> None:
     # chat turn that says nothing a metric does not.
     for noisy in ("watchdog", "aiohttp.access", "git", "alembic", "httpx", "httpx2"):
         logging.getLogger(noisy).setLevel("WARNING")
+
+
+def log_pass(
+    log: logging.Logger,
+    outcome: str,
+    revision: str,
+    elapsed: float,
+    result: ApplyResult,
+    *,
+    incremental: bool = False,
+) -> None:
+    """The one log line of a daemon's pass (``daemon.py``): its revision, outcome,
+    generation, duration and changes; an invalid revision's first error; a repeat at debug."""
+    fields = {
+        "revision": revision,
+        "outcome": outcome,
+        "generation": result.generation,
+        "duration_ms": round(elapsed * 1000, 1),
+    }
+    if incremental:
+        fields["incremental"] = True
+    if not result.plan.empty:
+        fields["changes"] = (
+            f"+{result.plan.count('create')} ~{result.plan.count('update')}"
+            f" -{result.plan.count('delete')}"
+        )
+    if result.repeated:  # already recorded and logged when it was first attempted
+        log.debug(result.message, extra=fields)
+    elif outcome == "invalid":
+        fields["errors"] = len(result.errors)
+        first = result.errors[0]
+        log.warning(
+            "revision is invalid; the last good state keeps serving: "
+            f"{first.location()}: {first.message}",
+            extra=fields,
+        )
+    elif outcome == "refused":
+        log.warning(result.message, extra=fields)
+    elif outcome == "up-to-date":
+        log.debug("reconciled", extra=fields)
+    else:
+        if result.message:  # the files were not read: why
+            fields["note"] = result.message
+        log.info("reconciled", extra=fields)

@@ -120,7 +120,9 @@ def test_unreachable_remote_is_retried_while_serving(
     hidden.rename(bare)
     pushed = set_role(work, "Back online.")
     work.git("push", "--quiet", "origin", "main")
-    daemon.applied(pushed)  # the retry with backoff finds it, no webhook needed
+    # the retry with backoff finds it, no webhook needed; the backoff doubles while the
+    # remote is away (0.5 s, 1 s, 2 s, ...), so on a busy machine the next try may be 10-20 s off
+    daemon.applied(pushed, timeout=60)
 
 
 def test_webhook_signatures(
