@@ -387,17 +387,7 @@ class Daemon:
         ):  # left unread for the memory, and not in the parse cache: read them all at once
             snapshot = self.follower.read(lambda p, b: (p, b, options, limits) in self.cache)
             self._reading = snapshot.revision
-        revision = validate_files(
-            snapshot.revision,
-            snapshot.files,
-            options=options,
-            limits=limits,
-            cache=self.cache,
-            source_diagnostics=snapshot.diagnostics,
-            digest=snapshot.digest,
-            keep_new_parses=False,
-            progress=progress,
-        )
+        revision = self._validated(snapshot, progress)
         result = self._apply(revision, None, progress)
         if result.ok and revision.valid and result.fingerprint_key is not None:
             self.memory = AppliedRevision.of(
@@ -409,20 +399,27 @@ class Daemon:
             )
         return result
 
+    def _validated(self, snapshot: RevisionFiles, progress: Progress | None = None) -> Revision:
+        """Every file of ``snapshot`` validated as one revision: parses from the cache when
+        it has them, none added (``PARSE_CACHE_ENTRIES``)."""
+        return validate_files(
+            snapshot.revision,
+            snapshot.files,
+            options=self.settings.load_options,
+            limits=ReadLimits(),
+            cache=self.cache,
+            source_diagnostics=snapshot.diagnostics,
+            digest=snapshot.digest,
+            keep_new_parses=False,
+            progress=progress,
+        )
+
     def remember_applied(self) -> bool:
         """Read and validate the followed revision and remember it if the database is at it:
         what the passes of a daemon that has been running leave in memory, so that the next
         pass goes by what changed (a benchmark's warm-up). True when remembered."""
-        options, limits = self.settings.load_options, ReadLimits()
         snapshot = self.follower.read()
-        revision = validate_files(
-            snapshot.revision,
-            snapshot.files,
-            options=options,
-            limits=limits,
-            source_diagnostics=snapshot.diagnostics,
-            digest=snapshot.digest,
-        )
+        revision = self._validated(snapshot)
         with reading(self.engine) as connection:
             state = read_state(connection)
             connection.rollback()
