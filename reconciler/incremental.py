@@ -208,24 +208,29 @@ class _Index(Mapping[Identity, Resource]):
         self,
         changed: Mapping[Identity, Resource],
         memory: AppliedRevision,
-        gone: set[Identity],
+        replaced: set[Identity],
         load: _Loader,
     ) -> None:
-        self.changed, self.memory, self.gone, self.load = changed, memory, gone, load
+        """``replaced``: the identities the changed files declared before (now ``changed``
+        says which of them still exist)."""
+        self.changed, self.memory, self.replaced, self.load = changed, memory, replaced, load
+
+    def _unchanged(self, key: object) -> bool:
+        return key in self.memory.entries and key not in self.replaced
 
     def __contains__(self, key: object) -> bool:
-        return key in self.changed or (key in self.memory.entries and key not in self.gone)
+        return key in self.changed or self._unchanged(key)
 
     def __getitem__(self, key: Identity) -> Resource:
         if key in self.changed:
             return self.changed[key]
-        if key in self.gone or key not in self.memory.entries:
+        if not self._unchanged(key):
             raise KeyError(key)
         return self.load.resource(key)
 
     def __iter__(self) -> Iterator[Identity]:
         yield from self.changed
-        yield from (i for i in self.memory.entries if i not in self.gone and i not in self.changed)
+        yield from (i for i in self.memory.entries if self._unchanged(i) and i not in self.changed)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

@@ -1,9 +1,12 @@
 """The serving snapshot: every LLM client compiled for one generation, swapped atomically.
 
 Publish stage, on every serving process. ``ServingState.load`` reads the database when the
-generation moved and hands the rows to ``install``, which works out which rows changed and
-rebuilds only their dependants: the changed rows and whatever refers to them, directly or
-through others, as the one reference graph (``reconciler/sam/references.py``) says, e.g.
+generation moved: a process a few generations behind reads only the rows those generations
+changed (their change records, ``reconciler/store/changes.py``); a new one, or one further
+behind, reads every row (in chunks) and compares each with a digest of what it serves. Either
+way only the changed resources and their dependants are rebuilt: whatever refers to them,
+directly or through others, as the one reference graph (``reconciler/sam/references.py``)
+says, e.g.
 
     secret -> connection -> plugin -> client;  key -> client;  provider -> client
 
