@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from reconciler.sam.base import share_fields_sets
 from reconciler.sam.client_format import canonical_client
 from reconciler.sam.functions import canonical_function
 from reconciler.sam.kinds import CANONICAL_CONTEXT, KINDS, Document, LLMClient, Secret
@@ -120,7 +121,9 @@ def fields_of(model: Document) -> dict[str, Any]:
 def model_from_fields(kind: str, fields: Mapping[str, Any]) -> Document:
     """The canonical model of stored ``fields`` (a row read back)."""
     document = {"apiVersion": "smarter.sh/v1", "kind": kind, **fields}
-    return KINDS[kind].model_validate(document, context={CANONICAL_CONTEXT: True})
+    model = KINDS[kind].model_validate(document, context={CANONICAL_CONTEXT: True})
+    share_fields_sets(model)  # rows are read by the thousand: see its docstring
+    return model
 
 
 def canonical_fields(

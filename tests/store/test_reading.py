@@ -58,3 +58,26 @@ def test_writes_still_take_the_lock_first(
 ) -> None:
     with pytest.raises(Exception, match="locked"), sqlite_engine.begin() as connection:
         connection.execute(text("SELECT 1"))  # BEGIN IMMEDIATE waits, then gives up
+
+
+def test_models_read_back_share_their_fields_sets_and_stay_correct(engine: Engine) -> None:
+    """Issue 15 (memory): models built from rows share one ``model_fields_set`` object per
+    distinct set of given fields; what each model says, dumps and copies is unchanged."""
+    apply_revision(engine, validate_source(DirectorySource(MANIFESTS)))
+    with reading(engine) as connection:
+        first = read_actual(connection)
+        second = read_actual(connection)
+        connection.rollback()
+    plugins = [s.model for (kind, _), s in first.items() if kind == "Plugin"]
+    again = [s.model for (kind, _), s in second.items() if kind == "Plugin"]
+    for one, other in zip(plugins, again, strict=True):
+        assert one == other
+        assert one.metadata.model_fields_set is other.metadata.model_fields_set
+        assert one.model_dump(exclude_unset=True) == other.model_dump(exclude_unset=True)
+    model = plugins[0]
+    before = set(model.metadata.model_fields_set)
+    copied = model.metadata.model_copy(update={"description": "changed"})
+    assert "description" in copied.model_fields_set
+    assert copied.model_fields_set is not model.metadata.model_fields_set
+    assert model.metadata.model_fields_set == before  # the copy did not touch the shared set
+    assert model.metadata.description != "changed"
