@@ -77,7 +77,6 @@ class Change:
     """The identities of each changed file (an empty tuple for a removed file)."""
     entries: dict[Identity, Entry]
     """What the memory keeps of every identity of the changed files."""
-    removed: set[Identity] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +355,6 @@ def next_revision(
             return None  # a duplicate name: the whole-revision path reports which is first
         names.add(resource.identity)
         new_by_identity[(resource.kind, resource.name)] = resource
-    gone = old - set(new_by_identity)
     index = _Index(new_by_identity, memory, old, loader)
     unchanged_referrers = {
         referrer
@@ -370,9 +368,9 @@ def next_revision(
         return None
     key = bytes.fromhex(memory.fingerprint_key)
     states = desired_state(resources, fingerprint_key=key)
-    plan = compute_plan(states, rows(old))
-    if _deletes_every_client(memory, gone, states):
+    if _deletes_every_client(memory, old - set(new_by_identity), states):
         return None  # refused, and recorded as such, by the whole-revision path
+    plan = compute_plan(states, rows(old))
     paths: dict[str, tuple[Identity, ...]] = dict.fromkeys(removed_paths, ())
     for path, parse in parses:
         paths[path] = tuple((r.kind, r.name) for r in parse.resources)
@@ -389,7 +387,6 @@ def next_revision(
         listing,
         paths,
         {i: Entry.of(s) for i, s in states.items()},
-        gone,
     )
 
 

@@ -2,7 +2,7 @@
 
 ``REFERENCE_FIELDS`` is the one statement of who refers to whom. Reference checking (here),
 the order of creates, updates and deletes (``kind_order``, used by the plan) and the serving
-snapshot's invalidation (``dependants``, used by ``serve/snapshot.py``) are all derived from it:
+snapshot's invalidation (``ReferrerIndex``, used by ``serve/snapshot.py``) are all derived from it:
 a new reference field is declared once, in that table.
 
 Last stage of Validate. Runs over every resource that loaded, so one bad file does not hide
@@ -217,17 +217,6 @@ class ReferrerIndex:
                     found.add(referrer)
                     frontier.append(referrer)
         return found
-
-
-def dependants(
-    changed: Iterable[Identity], data: Mapping[Identity, Mapping[str, Any]]
-) -> set[Identity]:
-    """``changed`` and every identity of ``data`` that refers to one of them, directly or
-    through others (``ReferrerIndex.dependants`` over the whole of ``data``)."""
-    index = ReferrerIndex()
-    for identity, fields in data.items():
-        index.add(identity, targets(identity[0], fields))
-    return index.dependants(changed)
 
 
 def _values_at(data: Any, pattern: Path, at: Path = ()) -> Iterator[tuple[Path, Any]]:
