@@ -9,12 +9,13 @@ each database, a fresh one, then, through real processes on loopback:
 - **one-file commit → served**: ``COMMITS`` commits, each editing ``client_1``'s system prompt
   with a unique marker; the clock starts when ``git commit`` returns and stops when a chat
   answer to ``#system`` (the scripted upstream echoes the system prompt) carries the marker;
-- **replica**: a ``samops serve`` replica on the same database; the same commits, until the
-  replica's answer carries the marker (PostgreSQL: LISTEN/NOTIFY; SQLite: its poll), and the
-  replica's own time to load each new generation (``samops_snapshot_load_seconds``);
+- **replica**: a ``samops serve --workers 2`` replica on the same database; the same commits,
+  until the replica's answer carries the marker (PostgreSQL: LISTEN/NOTIFY; SQLite: its
+  poll), and the replica's own time to load each new generation (``samops_snapshot_load_seconds``);
 - **key revocation → refused**: ``curve-key`` deactivated by a commit, until a request with
   that key to ``client_0`` is refused (401); reactivated by the next commit;
-- **RSS**: ``VmRSS`` and ``VmHWM`` of the serving process and of the replica after the commits.
+- **RSS**: ``VmRSS`` and ``VmHWM`` of the serving process, ``VmRSS`` of the replica and of its
+  ``--workers`` process, after the commits.
 
 Ratios: every commit figure against the same figure at the smallest size in the same run (the
 issue's "within 2x of the N = 11 figure"); RSS against the smallest size's. A plot of the curve
@@ -50,6 +51,8 @@ PROMPT = "You are assistant number 1."
 TIMEOUT = 120.0  # seconds one commit may take to be served (the 10,000 figure was ~9 s)
 START_TIMEOUT = 900.0  # seconds for the cold apply of the largest size
 QUIET = ("--log-level", "warning")
+REPLICA = (*QUIET, "--workers", "2")
+"""The replica runs a ``--workers`` process beside it: its RSS is measured too."""
 COLUMNS = [
     Column("size", "N clients"),
     Column("database", "database"),
@@ -84,6 +87,7 @@ class Figures:
     rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
     replica_rss_mb: float = 0.0
+    worker_rss_mb: float = 0.0
 
     def values(self) -> dict[str, list[float]]:
         """Every figure as samples (a single figure is one sample), by its label."""
@@ -97,6 +101,7 @@ class Figures:
             "serving process RSS (MB)": [self.rss_mb],
             "serving process peak RSS (MB)": [self.peak_rss_mb],
             "replica RSS (MB)": [self.replica_rss_mb],
+            "replica's --workers process RSS (MB)": [self.worker_rss_mb],
         }
 
 
@@ -126,6 +131,14 @@ def _rss_mb(pid: int) -> tuple[float, float]:
         if name in ("VmRSS", "VmHWM"):
             found[name] = int(value.split()[0]) / 1024
     return found.get("VmRSS", 0.0), found.get("VmHWM", 0.0)
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (a replica's ``--workers``)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def run(
@@ -187,7 +200,7 @@ def _measure(
         figures.start_to_served_ms = (served - spawned) * 1000
         replica = Child(
             "replica",
-            [SAMOPS, "serve", "--host", "127.0.0.1", "--port", str(replica_port), *QUIET],
+            [SAMOPS, "serve", "--host", "127.0.0.1", "--port", str(replica_port), *REPLICA],
             env=env,
             log=root / f"replica-{tag}.log",
         )
@@ -196,6 +209,7 @@ def _measure(
         eventloop.run(_commits(figures, repo, base, f"http://127.0.0.1:{replica_port}", commits))
         figures.rss_mb, figures.peak_rss_mb = _rss_mb(samops.pid)
         figures.replica_rss_mb, _ = _rss_mb(replica.pid)
+        figures.worker_rss_mb = max((_rss_mb(pid)[0] for pid in _children(replica.pid)), default=0)
 
 
 async def _chat(

@@ -41,15 +41,17 @@ def _pass(args: argparse.Namespace) -> dict[str, Any]:
     from reconciler.follow import LocalGitFollower
     from reconciler.leader import leader_lock_for
     from reconciler.metrics import ReconcilerMetrics
+    from reconciler.settings import WHOLE_PASS_CHILD_FILES, DaemonSettings
     from reconciler.store.db import open_database
 
     engine = open_database(args.database_url)  # schema migrations are not timed
     follower = LocalGitFollower(args.repo, path=args.path)
-    daemon = Daemon(  # its pass, exactly; the loop around it is not started
+    daemon = Daemon(  # its pass, exactly as samops run makes it; the loop is not started
         engine=engine,
         follower=follower,
         leader=leader_lock_for(engine, "default"),
         metrics=ReconcilerMetrics(CollectorRegistry()),
+        settings=DaemonSettings(whole_pass_child_files=WHOLE_PASS_CHILD_FILES),
     )
 
     def one(ref: str) -> dict[str, Any]:

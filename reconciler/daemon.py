@@ -55,15 +55,15 @@ from reconciler.leader import LeaderLock
 from reconciler.logs import log_pass
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.pacing import Outage, Pacer
-from reconciler.progress import LoggedProgress, Progress
-from reconciler.sam.load import LoadOptions
+from reconciler.progress import Progress
 from reconciler.sam.revision import ParseCache, Revision, validate_files
 from reconciler.sam.yamlread import ReadLimits
 from reconciler.settings import DaemonSettings
-from reconciler.source import Known, RevisionFiles, UnreadFile
+from reconciler.source import Known, RevisionFiles
 from reconciler.store.control import Control, read_control
 from reconciler.store.db import reading, translated_errors
 from reconciler.store.read import read_actual, read_state
+from reconciler.whole import RunningChild, pass_whole, pass_whole_in_child
 
 log = logging.getLogger("samops.daemon")
 DEFAULT_SETTINGS = DaemonSettings()
@@ -115,6 +115,7 @@ class Daemon:
         self._control_seen = False
         self._last_request: dt.datetime | None = None
         self.memory: AppliedRevision | None = None
+        self._child = RunningChild()
         """What this process last applied, for passes that cost what changed."""
         self._reading = ""
         self.last_pass_incremental = False
@@ -169,6 +170,7 @@ class Daemon:
                     break
                 await self._step()
         finally:
+            self._child.kill()  # a whole pass under way: its transaction rolls back
             watch.stop()
             if poller is not None:
                 poller.cancel()
@@ -354,50 +356,56 @@ class Daemon:
                     memory.advance(change, result.generation)
                 self.last_pass_incremental = True
                 return result
-        if snapshot is None:  # the changes were listed, the whole revision is needed
-            snapshot = self.follower.read(lambda p, b: (p, b, options, limits) in self.cache)
+        if snapshot is None:  # the changes were listed: the whole revision is needed
+            snapshot = self.follower.read(lambda _path, _blob: True)
             self._reading = snapshot.revision
-        return self._apply_whole(snapshot, options, limits)
+        return self._apply_whole(snapshot)
 
     def _list(
         self, memory: AppliedRevision | None, known: Known
     ) -> tuple[str, RevisionFiles | None, Listing | None]:
         """The followed revision and its files: what changed since the memory's git tree when
         a diff can say (milliseconds at any size), else every file listed (those ``known``
-        left unread). The listing is None without a memory; the files, with a diff."""
-        if memory is not None and memory.tree is not None and not memory.links:
+        left unread; without a memory, all of them: the whole pass reads them where it runs).
+        The listing is None without a memory; the files, with a diff."""
+        if memory is None:
+            snapshot = self.follower.read(lambda _path, _blob: True)
+            return snapshot.revision, snapshot, None
+        if memory.tree is not None and not memory.links:
             found = self.follower.changes(memory.tree)
             if found is not None:
                 return found.revision, None, Listing.of_changes(memory, found)
         snapshot = self.follower.read(known)
-        listing = Listing.of_files(memory, snapshot) if memory is not None else None
-        return snapshot.revision, snapshot, listing
+        return snapshot.revision, snapshot, Listing.of_files(memory, snapshot)
 
-    def _apply_whole(
-        self, snapshot: RevisionFiles, options: LoadOptions, limits: ReadLimits
-    ) -> ApplyResult:
-        """Validate and plan the whole revision (every file, from the parse cache or git);
-        remember it once the database is at it. Long work (a cold start at thousands of
-        files) logs its progress every few seconds."""
+    def _apply_whole(self, snapshot: RevisionFiles) -> ApplyResult:
+        """Validate, plan and apply every file (``whole.py``): in a child process when the
+        revision has ``whole_pass_child_files`` files or more, else here. Remember the
+        revision once the database is at it."""
         self.memory = None
-        progress = LoggedProgress(log, snapshot.revision)
-        if any(
-            isinstance(f, UnreadFile) and (f.path, f.blob, options, limits) not in self.cache
-            for f in snapshot.files
-        ):  # left unread for the memory, and not in the parse cache: read them all at once
-            snapshot = self.follower.read(lambda p, b: (p, b, options, limits) in self.cache)
-            self._reading = snapshot.revision
-        revision = self._validated(snapshot, progress)
-        result = self._apply(revision, None, progress)
-        if result.ok and revision.valid and result.fingerprint_key is not None:
-            self.memory = AppliedRevision.of(
-                revision,
+        threshold = self.settings.whole_pass_child_files
+        if threshold is not None and len(snapshot.files) >= threshold:
+            done = pass_whole_in_child(self.engine, self.follower, self.settings, self._child)
+            if done.result.outcome == "applied":
+                self._published(done.result.generation)
+        else:
+            options, limits = self.settings.load_options, ReadLimits()
+
+            def reread() -> RevisionFiles:
+                fresh = self.follower.read(lambda p, b: (p, b, options, limits) in self.cache)
+                self._reading = fresh.revision
+                return fresh
+
+            done = pass_whole(
+                self.engine,
                 snapshot,
-                generation=result.generation,
-                fingerprint_key=result.fingerprint_key,
-                desired=result.desired,
+                settings=self.settings,
+                cache=self.cache,
+                reread=reread,
+                on_committed=self._published,
             )
-        return result
+        self.memory = done.memory
+        return done.result
 
     def _validated(self, snapshot: RevisionFiles, progress: Progress | None = None) -> Revision:
         """Every file of ``snapshot`` validated as one revision: parses from the cache when

@@ -96,6 +96,10 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return found
 
 
+WHOLE_PASS_CHILD_FILES = 1_000
+"""``samops run``'s ``whole_pass_child_files``: below it a whole pass peaks at tens of MB."""
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonSettings:
     """How the daemon paces itself. Every duration is in seconds."""
@@ -123,5 +127,11 @@ class DaemonSettings:
     events; also how often an unreachable database is tried again."""
     allow_empty: bool = False
     """Apply a revision that deletes every client (refused otherwise)."""
+    whole_pass_child_files: int | None = None
+    """A whole-revision pass (a start, an invalid commit) over this many files or more runs in
+    a child process, so that its parse peak never stays in the serving process
+    (``whole.py``; ``samops run`` sets ``WHOLE_PASS_CHILD_FILES``); None runs every pass in
+    the daemon's process. A program that sets it must guard its main module (``if __name__ ==
+    "__main__":``), as multiprocessing requires."""
     load_options: LoadOptions = field(default_factory=LoadOptions)
     """The validation policy (plaintext secrets, secret access)."""

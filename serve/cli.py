@@ -32,11 +32,13 @@ from reconciler.api import (
 from reconciler.errors import SourceError
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.secret_access import SecretAccess
+from reconciler.settings import WHOLE_PASS_CHILD_FILES
 from reconciler.store.db import (
     DatabaseError,
     default_data_dir,
     open_database,
 )
+from reconciler.whole import start_child_server
 from serve import logctx
 from serve.cli_options import server_options
 from serve.server import choose_follower, run_server, serve_until_stopped
@@ -107,8 +109,10 @@ def run(
     follower = choose_follower(path, repo, url, ref, subpath, default_data_dir())
     try:
         engine = open_database(database_url)
-        if not follower.remote:
-            follower.read()  # fail now, clearly, on a wrong path or ref
+        if not follower.remote:  # fail now, clearly, on a wrong path or ref
+            listed = follower.read(lambda _path, _blob: True)  # git: listed, not read
+            if len(listed.files) >= WHOLE_PASS_CHILD_FILES:
+                start_child_server()  # its import overlaps the start-up (whole.py)
     except (DatabaseError, SourceError) as exc:
         fail(str(exc))
     registry = CollectorRegistry()
@@ -121,6 +125,7 @@ def run(
             source_name=source_name,
             poll_interval_seconds=poll_interval,
             allow_empty=allow_empty,
+            whole_pass_child_files=WHOLE_PASS_CHILD_FILES,
             load_options=LoadOptions(
                 allow_plaintext_secrets=allow_plaintext_secrets,
                 secret_access=SecretAccess.if_configured(),

@@ -73,4 +73,6 @@ def test_tiny_curve_run_measures_every_figure_on_each_size(tmp_path: Path) -> No
     assert {"one-file commit → served (ms)", "key revoked by a commit → refused (ms)"} <= figures
     served = [row for row in rows if row["figure"] == "one-file commit → served (ms)"]
     assert all(len(row["samples"]) == 2 and row["median"] > 0 for row in served)
+    memory = [row for row in rows if row["figure"] == "replica's --workers process RSS (MB)"]
+    assert len(memory) == 2 and all(row["median"] > 20 for row in memory)  # a process measured
     assert (tmp_path / "scale-curve.png").stat().st_size > 10_000  # the plot beside the report
