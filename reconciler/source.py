@@ -51,6 +51,7 @@ from reconciler.source_files import (
     git_errors,
     is_manifest,
     is_utf8,
+    read_blobs,
     too_large,
     tree_digest,
     undecodable_name,
@@ -69,6 +70,7 @@ __all__ = [
     "blob_sha",
     "git_errors",
     "is_manifest",
+    "read_blobs",
     "tree_digest",
 ]
 
@@ -240,9 +242,15 @@ class GitSource:
             listing = repository.git.ls_tree(
                 "-r", "-z", "--long", tree.hexsha, stdout_as_string=False
             )
+            unread: list[tuple[str, str]] = []
             for entry in listing.split(b"\0"):
                 if entry:
-                    self._entry(repository, commit.tree, base, entry, snapshot, known)
+                    self._entry(repository, commit.tree, base, entry, snapshot, known, unread)
+            contents = read_blobs(str(repository.git_dir), [blob for _, blob in unread])
+            snapshot.files.extend(
+                SourceFile(path, blob, data)
+                for (path, blob), data in zip(unread, contents, strict=True)
+            )
             snapshot.files.sort(key=lambda f: f.path)
             return snapshot
         except git.GitCommandError as exc:
@@ -258,9 +266,11 @@ class GitSource:
         entry: bytes,
         snapshot: RevisionFiles,
         known: Known | None,
+        unread: list[tuple[str, str]],
     ) -> None:
         """One line of ``git ls-tree -r -z --long``: ``<mode> <type> <sha> <size>\\t<path>``
-        (called once per file of the tree: kept lean)."""
+        (called once per file of the tree: kept lean). A file to read goes to ``unread``,
+        read with the others at once."""
         header, _, raw_name = entry.partition(b"\t")
         if not raw_name.endswith(MANIFEST_SUFFIXES_BYTES):
             return
@@ -284,8 +294,7 @@ class GitSource:
         elif known is not None and known(shown, blob_hex):
             snapshot.files.append(UnreadFile(shown, blob_hex, self.repo))
         else:
-            data = repository.odb.stream(bytes.fromhex(blob_hex)).read()
-            snapshot.files.append(SourceFile(shown, blob_hex, data))
+            unread.append((shown, blob_hex))
 
     def changes(self, since_tree: str) -> FileChanges | None:
         """The manifest files that changed since the tree ``since_tree`` (``git diff-tree``:

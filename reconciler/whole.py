@@ -278,8 +278,8 @@ def _child(job: _Job, sender: Connection) -> None:
 
 
 def _lean(result: ApplyResult) -> ApplyResult:
-    """The outcome as the daemon uses it (its log line and metrics): the plan's changes
-    without their field values, which apply recorded in the sync history already; no desired
-    state."""
+    """The outcome as the daemon uses it (its log line and metrics count the plan's
+    changes): the changes without their field values (at 10,000 clients, hundreds of
+    thousands of them, which nothing after the pass reads), and no desired state."""
     changes = tuple(Change(c.action, c.kind, c.name, c.file) for c in result.plan.changes)
     return replace(result, plan=Plan(changes), desired=None)

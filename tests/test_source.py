@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.source import DirectorySource, GitSource, SourceError, blob_sha, validate_source
+from reconciler.source import (
+    DirectorySource,
+    GitSource,
+    SourceError,
+    blob_sha,
+    read_blobs,
+    validate_source,
+)
 from tests.conftest import GitRepo
 
 SECRET = """\
@@ -188,3 +195,25 @@ def test_git_source_changes_refuse_a_file_over_the_limit(git_repo: GitRepo) -> N
     found = source.changes(tree)
     assert found is not None and not found.changed
     assert [d.code for d in found.diagnostics] == ["file-too-large"]
+
+
+def test_the_files_of_a_revision_come_from_one_git_read_in_order(git_repo: GitRepo) -> None:
+    texts = {f"m/{n:03}.yaml": f"n: {n}\n" + "x" * n for n in range(120)}
+    texts["m/empty.yaml"] = ""
+    for path, text in texts.items():
+        git_repo.write(path, text)
+    git_repo.commit("many files")
+
+    snapshot = GitSource(git_repo.root, path="m").read()
+
+    assert {f.path: f.data.decode() for f in snapshot.files} == texts
+    assert all(f.blob == blob_sha(f.data) for f in snapshot.files)
+
+
+def test_a_blob_git_does_not_have_is_a_sentence(git_repo: GitRepo) -> None:
+    git_repo.write("a.yaml", "a: 1\n")
+    git_repo.commit("one")
+    present = blob_sha(b"a: 1\n")
+
+    with pytest.raises(SourceError, match=r"git has no blob 0{40} \(hint: a damaged"):
+        read_blobs(str(git_repo.root / ".git"), [present, "0" * 40])

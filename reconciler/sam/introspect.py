@@ -23,9 +23,24 @@ from reconciler.sam.kinds import (
     Secret,
 )
 
+_UNWRAPPED: dict[int, tuple[Any, Any, tuple[Any, ...]]] = {}
+"""``unwrap``'s answers by the annotation's id (with the annotation, against a reused id):
+the loader asks about the same few hundred annotations for every value of every document."""
+MAX_UNWRAPPED = 10_000
 
-def unwrap(annotation: Any) -> tuple[Any, list[Any]]:
+
+def unwrap(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
     """Strip ``Annotated`` and ``X | None``; return the core type and the markers found."""
+    known = _UNWRAPPED.get(id(annotation))
+    if known is not None and known[0] is annotation:
+        return known[1], known[2]
+    core, markers = _unwrapped(annotation)
+    if len(_UNWRAPPED) < MAX_UNWRAPPED:  # the models' annotations: a few hundred
+        _UNWRAPPED[id(annotation)] = (annotation, core, tuple(markers))
+    return core, tuple(markers)
+
+
+def _unwrapped(annotation: Any) -> tuple[Any, list[Any]]:
     markers: list[Any] = []
     while True:
         origin = typing.get_origin(annotation)

@@ -232,10 +232,26 @@ def _too_deep(file: str, limits: ReadLimits, position: Position) -> Diagnostic:
     )
 
 
+_DEPTH_STEPS: dict[type, int] = {
+    yaml.MappingStartEvent: 1,
+    yaml.SequenceStartEvent: 1,
+    yaml.MappingEndEvent: -1,
+    yaml.SequenceEndEvent: -1,
+}
+"""What each event does to the depth, by its exact class (PyYAML's events are not
+subclassed): one dictionary look-up per event, where ``isinstance`` tests took three."""
+
+
 def _count_depth(text: str, file: str, limits: ReadLimits, *, loader: Any) -> None:
     depth = documents = 0
+    steps = _DEPTH_STEPS
     for event in yaml.parse(text, Loader=loader):
-        if isinstance(event, yaml.DocumentStartEvent):
+        step = steps.get(type(event))
+        if step is not None:
+            depth += step
+            if depth > limits.max_depth:
+                raise ReadAbort(_too_deep(file, limits, mark_position(event.start_mark)))
+        elif type(event) is yaml.DocumentStartEvent:
             documents += 1
             if documents > limits.max_documents:
                 raise read_abort(
@@ -245,12 +261,6 @@ def _count_depth(text: str, file: str, limits: ReadLimits, *, loader: Any) -> No
                     position=mark_position(event.start_mark),
                     hint="split it into several files",
                 )
-        elif isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > limits.max_depth:
-                raise ReadAbort(_too_deep(file, limits, mark_position(event.start_mark)))
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
 
 
 def _convert_documents(text: str, converter: Converter) -> Iterator[YamlDocument]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
 
 from reconciler.desired import Identity, ResourceState
 from reconciler.plan import Plan
@@ -95,14 +95,33 @@ class _Writer:
         10,000 clients is a handful of statements per kind, not 40,000)."""
         if not states:
             return
-        returned = self.connection.execute(
-            insert(spec.table).returning(spec.table.c.id, sort_by_parameter_order=True),
-            [self.values(spec, state) for state in states],
-        )
-        row_ids = [int(row_id) for row_id in returned.scalars()]
+        rows = [self.values(spec, state) for state in states]
+        if self.connection.dialect.name == "postgresql":
+            row_ids = self.reserved_ids(spec.table, len(rows))
+            for row, row_id in zip(rows, row_ids, strict=True):
+                row["id"] = row_id
+            self.connection.execute(insert(spec.table), rows)
+        else:
+            returned = self.connection.execute(
+                insert(spec.table).returning(spec.table.c.id, sort_by_parameter_order=True),
+                rows,
+            )
+            row_ids = [int(row_id) for row_id in returned.scalars()]
         if spec.table in self.ids:
             self.ids[spec.table].update((s.name, i) for s, i in zip(states, row_ids, strict=True))
         self.children(spec, list(zip(states, row_ids, strict=True)))
+
+    def reserved_ids(self, table: Table, count: int) -> list[int]:
+        """``count`` ids from the table's sequence, in one statement. On PostgreSQL, rows
+        inserted with their ids go as one short statement repeated (psycopg's pipelined
+        executemany); with ``RETURNING`` they went as statements of a thousand rows each,
+        whose text psycopg parses for placeholders without caching (a third of a cold
+        apply's time at 10,000 clients, measured)."""
+        sequence = func.pg_get_serial_sequence(table.name, "id")
+        reserved = self.connection.execute(
+            select(func.nextval(sequence)).select_from(func.generate_series(1, count))
+        )
+        return [int(row_id) for row_id in reserved.scalars()]
 
     def update(
         self, spec: KindTable, state: ResourceState, *, retype_from: str | None = None
