@@ -43,7 +43,9 @@ def _pass(args: argparse.Namespace) -> dict[str, Any]:
     from reconciler.metrics import ReconcilerMetrics
     from reconciler.settings import WHOLE_PASS_CHILD_FILES, DaemonSettings
     from reconciler.store.db import open_database
+    from reconciler.whole import start_child_server
 
+    start_child_server()  # as samops run does, before its start-up's other work (whole.py)
     engine = open_database(args.database_url)  # schema migrations are not timed
     follower = LocalGitFollower(args.repo, path=args.path)
     daemon = Daemon(  # its pass, exactly as samops run makes it; the loop is not started

@@ -117,6 +117,8 @@ class _Pass:
     planned: Planned | None = None
     """A plan made by what changed (``incremental.py``), used while the database is where it
     was made; None: plan against the rows."""
+    create_fields: bool = True
+    """Whether the plan lists the fields of what it creates (``compute_plan``)."""
     new_key: str | None = None
     """The database's fingerprint key, when this pass made it (the first apply)."""
     desired: dict[Identity, ResourceState] = field(default_factory=dict)
@@ -164,7 +166,7 @@ def _plan_and_guard(connection: Connection, run: _Pass) -> bool:
     key = bytes.fromhex(run.stored_key or run.new_key or "")
     desired = desired_state(run.revision.resources, fingerprint_key=key)
     actual = read_actual(connection, source=run.attempt.source)
-    run.plan = compute_plan(desired, actual)
+    run.plan = compute_plan(desired, actual, create_fields=run.create_fields)
     run.desired = desired
     if run.plan.deletes_every("LLMClient", actual) and not run.allow_empty:
         run.outcome = "refused"
@@ -252,12 +254,14 @@ def apply_revision(
     on_committed: Callable[[int], None] | None = None,
     progress: Progress | None = None,
     planned: Planned | None = None,
+    create_fields: bool = True,
 ) -> ApplyResult:
     """Make the rows of ``source`` equal ``revision`` in one transaction (see module doc).
     Its digest, when known, is recorded, for ``apply_if_files_unchanged``. With ``planned``
     (``incremental.py``: ``revision`` then holds only the changed resources), raises
     ``StalePlan``, having written nothing, when the database is no longer where the plan was
-    made."""
+    made. Without ``create_fields`` the plan names what it creates without its fields (the
+    daemon's)."""
     started, started_clock = _now(), time.perf_counter()
     repeated = _already_attempted(engine, revision, source, allow_empty)  # 1.
     if repeated is not None:
@@ -265,7 +269,7 @@ def apply_revision(
     run = _Pass(
         revision, _Attempt(source, revision.revision, started, started_clock), allow_empty, progress
     )
-    run.planned = planned
+    run.planned, run.create_fields = planned, create_fields
     try:
         with translated_errors(str(engine.url)), engine.begin() as connection:
             state = read_state(connection, for_update=True)  # appliers take turns

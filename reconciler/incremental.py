@@ -370,7 +370,7 @@ def next_revision(
     states = desired_state(resources, fingerprint_key=key)
     if _deletes_every_client(memory, old - set(new_by_identity), states):
         return None  # refused, and recorded as such, by the whole-revision path
-    plan = compute_plan(states, rows(old))
+    plan = compute_plan(states, rows(old), create_fields=False)  # as the daemon's whole pass
     paths: dict[str, tuple[Identity, ...]] = dict.fromkeys(removed_paths, ())
     for path, parse in parses:
         paths[path] = tuple((r.kind, r.name) for r in parse.resources)

@@ -101,18 +101,23 @@ def diff_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[Fi
 
 
 def compute_plan(
-    desired: Mapping[Identity, ResourceState], actual: Mapping[Identity, ResourceState]
+    desired: Mapping[Identity, ResourceState],
+    actual: Mapping[Identity, ResourceState],
+    *,
+    create_fields: bool = True,
 ) -> Plan:
-    """The ordered changes that make ``actual`` equal ``desired``."""
+    """The ordered changes that make ``actual`` equal ``desired``. Without
+    ``create_fields``, a create names what it creates without listing its fields: the
+    daemon's plans, which only their counts and the rows outlive (a cold start at 10,000
+    clients would list 290,000 fields, a tenth of its time)."""
     rank = kind_ranks()  # dependency order, from the reference graph
     upserts: list[Change] = []
     for identity in sorted(desired, key=lambda i: (rank[i[0]], i[1])):
         want = desired[identity]
         have = actual.get(identity)
         if have is None:
-            upserts.append(
-                Change("create", want.kind, want.name, want.file, diff_fields({}, want.fields))
-            )
+            fields = diff_fields({}, want.fields) if create_fields else ()
+            upserts.append(Change("create", want.kind, want.name, want.file, fields))
             continue
         changed = diff_fields(have.fields, want.fields)
         if have.file != want.file:

@@ -99,6 +99,7 @@ def pass_whole(
         allow_empty=settings.allow_empty,
         on_committed=on_committed,
         progress=progress,
+        create_fields=False,
     )
     memory = None
     if result.ok and revision.valid and result.fingerprint_key is not None:

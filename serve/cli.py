@@ -108,11 +108,11 @@ def run(
     start_process(server)
     follower = choose_follower(path, repo, url, ref, subpath, default_data_dir())
     try:
-        engine = open_database(database_url)
         if not follower.remote:  # fail now, clearly, on a wrong path or ref
             listed = follower.read(lambda _path, _blob: True)  # git: listed, not read
             if len(listed.files) >= WHOLE_PASS_CHILD_FILES:
                 start_child_server()  # its import overlaps the start-up (whole.py)
+        engine = open_database(database_url)
     except (DatabaseError, SourceError) as exc:
         fail(str(exc))
     registry = CollectorRegistry()
