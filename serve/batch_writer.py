@@ -116,6 +116,11 @@ class BatchWriter(Generic[Item]):
         """Items not written yet: queued, or in the batch being written."""
         return len(self._queue) + len(self._batch)
 
+    @property
+    def failing(self) -> bool:
+        """Whether the last write failed transiently (the items wait for the database)."""
+        return self._failing_since is not None
+
     def unwritten(self) -> Iterator[Item]:
         """The items not written yet, oldest first."""
         yield from self._batch

@@ -50,6 +50,43 @@ class ToolCallRecord:
     duration_ms: int
 
 
+MAX_TOKENS_COUNTED = 10**12
+"""A count above this is not a count: the turn's usage is recorded as unknown."""
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """The tokens of a turn's upstream calls, summed. Unknown (``known`` false) as soon as one
+    call did not say, or said something that is not a count: never guessed, never zero."""
+
+    prompt: int = 0
+    completion: int = 0
+    total: int = 0
+    calls: int = 0
+    known: bool = True
+
+    def add(self, usage: Any) -> None:
+        """One upstream call's ``usage`` (None: it sent none)."""
+        self.calls += 1
+        if not isinstance(usage, Mapping):
+            self.known = False
+            return
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if not (isinstance(prompt, int) and _count(prompt)) or not (
+            isinstance(completion, int) and _count(completion)
+        ):
+            self.known = False
+            return
+        total = usage.get("total_tokens")
+        self.prompt += prompt
+        self.completion += completion
+        self.total += total if isinstance(total, int) and _count(total) else prompt + completion
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_TOKENS_COUNTED
+
+
 @dataclass(slots=True)
 class TurnResult:
     completion: dict[str, Any]
@@ -59,6 +96,9 @@ class TurnResult:
     """Assistant and tool messages of the loop, then the final answer (for the session)."""
     upstream_seconds: float = 0.0
     rounds: int = 0
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    model: str = ""
+    """The model the upstream was asked for (the client's, or a selected plugin's)."""
 
     def tool_calls_made(self) -> list[dict[str, Any]]:
         """The tool calls of the turn as Smarter's answers list them."""
@@ -162,6 +202,18 @@ def _first(selected: Sequence[CompiledPlugin], attribute: str, default: Any) -> 
     return default
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a turn is for, as its usage record says (``usage.py``)."""
+
+    route: str = "openai"
+    """``openai`` or ``smarter``: which family of routes asked."""
+    key_name: str | None = None
+    """The SmarterAuthToken of the presented key (None: no key, or one no token lists)."""
+    session_key: str | None = None
+    """The Smarter chat session."""
+
+
 @dataclass(slots=True)
 class Turn:
     """Everything one turn needs, fixed at its start (one snapshot, one client)."""
@@ -178,6 +230,7 @@ class Turn:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     """The caller's Chat Completions parameters (``serve/openai_params.py``), over the
     client's and its plugins' settings."""
+    caller: Caller = field(default_factory=Caller)
     selected: list[CompiledPlugin] = field(init=False)
     tools: dict[str, Tool] = field(init=False)
 
@@ -210,8 +263,18 @@ class Turn:
         target = self.providers.target(self.snapshot, self.client.provider)
         return self.providers.client(target)
 
-    async def run(self) -> TurnResult:
-        result = TurnResult({}, [p.name for p in self.selected])
+    def model(self) -> str:
+        """The model the upstream is asked for."""
+        model = self.overrides.get("model") or _first(self.selected, "model", self.client.model)
+        return str(model)
+
+    def new_result(self) -> TurnResult:
+        return TurnResult({}, [p.name for p in self.selected], model=self.model())
+
+    async def run(self, result: TurnResult | None = None) -> TurnResult:
+        """The turn to its answer, filling ``result`` (usage counted as calls return, so a
+        turn that fails still says what it cost)."""
+        result = result if result is not None else self.new_result()
         conversation = list(self.messages)
         client = self.upstream()
         while True:
@@ -231,6 +294,7 @@ class Turn:
                 )
             result.upstream_seconds += clock.seconds
             answer = _without_nulls(_decoded_answer(raw, self.client.provider))
+            result.usage.add(answer.get("usage"))
             message = answer["choices"][0]["message"]
             ours = self.our_round(message.get("tool_calls") or [], with_tools)
             if ours is None:
@@ -255,14 +319,21 @@ class Turn:
             calls: dict[int, dict[str, Any]] = {}
             live = False
             seen = 0
+            usage = None
+            body = self.request(conversation, with_tools=with_tools)
+            options = body.get("stream_options")  # the upstream says what the round cost
+            body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
             with translated_upstream_errors(self.client.provider):
-                chunks = await client.chat.completions.create(
-                    **self.request(conversation, with_tools=with_tools), stream=True
-                )
+                chunks = await client.chat.completions.create(**body, stream=True)
                 try:
                     async for chunk in chunks:
                         seen += 1
                         data = chunk.model_dump(exclude_none=True)
+                        if "usage" in data:
+                            usage = data["usage"]
                         if live:
                             yield data
                             continue
@@ -278,6 +349,7 @@ class Turn:
                 except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
                     # invalid JSON in an event, or a chunk of the wrong shape
                     raise _bad_answer(self.client.provider, "a stream that is not one") from exc
+            result.usage.add(usage)
             if not seen:  # a 200 whose body holds no server-sent event
                 raise _bad_answer(self.client.provider, "no server-sent events to a stream")
             if calls and not all(map(_well_formed, calls.values())):

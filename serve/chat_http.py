@@ -33,16 +33,18 @@ from aiohttp import web
 from reconciler.api import digests_match, presented_digests
 from serve import jsonwire, logctx
 from serve.bodies import BodyTimeout, BodyTooLarge, read_body
-from serve.chat import Turn, TurnResult
+from serve.chat import Caller, Turn, TurnResult
 from serve.chat_metrics import ChatMetrics
 from serve.compiled import CompiledClient, Snapshot
 from serve.errors import HttpError, openai_error_response
+from serve.prices import price_of
 from serve.providers import Providers, UpstreamError
 from serve.sessions import (
     SessionStore,
 )
 from serve.settings import ChatSettings
 from serve.snapshot import ServingState
+from serve.usage import UsageRecord, UsageRecorder
 
 log = logging.getLogger("samops.chat")
 
@@ -56,6 +58,8 @@ class ChatDeps:
     metrics: ChatMetrics | None = None
     admin_key_digest: str | None = None
     """The admin key sees every client in Smarter's reads."""
+    usage: UsageRecorder | None = None
+    """Where each turn's usage goes (``usage.py``); None: not recorded."""
 
 
 CHAT = web.AppKey("chat", ChatDeps)
@@ -230,6 +234,7 @@ def new_turn(
     messages: list[dict[str, Any]],
     caller_tools: list[dict[str, Any]] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    caller: Caller | None = None,
 ) -> Turn:
     """A turn of ``client`` within the server's bounds on tool rounds and calls."""
     return Turn(
@@ -242,13 +247,47 @@ def new_turn(
         max_calls_per_round=deps.settings.max_tool_calls_per_round,
         max_concurrent_calls=deps.settings.max_concurrent_tool_calls,
         overrides=overrides or {},
+        caller=caller or Caller(),
     )
 
 
 async def run_turn(deps: ChatDeps, turn: Turn) -> TurnResult:
-    """Run ``turn`` to its answer (errors as ``ChatError``s), counted in the metrics."""
-    async with turn_errors(deps, turn):
-        result = await turn.run()
+    """Run ``turn`` to its answer (errors as ``ChatError``s), counted in the metrics and in
+    the usage, answered or not."""
+    result, started, ok = turn.new_result(), time.perf_counter(), False
+    try:
+        async with turn_errors(deps, turn):
+            await turn.run(result)
+        ok = True
+    finally:
+        record_usage(deps, turn, result, ok=ok, seconds=time.perf_counter() - started)
     if deps.metrics is not None:
         deps.metrics.turn(result, turn.client.provider)
     return result
+
+
+def record_usage(
+    deps: ChatDeps, turn: Turn, result: TurnResult, *, ok: bool, seconds: float
+) -> None:
+    """Hand what ``turn`` cost to the usage recorder (``usage.py``); a turn that never
+    reached the upstream cost nothing and is not recorded."""
+    if deps.usage is None or not result.usage.calls:
+        return
+    target = turn.snapshot.providers.get(turn.client.provider)
+    declared = target.prices if target is not None else {}
+    caller = turn.caller
+    deps.usage.record(
+        UsageRecord.of(
+            result.usage,
+            price_of(result.model, declared),
+            client=turn.client.name,
+            route=caller.route,
+            key_name=caller.key_name,
+            session_key=caller.session_key,
+            provider=turn.client.provider,
+            model=result.model,
+            ok=ok,
+            seconds=seconds,
+            generation=turn.snapshot.generation,
+        )
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.sam.kinds import LLMClient, PluginDocument, Provider, Secret
+from reconciler.sam.samops_annotations import Price
 
 Execute = Callable[[Mapping[str, Any]], Awaitable[str]]
 
@@ -92,6 +93,8 @@ class ProviderTarget:
     base_url: str | None
     api_key: str | None
     error: str | None = None
+    prices: Mapping[str, Price] = field(default_factory=dict)
+    """What the Provider's annotations say its models cost (``serve/prices.py``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from serve import jsonwire
-from serve.chat import Turn, TurnResult
+from serve.chat import Caller, Turn
 from serve.chat_http import (
     CHAT,
     ChatDeps,
@@ -28,6 +28,7 @@ from serve.chat_http import (
     new_turn,
     openai_error_of,
     presented,
+    record_usage,
     run_turn,
     turn_errors,
 )
@@ -45,12 +46,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         body = await json_body(request, deps.settings)
         client = client_for(snapshot, str(body.get("model", "")), request)
-        authorize(client, presented(request), snapshot)
+        key_name = authorize(client, presented(request), snapshot)
         has_tools = bool(client.functions or client.plugins)
         overrides = checked_parameters(body, client.max_tokens, has_tools)
         tools = body.get("tools")
         caller_tools: list[dict[str, Any]] = tools if isinstance(tools, list) else []
-        turn = new_turn(deps, client, snapshot, body["messages"], caller_tools, overrides)
+        turn = new_turn(
+            deps,
+            client,
+            snapshot,
+            body["messages"],
+            caller_tools,
+            overrides,
+            Caller("openai", key_name),
+        )
         if body.get("stream"):
             return await _stream(request, deps, turn, body, started)
         result = await run_turn(deps, turn)
@@ -78,12 +87,16 @@ async def _stream(
     """Server-sent events, passed through from the upstream as they come. Errors before the
     first chunk are ordinary error answers; later ones end the stream with an error event.
     ``x-samops-overhead-ms`` covers the time until the first chunk."""
-    result = TurnResult({}, [p.name for p in turn.selected])
+    result = turn.new_result()
     chunks = turn.stream(result)
     options = body.get("stream_options")
     with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-    async with turn_errors(deps, turn):
-        first = await anext(chunks)
+    try:
+        async with turn_errors(deps, turn):
+            first = await anext(chunks)
+    except BaseException:  # a tool round may have run before the failed first chunk
+        record_usage(deps, turn, result, ok=False, seconds=time.perf_counter() - started)
+        raise
     response = web.StreamResponse(
         headers={
             **answer_headers(started, result, turn.snapshot, request),
@@ -99,12 +112,14 @@ async def _stream(
         event = jsonwire.dumps({**chunk, "model": turn.client.name})
         await response.write(b"data: " + event + b"\n\n")
 
+    ok = False
     try:
         try:
             await send(first)
             async with asyncio.timeout(deps.settings.deadline_seconds):
                 async for chunk in chunks:
                     await send(chunk)
+            ok = True
         except (UpstreamError, TimeoutError) as exc:
             code = getattr(exc, "code", "deadline_exceeded")
             await response.write(openai_stream_error(code, str(exc) or "the turn took too long"))
@@ -114,6 +129,7 @@ async def _stream(
         log.debug("caller went away", extra={"path": request.path})
     finally:
         await chunks.aclose()
+        record_usage(deps, turn, result, ok=ok, seconds=time.perf_counter() - started)
         if deps.metrics is not None:
             deps.metrics.turn(result, turn.client.provider)
     return response

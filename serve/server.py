@@ -68,6 +68,7 @@ from serve.providers import Providers
 from serve.sessions import SessionStore
 from serve.settings import ProviderSettings, ServerOptions, ServingSettings, UpstreamEnvironment
 from serve.snapshot import ServingState
+from serve.usage import UsageMetrics, UsageRecorder
 from serve.workers import (
     WAKE_SIGNAL,
     WorkerConfig,
@@ -166,6 +167,7 @@ async def serve_until_stopped(
         sessions = SessionStore(
             engine, on_unstored=lambda reason, turns: metrics.unstored.labels(reason).inc(turns)
         )
+        usage = UsageRecorder(engine, metrics=UsageMetrics(registry))
         refresh = asyncio.Event()
 
         def wake(reason: str) -> None:
@@ -192,7 +194,15 @@ async def serve_until_stopped(
         )
         add_chat_routes(
             app,
-            ChatDeps(state, providers, sessions, options.chat, metrics, options.admin_key_digest),
+            ChatDeps(
+                state,
+                providers,
+                sessions,
+                options.chat,
+                metrics,
+                options.admin_key_digest,
+                usage=usage,
+            ),
         )
         add_preview_route(
             app,
@@ -215,7 +225,7 @@ async def serve_until_stopped(
         )
         if options.demo:
             add_demo_routes(app, default_data_dir())
-        app.cleanup_ctx.append(_serving_parts(engine, sessions, providers, state, refresh))
+        app.cleanup_ctx.append(_serving_parts(engine, sessions, usage, providers, state, refresh))
         if daemon is not None:
             daemon.on_generation = lambda _generation: refresh.set()
         group: WorkerGroup | None = None
@@ -278,7 +288,7 @@ async def serve_until_stopped(
             tasks.add(
                 asyncio.create_task(watch_primary(worker.primary_pid, stop), name="samops-primary")
             )
-        watched = {*tasks, sessions.writer}  # the session writer is closed, not cancelled
+        watched = {*tasks, sessions.writer, usage.records.writer}  # writers close, not cancel
         try:
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             stop.set()
@@ -300,19 +310,22 @@ async def serve_until_stopped(
 def _serving_parts(
     engine: Engine,
     sessions: SessionStore,
+    usage: UsageRecorder,
     providers: Providers,
     state: ServingState,
     refresh: asyncio.Event,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """The application's cleanup context: what serving needs beside the HTTP site, started
-    with the application and stopped with it, in reverse order: the session writer (a root
-    task: its failure stops the process; at shutdown it writes what is queued first), the
+    with the application and stopped with it, in reverse order: the session and usage
+    writers (root tasks: a failure stops the process; at shutdown they write what is queued
+    first), the
     PostgreSQL generation listener (notifications first, the poll as fallback), the upstream
     clients and the SQL pools of compiled plugins."""
 
     async def parts(_app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         sessions.start()
+        usage.records.start()
         listener = None
         if engine.dialect.name == "postgresql":
 
@@ -327,6 +340,7 @@ def _serving_parts(
             if listener is not None:
                 await asyncio.to_thread(listener.stop)
             await sessions.close()
+            await usage.records.close()
             await providers.close()
             state.close()
 

@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from serve import jsonwire
-from serve.chat import TurnResult, text_of
+from serve.chat import Caller, Turn, TurnResult, text_of
 from serve.chat_http import (
     CHAT,
     ChatDeps,
@@ -136,6 +136,11 @@ class _Prompt:
             earlier = thread[: max(i for i, m in enumerate(thread) if m.get("role") == "user")]
         self.messages = [*bounded_history(earlier, deps.settings), self.prompt]
 
+    def turn(self) -> Turn:
+        """The prompt's turn, its usage recorded for its key and session."""
+        caller = Caller("smarter", self.opened_by, self.session_key)
+        return new_turn(self.deps, self.client, self.snapshot, self.messages, caller=caller)
+
     def answer(self, result: TurnResult) -> dict[str, Any]:
         """The prompt's answer document, and its turn recorded in the session."""
         added = [self.prompt] if self.history is not None else self.messages
@@ -175,9 +180,7 @@ async def _prompt(request: web.Request, reference: str) -> web.StreamResponse:
         await prompt.prepare(reference)
         if "text/event-stream" in request.headers.get("Accept", ""):
             return await _streamed(prompt)
-        result = await run_turn(
-            deps, new_turn(deps, prompt.client, prompt.snapshot, prompt.messages)
-        )
+        result = await run_turn(deps, prompt.turn())
     except ChatError as error:
         response = smarter_error_of(error, "prompt")
         response.headers.update(answer_headers(prompt.started, None, prompt.snapshot, request))
@@ -191,7 +194,7 @@ async def _streamed(prompt: _Prompt) -> web.StreamResponse:
     with the status and the document the prompt answers without a stream."""
     deps, request = prompt.deps, prompt.request
     events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    turn = new_turn(deps, prompt.client, prompt.snapshot, prompt.messages)
+    turn = prompt.turn()
     turn.progress = events.put_nowait
     response = web.StreamResponse(
         headers={

@@ -46,13 +46,13 @@ from reconciler.sam.kinds import (
     Plugin,
     PluginDocument,
     Provider,
-    ProviderConfig,
     Secret,
     SmarterAuthToken,
     SqlConnection,
     SqlPlugin,
 )
 from reconciler.sam.references import PLUGIN_KINDS, ReferrerIndex, targets
+from reconciler.sam.samops_annotations import declared_prices
 from reconciler.store.changes import changes_since
 from reconciler.store.db import reading
 from reconciler.store.read import read_actual, read_identities, read_state
@@ -282,7 +282,7 @@ class ServingState:
             self._sql_engines.pop(key).dispose()  # pools of changed connections are closed
         if kinds & {"Provider", "Secret"}:
             self._providers = {
-                name: self._provider(name, model.spec.provider, secrets)
+                name: self._provider(name, model, secrets)
                 for name, model in self._of(Provider).items()
             }
         connections = _Connections(self._of(SqlConnection), self._of(ApiConnection), secrets)
@@ -331,13 +331,15 @@ class ServingState:
     # --- compiling --------------------------------------------------------------------------
 
     def _provider(
-        self, name: str, config: ProviderConfig, secrets: Mapping[str, Secret]
+        self, name: str, provider: Provider, secrets: Mapping[str, Secret]
     ) -> ProviderTarget:
+        config = provider.spec.provider
+        prices = declared_prices(provider.metadata.annotations)
         try:
             key = _secret(config.api_key, secrets)
         except SecretUnavailable as exc:
-            return ProviderTarget(name, config.base_url, None, str(exc))
-        return ProviderTarget(name, config.base_url, key)
+            return ProviderTarget(name, config.base_url, None, str(exc), prices)
+        return ProviderTarget(name, config.base_url, key, prices=prices)
 
     def _plugin(self, plugin: PluginDocument, connections: _Connections) -> CompiledPlugin:
         name = plugin.name

@@ -1,7 +1,7 @@
 """The ``samops`` command. Thin: each command parses, calls one library function, prints.
 
 The commands live by what they touch: ``revisions`` (validate, schema, plan, apply),
-``state`` (status, get, describe, suspend, resume, reconcile, db), ``secrets`` (keys,
+``state`` (status, get, describe, suspend, resume, reconcile, db), ``usage``, ``secrets`` (keys,
 secrets), ``meta`` (version, completion); ``common`` holds what they share. ``run``, ``serve``
 and ``chat`` come from the ``serve`` package through the ``samops.commands`` entry point, so
 that this package never imports it (DESIGN.md).
@@ -29,6 +29,7 @@ from reconciler.cli.meta import completion, version
 from reconciler.cli.revisions import apply, plan, schema, validate
 from reconciler.cli.secrets import keys, secrets
 from reconciler.cli.state import db, describe, get_command, reconcile, resume, status, suspend
+from reconciler.cli.usage import usage
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "cli", "database_options", "fail", "main"]
 
@@ -118,6 +119,7 @@ for command in (
     resume,
     reconcile,
     db,
+    usage,
     keys,
     secrets,
     version,

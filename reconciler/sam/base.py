@@ -18,6 +18,8 @@ from typing import Annotated, Any, get_args
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from reconciler.sam.samops_annotations import check_samops_annotation
+
 NAME_MAX_CHARS = 50
 NAME_PATTERN = r"^[a-z0-9_]+$"
 SEMVER_PATTERN = (
@@ -181,6 +183,7 @@ def _check_annotation(item: Any) -> Any:
         raise ValueError(
             f"the value of the annotation {key!r} is over {ANNOTATION_VALUE_MAX_CHARS} characters"
         )
+    check_samops_annotation(str(key), text or "")  # samops' own settings (samops_annotations)
     return {str(key): text or ""}
 
 

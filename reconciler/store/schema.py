@@ -24,8 +24,10 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -398,3 +400,30 @@ chat_plugin_uses = _session_record(
     "chat_plugin_uses",
     Column("plugin", String(NAME), nullable=False),
 )
+
+chat_usage = Table(
+    "chat_usage",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, comment="when the turn ended"),
+    Column("client", String(NAME), nullable=False),
+    Column("route", String(20), nullable=False, comment="openai or smarter"),
+    Column("key_name", String(NAME), comment="the SmarterAuthToken of the key; NULL: none"),
+    Column("session_key", String(64), comment="the chat session (Smarter's routes)"),
+    Column("provider", String(NAME), nullable=False),
+    Column("model", String(200), nullable=False, comment="the model the upstream was asked for"),
+    Column("outcome", String(20), nullable=False),
+    Column("upstream_calls", Integer, nullable=False),
+    Column("prompt_tokens", BigInteger, comment="NULL: an upstream call did not say"),
+    Column("completion_tokens", BigInteger),
+    Column("total_tokens", BigInteger),
+    Column("cost_usd", Numeric(20, 10), comment="NULL: unknown (no price for the model)"),
+    Column("latency_ms", Integer, nullable=False),
+    Column("generation", BigInteger, nullable=False, comment="configuration that answered"),
+    CheckConstraint("outcome IN ('ok', 'failed')", name="outcome"),
+    Index("ix_chat_usage_client_at", "client", "at"),
+    Index("ix_chat_usage_key_name_at", "key_name", "at"),
+    Index("ix_chat_usage_at", "at"),
+)
+"""What each chat turn cost: one row per turn, written in batches off the request path
+(``serve/usage.py``); ``samops usage`` and plain SQL read it."""

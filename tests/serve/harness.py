@@ -21,6 +21,7 @@ from serve.providers import Providers
 from serve.sessions import SessionStore
 from serve.settings import ChatSettings, ProviderSettings, ServingSettings
 from serve.snapshot import ServingState
+from serve.usage import UsageRecorder
 
 
 @asynccontextmanager
@@ -34,6 +35,7 @@ async def chat_routes(
     settings: ChatSettings | None = None,
     timeout: float = 60.0,
     retries: int = 0,
+    usage: UsageRecorder | None = None,
 ) -> AsyncIterator[str]:
     """The chat routes over the state applied on ``engine``, the built-in ``openai`` provider
     pointing at ``upstream_url``; yields the base URL. ``sessions`` stays the caller's."""
@@ -55,7 +57,9 @@ async def chat_routes(
             served_generation=lambda: state.snapshot.generation,
         )
     )
-    add_chat_routes(app, ChatDeps(state, providers, sessions, settings or ChatSettings()))
+    add_chat_routes(
+        app, ChatDeps(state, providers, sessions, settings or ChatSettings(), usage=usage)
+    )
     add_preview_route(app, PreviewDeps(None, None, http, state.settings))  # off: no admin key
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -14,15 +14,15 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy import Engine, event, select, text
+from sqlalchemy import Engine, select
 
 from reconciler.apply import apply_revision
 from reconciler.source import DirectorySource, validate_source
@@ -32,6 +32,7 @@ from serve.sessions import SessionNotYours, SessionStore, SessionsUnavailable, T
 from tests.conftest import MANIFESTS
 from tests.fakes.upstream import REQUESTS, create_scripted_app
 from tests.serve.harness import chat_routes
+from tests.serve.outages import Outages
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 
@@ -108,88 +109,6 @@ def logged(caplog: pytest.LogCaptureFixture, level: int, text: str) -> Callable[
         )
 
     return seen
-
-
-class Outages:
-    """Real ways to make the store's database fail, for SQLite and PostgreSQL."""
-
-    def __init__(self, engine: Engine, admin: Engine | None) -> None:
-        self.engine, self.admin = engine, admin
-        self.max_pages: int | None = None
-        if engine.dialect.name == "sqlite":
-
-            @event.listens_for(engine, "connect")
-            def _fail_fast(dbapi_connection: Any, _record: Any) -> None:
-                dbapi_connection.execute("PRAGMA busy_timeout = 50")
-                if self.max_pages is not None:
-                    dbapi_connection.execute(f"PRAGMA max_page_count = {self.max_pages}")
-
-            engine.dispose()
-
-    def _postgres(self, *statements: str) -> None:
-        assert self.admin is not None
-        name = self.engine.url.database
-        with self.admin.connect() as connection:
-            for statement in statements:
-                connection.exec_driver_sql(statement.format(name=name))
-            connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-
-    @contextmanager
-    def unreachable(self) -> Iterator[None]:
-        """Neither reads nor writes work."""
-        if self.engine.dialect.name == "sqlite":
-            # A held write lock is no outage for reads (they never wait for a writer), so the
-            # file goes away: new connections fail with "unable to open database file".
-            path = Path(str(self.engine.url.database))
-            self.engine.dispose()
-            files = [path, *(path.with_name(path.name + x) for x in ("-wal", "-shm"))]
-            moved = [(f, f.with_name(f.name + ".away")) for f in files if f.exists()]
-            for original, away in moved:
-                original.rename(away)
-            path.mkdir()
-            try:
-                yield
-            finally:
-                path.rmdir()
-                for original, away in moved:
-                    away.rename(original)
-                self.engine.dispose()
-            return
-        self._postgres('ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        try:
-            yield
-        finally:
-            self._postgres('ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-
-    @contextmanager
-    def read_only(self) -> Iterator[None]:
-        """Reads work, writes fail."""
-        if self.engine.dialect.name == "sqlite":
-            with self.engine.connect() as connection:
-                self.max_pages = connection.exec_driver_sql("PRAGMA page_count").scalar_one()
-            self.engine.dispose()
-            try:
-                yield
-            finally:
-                self.max_pages = None
-                self.engine.dispose()
-            return
-        self._postgres('ALTER DATABASE "{name}" SET default_transaction_read_only = on')
-        try:
-            yield
-        finally:
-            self._postgres('ALTER DATABASE "{name}" RESET default_transaction_read_only')
-
-
-@pytest.fixture
-def outages(engine: Engine, postgres_admin: Engine | None) -> Outages:
-    return Outages(engine, postgres_admin)
 
 
 def fast_store(engine: Engine, **settings: Any) -> SessionStore:

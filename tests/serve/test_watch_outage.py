@@ -19,16 +19,11 @@ from serve.server import watch_generations as _watch_generations
 from serve.settings import ServingSettings
 from serve.snapshot import ServingState
 from tests.conftest import MANIFESTS
-from tests.serve.test_sessions import Outages
+from tests.serve.outages import Outages
 
 LOGGER = "samops.run"
 
 MESSAGE = "cannot load the serving state; serving the last one"
-
-
-@pytest.fixture
-def outages(engine: Engine, postgres_admin: Engine | None) -> Outages:
-    return Outages(engine, postgres_admin)
 
 
 def test_an_outage_is_logged_once_then_sparsely_then_its_end(
