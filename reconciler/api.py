@@ -34,12 +34,14 @@ from reconciler.metrics import ReconcilerMetrics
 from reconciler.refs import LocalRefReader, RefError, RefReader, Validator, ref_reader_for
 from reconciler.report import describe, get_table
 from reconciler.sealing import unseal
-from reconciler.settings import DaemonSettings, setting, unknown_variables
+from reconciler.settings import WHOLE_PASS_CHILD_FILES, DaemonSettings, setting, unknown_variables
+from reconciler.whole import start_child_server
 
 __all__ = [
     "GENERATION_CHANNEL",
     "PLAINTEXT_SECRETS_OPTION",
     "SUBPATH_OPTION",
+    "WHOLE_PASS_CHILD_FILES",
     "Daemon",
     "DaemonSettings",
     "DirectoryFollower",
@@ -69,6 +71,7 @@ __all__ = [
     "ref_reader_for",
     "setting",
     "source_option",
+    "start_child_server",
     "unknown_variables",
     "unseal",
 ]

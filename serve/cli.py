@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from reconciler.api import (
     PLAINTEXT_SECRETS_OPTION,
     SUBPATH_OPTION,
+    WHOLE_PASS_CHILD_FILES,
     Daemon,
     DaemonSettings,
     ReconcilerMetrics,
@@ -27,18 +28,17 @@ from reconciler.api import (
     fail,
     leader_lock_for,
     source_option,
+    start_child_server,
     unknown_variables,
 )
 from reconciler.errors import SourceError
 from reconciler.sam.load import LoadOptions
 from reconciler.sam.secret_access import SecretAccess
-from reconciler.settings import WHOLE_PASS_CHILD_FILES
 from reconciler.store.db import (
     DatabaseError,
     default_data_dir,
     open_database,
 )
-from reconciler.whole import start_child_server
 from serve import logctx
 from serve.cli_options import server_options
 from serve.server import choose_follower, run_server, serve_until_stopped
