@@ -150,8 +150,10 @@ def run(*, clients: int, kinds: list[str], postgres_url: str) -> Section:
         COLUMNS,
         rows,
         [
-            "The reconcile steps are a running daemon's passes: each process first passes over "
-            "the previous, applied revision (untimed) to fill its parse cache, so their peak "
-            "RSS is what the daemon holds.",
+            "The reconcile steps are a running daemon's passes: each process first remembers "
+            "the previous, applied revision (untimed, validated in its own process), so their "
+            "peak RSS is that warm-up's. samops run passes a whole revision of 1,000 files or "
+            "more in a child process (cold apply's peak RSS here is the daemon's, without the "
+            "child): what samops run holds is in the scale curve.",
         ],
     )
