@@ -53,8 +53,8 @@ _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 def price_of(model: str, declared: Mapping[str, Price]) -> Price | None:
     """The price of ``model``: as its provider declares it, else samops' default; None when
     neither knows it (its cost is unknown)."""
-    for name in (model, _DATED.sub("", model)):
-        found = declared.get(name) or DEFAULT_PRICES.get(name)
-        if found is not None:
-            return found
-    return None
+    found = declared.get(model) or DEFAULT_PRICES.get(model)
+    if found is None and _DATED.search(model):  # the family's price
+        family = _DATED.sub("", model)
+        found = declared.get(family) or DEFAULT_PRICES.get(family)
+    return found

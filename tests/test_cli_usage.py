@@ -116,9 +116,20 @@ def test_usage_filters_and_shows_a_table_with_unknowns_marked(recorded: str) -> 
     assert (code, output.startswith("no chat turns since ")) == (0, True)
 
 
-def test_a_window_that_is_not_one_is_a_usage_error(recorded: str) -> None:
-    code, output = run(recorded, "--since", "yesterday")
+@pytest.mark.parametrize(
+    ("since", "says"),
+    [
+        pytest.param(
+            "yesterday",
+            "'yesterday' is not a time span or a date (hint: 24h, 30m, 7d",
+            id="not-a-span",
+        ),
+        pytest.param("999999w", "'999999w' reaches back before the year 1", id="too-far"),
+    ],
+)
+def test_a_window_that_is_not_one_is_a_usage_error(recorded: str, since: str, says: str) -> None:
+    code, output = run(recorded, "--since", since)
 
     assert code == 2
-    assert "'yesterday' is not a time span or a date (hint: 24h, 30m, 7d" in output
+    assert says in output
     assert "Traceback" not in output

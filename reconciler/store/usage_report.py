@@ -27,7 +27,10 @@ def parse_since(text: str, now: dt.datetime) -> dt.datetime:
     says); ``ValueError`` with a sentence otherwise."""
     match = _SPAN.match(text.strip())
     if match is not None:
-        return now - dt.timedelta(**{_UNITS[match[2]]: int(match[1])})
+        try:
+            return now - dt.timedelta(**{_UNITS[match[2]]: int(match[1])})
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches back before the year 1") from None
     try:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:
