@@ -37,6 +37,7 @@ from reconciler.sam.kinds import (
     LLMClient,
     Secret,
 )
+from reconciler.sam.samops_annotations import misplaced
 from reconciler.sam.secret_access import SecretAccess
 from reconciler.sam.unmanaged import (
     NOT_ENFORCED_KEYS,
@@ -274,6 +275,7 @@ def load_document(
         recovered, more = _recover(model, prepared, exc, document)
         diagnostics.extend(more)
         return Resource(recovered, document, partial=True, data=prepared), diagnostics
+    diagnostics.extend(_misplaced_annotations(validated, document))
     if isinstance(validated, LLMClient):
         diagnostics.extend(not_acted_on(document, prepared))
     if isinstance(validated, Secret) and validated.spec.config.value is not None:
@@ -281,6 +283,20 @@ def load_document(
     if isinstance(validated, Secret) and options.secret_access is not None:
         diagnostics.extend(_outside_access(validated, document, options.secret_access))
     return Resource(validated, document, data=prepared), diagnostics
+
+
+def _misplaced_annotations(model: Document, document: YamlDocument) -> list[Diagnostic]:
+    """A samops annotation on a kind it does not apply to would be ignored: an error."""
+    return [
+        document.diagnostic(
+            Severity.ERROR,
+            "misplaced-annotation",
+            f"the annotation {key!r} applies to {' and '.join(kinds)}, not to {model.KIND}",
+            ("metadata", "annotations", index),
+            hint="move it to the manifest it is about (docs/usage.md)",
+        )
+        for index, key, kinds in misplaced(model.KIND, model.metadata.annotations)
+    ]
 
 
 RECOVERY_ROUNDS = 4

@@ -3,8 +3,8 @@
 Part of Load. Smarter's ``metadata.annotations`` is a list of one-key mappings with text values,
 kept by Smarter as they are; samops reads the ones under its prefix, so that a file that sets
 them stays a valid Smarter manifest. Every key under the prefix is checked when its document is
-validated (with its position, like any other error): a misspelt one is an error, never a
-setting silently ignored.
+validated (with its position, like any other error): a misspelt one, or one on a kind it does
+not apply to (``load.py``), is an error, never a setting silently ignored.
 
 | key | kinds | value |
 |---|---|---|
@@ -53,7 +53,7 @@ class Price:
         return spent / MILLION
 
 
-KINDS_OF_KEYS = {PRICE_PREFIX: ("Provider",)}
+KINDS_OF_KEYS: dict[str, tuple[str, ...]] = {PRICE_PREFIX: ("Provider",)}
 """Which kinds each samops annotation applies to."""
 
 
@@ -86,12 +86,15 @@ def declared_prices(annotations: list[dict[str, str]]) -> dict[str, Price]:
     return prices
 
 
-def misplaced(kind: str, annotations: list[dict[str, str]]) -> list[str]:
-    """The samops annotations that do not apply to ``kind`` (a price on a client)."""
-    found = []
-    for annotation in annotations:
+def misplaced(
+    kind: str, annotations: list[dict[str, str]]
+) -> list[tuple[int, str, tuple[str, ...]]]:
+    """The samops annotations that do not apply to ``kind`` (a price on a client): their
+    index in the list, their key and the kinds they apply to."""
+    found: list[tuple[int, str, tuple[str, ...]]] = []
+    for index, annotation in enumerate(annotations):
         for key in annotation:
             for prefix, kinds in KINDS_OF_KEYS.items():
                 if key.startswith(prefix) and kind not in kinds:
-                    found.append(key)
+                    found.append((index, key, kinds))
     return found

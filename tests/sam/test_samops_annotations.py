@@ -58,3 +58,23 @@ def test_a_wrong_samops_annotation_is_an_error_at_its_line(key: str, value: str,
     assert any(
         e.startswith("m.yaml:8:7: metadata.annotations[1]: error:") and says in e for e in errors
     ), errors
+
+
+def test_a_price_on_a_client_is_an_error_not_ignored() -> None:
+    revision = validate_text("""\
+        apiVersion: smarter.sh/v1
+        kind: LLMClient
+        metadata:
+          name: support
+          description: A client.
+          annotations:
+            - samops.dev/price.gpt-4o-mini: "1 / 2"
+        spec:
+          config: {provider: openai, defaultModel: gpt-4o-mini, defaultSystemRole: Help.}
+        """)
+
+    assert not revision.valid
+    assert (
+        "m.yaml:7:7: metadata.annotations[0]: error: the annotation "
+        "'samops.dev/price.gpt-4o-mini' applies to Provider, not to LLMClient"
+    ) in rendered(revision.diagnostics)
