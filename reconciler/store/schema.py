@@ -427,3 +427,21 @@ chat_usage = Table(
 )
 """What each chat turn cost: one row per turn, written in batches off the request path
 (``serve/usage.py``); ``samops usage`` and plain SQL read it."""
+
+quota_counters = Table(
+    "quota_counters",
+    metadata,
+    Column("scope", String(200), primary_key=True, comment="what is counted, e.g. a budget"),
+    Column("period_start", DateTime(timezone=True), primary_key=True),
+    Column("used", Numeric(24, 6), nullable=False, comment="settled: what turns spent"),
+    Column(
+        "leased",
+        Numeric(24, 6),
+        nullable=False,
+        comment="handed to serving processes and not yet settled or returned",
+    ),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+"""Shared counters of budgets and rate limits, one row per scope and period: every serving
+process takes slices of a limit from here atomically (``store/quotas.py``), so a fleet of
+replicas shares one limit."""

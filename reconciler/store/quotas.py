@@ -1,0 +1,121 @@
+"""Shared counters of limits (budgets, rate limits): slices of a limit taken atomically.
+
+Part of the store, used by the serving processes (issue 16). A limit is shared by every
+``samops serve`` replica and ``--workers`` process: none may admit what the others already
+spent. Asking the database before every chat turn would cost each turn a round trip, so a
+process takes a *lease*, a slice of what is left, in one short transaction, admits turns
+from it locally, and settles later what its turns actually spent. One row per scope (what is
+counted: ``budget:<name>``, ``requests:client:<name>``) and period (the window it counts in):
+
+- ``used``: what settled turns spent;
+- ``leased``: slices handed out and not yet settled or returned.
+
+``lease`` grants at most ``limit - used - leased``, so the leases and what was spent never
+exceed the limit together, whatever the number of processes: the row is locked for the
+transaction (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite every write transaction
+begins ``IMMEDIATE``, one writer at a time). What
+may exceed it is only what turns spend beyond the estimate they were admitted with. A slice a
+process never settles (it was killed) stays leased until its period ends: counted as spent,
+never given twice, so the error is on the side of refusing (keep slices small).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, Engine, and_, insert, select, update
+
+from reconciler.store import schema
+from reconciler.store.db import reading
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A counter's row: what is spent and what is leased, in its period."""
+
+    scope: str
+    period_start: dt.datetime
+    used: Decimal = ZERO
+    leased: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a process gives back of one lease: ``spent`` moves from leased to used,
+    ``returned`` goes back to what others may lease."""
+
+    scope: str
+    period_start: dt.datetime
+    spent: Decimal = ZERO
+    returned: Decimal = ZERO
+
+
+def _where(scope: str, period_start: dt.datetime) -> ColumnElement[bool]:
+    table = schema.quota_counters
+    return and_(table.c.scope == scope, table.c.period_start == period_start)
+
+
+def lease(
+    engine: Engine, scope: str, period_start: dt.datetime, want: Decimal, limit: Decimal
+) -> Decimal:
+    """Take up to ``want`` of what is left of ``limit`` in the period (0 when nothing is)."""
+    table = schema.quota_counters
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE (``db.py``), one writer
+        row = connection.execute(
+            select(table.c.used, table.c.leased)
+            .where(_where(scope, period_start))
+            .with_for_update()
+        ).first()
+        used, leased = (Decimal(row.used), Decimal(row.leased)) if row else (ZERO, ZERO)
+        granted = max(ZERO, min(want, limit - used - leased))
+        if granted <= ZERO:
+            return ZERO
+        if row is None:
+            connection.execute(
+                insert(table).values(
+                    scope=scope, period_start=period_start, used=0, leased=granted, updated_at=now
+                )
+            )
+        else:
+            connection.execute(
+                update(table)
+                .where(_where(scope, period_start))
+                .values(leased=table.c.leased + granted, updated_at=now)
+            )
+    return granted
+
+
+def settle(engine: Engine, settlements: Sequence[Settlement]) -> None:
+    """Settle several leases in one transaction (the usage writer's batch)."""
+    table = schema.quota_counters
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as connection:
+        for item in settlements:
+            connection.execute(
+                update(table)
+                .where(_where(item.scope, item.period_start))
+                .values(
+                    used=table.c.used + item.spent,
+                    leased=table.c.leased - item.spent - item.returned,
+                    updated_at=now,
+                )
+            )
+
+
+def read_counter(engine: Engine, scope: str, period_start: dt.datetime) -> Counter:
+    """A counter as it stands (zeros when nothing was leased in the period)."""
+    table = schema.quota_counters
+    with reading(engine) as connection:
+        row = connection.execute(
+            select(table.c.used, table.c.leased).where(_where(scope, period_start))
+        ).first()
+        connection.rollback()
+    if row is None:
+        return Counter(scope, period_start)
+    return Counter(scope, period_start, Decimal(row.used), Decimal(row.leased))
