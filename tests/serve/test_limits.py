@@ -1,0 +1,120 @@
+"""Limits admitted locally from shared leases (``serve/limits.py``): several processes' worth
+of limiters on one database admit exactly what the limit allows, periods roll over on the
+clock, and an outage admits only what a process already holds. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine
+
+from reconciler.store.quotas import read_counter
+from serve.limits import Limit, Limiter, period_start
+from tests.serve.outages import Outages
+
+NOW = dt.datetime(2026, 11, 27, 13, 45, 30, 500, tzinfo=dt.UTC)  # a Friday
+
+
+@pytest.mark.parametrize(
+    ("period", "start"),
+    [
+        pytest.param("minute", dt.datetime(2026, 11, 27, 13, 45, tzinfo=dt.UTC), id="minute"),
+        pytest.param("hour", dt.datetime(2026, 11, 27, 13, tzinfo=dt.UTC), id="hour"),
+        pytest.param("day", dt.datetime(2026, 11, 27, tzinfo=dt.UTC), id="day"),
+        pytest.param("week", dt.datetime(2026, 11, 23, tzinfo=dt.UTC), id="week-from-monday"),
+        pytest.param("month", dt.datetime(2026, 11, 1, tzinfo=dt.UTC), id="month"),
+    ],
+)
+def test_a_period_starts_on_the_calendar_in_utc(period: str, start: dt.datetime) -> None:
+    assert period_start(period, NOW) == start
+    assert period_start(period, NOW.astimezone(dt.timezone(dt.timedelta(hours=-8)))) == start
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def test_limiters_sharing_a_limit_admit_exactly_the_limit(engine: Engine) -> None:
+    limit = Limit("requests:client:support", "minute", Decimal(100))
+
+    async def scenario() -> list[bool]:
+        clock = Clock()
+        fleet = [Limiter(engine, clock=clock) for _ in range(3)]  # three processes' worth
+        for limiter in fleet:
+            limiter.settlements.start()
+        asked = [fleet[n % 3].admit(limit, Decimal(1)) for n in range(150)]
+        admitted = [a is not None for a in await asyncio.gather(*asked)]
+        for limiter in fleet:
+            await limiter.close()
+        return admitted
+
+    admitted = asyncio.run(scenario())
+
+    assert admitted.count(True) == 100
+    counter = read_counter(engine, limit.scope, period_start("minute", NOW))
+    assert counter.used == 0 and counter.leased == 100  # admitted, not yet settled
+
+
+def test_what_a_turn_did_not_spend_is_admitted_again(engine: Engine) -> None:
+    budget = Limit("budget:support_monthly", "month", Decimal(10))
+
+    async def scenario() -> tuple[int, Decimal, Decimal]:
+        limiter = Limiter(engine, clock=Clock())
+        limiter.settlements.start()
+        admitted = 0
+        for _ in range(20):  # each turn estimated at 4 dollars, spends 1
+            admission = await limiter.admit(budget, Decimal(4))
+            if admission is None:
+                break
+            admitted += 1
+            limiter.settle(admission, Decimal(1))
+        held = limiter.held(budget.scope, period_start("month", NOW))
+        await limiter.close()
+        counter = read_counter(engine, budget.scope, period_start("month", NOW))
+        assert counter.leased == 0  # everything settled or given back
+        return admitted, counter.used, held
+
+    admitted, used, held = asyncio.run(scenario())
+
+    # Each turn leaves 3 of its 4 dollars for the next; the eighth is refused because its
+    # estimate (4) no longer fits in what is left (3), which this process held until it closed.
+    assert (admitted, used, held) == (7, Decimal(7), Decimal(3))
+
+
+def test_a_new_period_starts_from_nothing_on_the_clock(engine: Engine) -> None:
+    limit = Limit("requests:key:advisor_key", "minute", Decimal(3))
+
+    async def scenario() -> list[bool]:
+        clock = Clock()
+        limiter = Limiter(engine, clock=clock)
+        limiter.settlements.start()
+        seen = [await limiter.admit(limit, Decimal(1)) is not None for _ in range(4)]
+        clock.now = NOW + dt.timedelta(seconds=30)  # the next minute
+        seen += [await limiter.admit(limit, Decimal(1)) is not None for _ in range(4)]
+        await limiter.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [True, True, True, False, True, True, True, False]
+
+
+def test_an_outage_admits_only_what_the_process_holds(engine: Engine, outages: Outages) -> None:
+    limit = Limit("budget:lab", "day", Decimal(100))
+
+    async def scenario() -> list[bool]:
+        limiter = Limiter(engine, clock=Clock(), slice_fraction=Decimal("0.03"))
+        limiter.settlements.start()
+        assert await limiter.admit(limit, Decimal(1)) is not None  # holds a slice of 3
+        with outages.unreachable():
+            seen = [await limiter.admit(limit, Decimal(1)) is not None for _ in range(5)]
+        seen.append(await limiter.admit(limit, Decimal(1)) is not None)  # the database is back
+        await limiter.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [True, True, False, False, False, True]
