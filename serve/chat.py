@@ -27,6 +27,7 @@ from typing import Any
 from serve import jsonwire
 from serve.compiled import CompiledClient, CompiledPlugin, Snapshot, Tool
 from serve.providers import Providers, UpstreamError, translated_upstream_errors, upstream_clock
+from serve.rate_limits import RateHold
 from serve.settings import (
     DEFAULT_MAX_CONCURRENT_TOOL_CALLS,
     DEFAULT_MAX_TOOL_CALLS_PER_ROUND,
@@ -231,6 +232,8 @@ class Turn:
     """The caller's Chat Completions parameters (``serve/openai_params.py``), over the
     client's and its plugins' settings."""
     caller: Caller = field(default_factory=Caller)
+    rates: RateHold | None = None
+    """What the request took from its rate limits (``rate_limits.py``), settled at its end."""
     selected: list[CompiledPlugin] = field(init=False)
     tools: dict[str, Tool] = field(init=False)
 

@@ -37,6 +37,7 @@ from serve.chat import Caller, Turn, TurnResult
 from serve.chat_metrics import ChatMetrics
 from serve.compiled import CompiledClient, Snapshot
 from serve.errors import HttpError, openai_error_response
+from serve.limits import Limiter
 from serve.prices import price_of
 from serve.providers import Providers, UpstreamError
 from serve.sessions import (
@@ -60,6 +61,8 @@ class ChatDeps:
     """The admin key sees every client in Smarter's reads."""
     usage: UsageRecorder | None = None
     """Where each turn's usage goes (``usage.py``); None: not recorded."""
+    limiter: Limiter | None = None
+    """The shared limits (``limits.py``, ``rate_limits.py``); None: none enforced."""
 
 
 CHAT = web.AppKey("chat", ChatDeps)
@@ -70,7 +73,9 @@ ChatError = HttpError
 
 
 def openai_error_of(error: HttpError) -> web.Response:
-    return openai_error_response(error.status, error.code, str(error), error.param)
+    response = openai_error_response(error.status, error.code, str(error), error.param)
+    response.headers.update(error.headers)
+    return response
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -271,6 +276,10 @@ def record_usage(
 ) -> None:
     """Hand what ``turn`` cost to the usage recorder (``usage.py``); a turn that never
     reached the upstream cost nothing and is not recorded."""
+    if deps.limiter is not None and turn.rates is not None:
+        counted = result.usage
+        tokens = counted.total if counted.known and counted.calls else None
+        turn.rates.settle(deps.limiter, tokens if counted.calls else 0)
     if deps.usage is None or not result.usage.calls:
         return
     target = turn.snapshot.providers.get(turn.client.provider)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.sam.kinds import LLMClient, PluginDocument, Provider, Secret
-from reconciler.sam.samops_annotations import Price
+from reconciler.sam.samops_annotations import Price, RateLimits
 
 Execute = Callable[[Mapping[str, Any]], Awaitable[str]]
 
@@ -83,6 +83,8 @@ class CompiledClient:
     """The client's typed manifest (what Smarter's reads show of it)."""
     id: int
     hashed_id: str
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    """Requests and tokens a minute its annotations allow, over all replicas."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,8 @@ class Snapshot:
     """The Secret manifests, by name: where each value comes from, never a value."""
     plugins: Mapping[str, CompiledPlugin] = field(default_factory=dict)
     """Every compiled plugin, by name, whether a client uses it or not."""
+    key_limits: Mapping[str, RateLimits] = field(default_factory=dict)
+    """The rate limits of the keys of each SmarterAuthToken that declares some, by its name."""
 
     def client(self, reference: str) -> CompiledClient | None:
         """The client a route names by its integer id, its hashed id or its name, tried in

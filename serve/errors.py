@@ -21,6 +21,7 @@ application middleware (``serve/app.py``) answers them as ``internal_error``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -40,11 +41,21 @@ OPENAI_ERROR_TYPES = {
 class HttpError(Exception):
     """A request that gets an error answer: ``status``, a stable ``code``, a sentence."""
 
-    def __init__(self, status: int, code: str, message: str, *, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code = status, code
         self.param = param
         """The request parameter at fault, when one is (OpenAI's ``param``)."""
+        self.headers = dict(headers or {})
+        """Headers the answer carries (``Retry-After`` of a 429)."""
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:

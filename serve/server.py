@@ -56,6 +56,7 @@ from serve.chat_http import ChatDeps
 from serve.chat_metrics import ChatMetrics
 from serve.chat_routes import add_chat_routes
 from serve.demo import add_demo_routes
+from serve.limits import Limiter
 from serve.listening import LimitedSite
 from serve.manifest_api import ManifestApiDeps, add_manifest_api
 from serve.notify import GenerationListener
@@ -168,6 +169,7 @@ async def serve_until_stopped(
             engine, on_unstored=lambda reason, turns: metrics.unstored.labels(reason).inc(turns)
         )
         usage = UsageRecorder(engine, metrics=UsageMetrics(registry))
+        limiter = Limiter(engine)
         refresh = asyncio.Event()
 
         def wake(reason: str) -> None:
@@ -202,6 +204,7 @@ async def serve_until_stopped(
                 metrics,
                 options.admin_key_digest,
                 usage=usage,
+                limiter=limiter,
             ),
         )
         add_preview_route(
@@ -225,7 +228,9 @@ async def serve_until_stopped(
         )
         if options.demo:
             add_demo_routes(app, default_data_dir())
-        app.cleanup_ctx.append(_serving_parts(engine, sessions, usage, providers, state, refresh))
+        app.cleanup_ctx.append(
+            _serving_parts(engine, (sessions, usage, limiter), providers, state, refresh)
+        )
         if daemon is not None:
             daemon.on_generation = lambda _generation: refresh.set()
         group: WorkerGroup | None = None
@@ -288,7 +293,8 @@ async def serve_until_stopped(
             tasks.add(
                 asyncio.create_task(watch_primary(worker.primary_pid, stop), name="samops-primary")
             )
-        watched = {*tasks, sessions.writer, usage.records.writer}  # writers close, not cancel
+        writers = {sessions.writer, usage.records.writer, limiter.settlements.writer}
+        watched = {*tasks, *writers}  # the writers are closed, not cancelled
         try:
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             stop.set()
@@ -309,23 +315,24 @@ async def serve_until_stopped(
 
 def _serving_parts(
     engine: Engine,
-    sessions: SessionStore,
-    usage: UsageRecorder,
+    writers: tuple[SessionStore, UsageRecorder, Limiter],
     providers: Providers,
     state: ServingState,
     refresh: asyncio.Event,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """The application's cleanup context: what serving needs beside the HTTP site, started
-    with the application and stopped with it, in reverse order: the session and usage
-    writers (root tasks: a failure stops the process; at shutdown they write what is queued
-    first), the
+    with the application and stopped with it, in reverse order: the session, usage and
+    limit writers (root tasks: a failure stops the process; at shutdown they write what is
+    queued first, and the limits give back what this process holds), the
     PostgreSQL generation listener (notifications first, the poll as fallback), the upstream
     clients and the SQL pools of compiled plugins."""
 
     async def parts(_app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
+        sessions, usage, limiter = writers
         sessions.start()
         usage.records.start()
+        limiter.settlements.start()
         listener = None
         if engine.dialect.name == "postgresql":
 
@@ -341,6 +348,7 @@ def _serving_parts(
                 await asyncio.to_thread(listener.stop)
             await sessions.close()
             await usage.records.close()
+            await limiter.close()
             await providers.close()
             state.close()
 

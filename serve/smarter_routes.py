@@ -42,6 +42,7 @@ from serve.chat_http import (
 )
 from serve.compiled import CompiledClient, Snapshot
 from serve.errors import SMARTER_API, smarter_error_document, smarter_error_response
+from serve.rate_limits import admit as admit_rates
 from serve.sessions import (
     SESSION_KEY,
     SessionNotYours,
@@ -69,7 +70,9 @@ def envelope(data: Mapping[str, Any], command: str) -> dict[str, Any]:
 
 
 def smarter_error_of(error: ChatError, command: str) -> web.Response:
-    return smarter_error_response(error.status, error.code, str(error), command=command)
+    response = smarter_error_response(error.status, error.code, str(error), command=command)
+    response.headers.update(error.headers)
+    return response
 
 
 def base_url(request: web.Request) -> str:
@@ -135,11 +138,14 @@ class _Prompt:
         else:  # a new session starts from the thread the caller sent, up to its last prompt
             earlier = thread[: max(i for i, m in enumerate(thread) if m.get("role") == "user")]
         self.messages = [*bounded_history(earlier, deps.settings), self.prompt]
+        self.rates = await admit_rates(deps.limiter, self.client, self.opened_by, self.snapshot)
 
     def turn(self) -> Turn:
         """The prompt's turn, its usage recorded for its key and session."""
         caller = Caller("smarter", self.opened_by, self.session_key)
-        return new_turn(self.deps, self.client, self.snapshot, self.messages, caller=caller)
+        turn = new_turn(self.deps, self.client, self.snapshot, self.messages, caller=caller)
+        turn.rates = self.rates
+        return turn
 
     def answer(self, result: TurnResult) -> dict[str, Any]:
         """The prompt's answer document, and its turn recorded in the session."""

@@ -52,7 +52,7 @@ from reconciler.sam.kinds import (
     SqlPlugin,
 )
 from reconciler.sam.references import PLUGIN_KINDS, ReferrerIndex, targets
-from reconciler.sam.samops_annotations import declared_prices
+from reconciler.sam.samops_annotations import RateLimits, declared_prices, rate_limits
 from reconciler.store.changes import changes_since
 from reconciler.store.db import reading
 from reconciler.store.read import read_actual, read_identities, read_state
@@ -158,6 +158,7 @@ class ServingState:
         self._plugins: dict[str, CompiledPlugin] = {}
         self._providers: dict[str, ProviderTarget] = {}
         self._tokens: dict[str, TokenStatus] = {}
+        self._key_limits: dict[str, RateLimits] = {}
         self._client_ids: dict[str, str] = {}
         self._sql_engines: dict[str, Engine] = {}
         self._functions: dict[str, Tool] = {}
@@ -300,6 +301,11 @@ class ServingState:
                 for name, token in tokens.items()
                 for digest in token.spec.config.digest
             }
+            self._key_limits = {
+                name: limits
+                for name, token in tokens.items()
+                if (limits := rate_limits(token.metadata.annotations)) != RateLimits()
+            }
         clients = dict(self.snapshot.clients)
         self.rebuilt = set()
         for kind, name in sorted(affected):
@@ -326,6 +332,7 @@ class ServingState:
             dict(self._of(Provider)),
             dict(secrets),
             dict(self._plugins),
+            dict(self._key_limits),
         )
 
     # --- compiling --------------------------------------------------------------------------
@@ -429,6 +436,7 @@ class ServingState:
             document=client,
             id=resource_id("LLMClient", client.name),
             hashed_id=hashed_id("LLMClient", client.name),
+            rate_limits=rate_limits(client.metadata.annotations),
         )
 
     def close(self) -> None:

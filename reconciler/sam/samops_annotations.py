@@ -9,6 +9,8 @@ not apply to (``load.py``), is an error, never a setting silently ignored.
 | key | kinds | value |
 |---|---|---|
 | ``samops.dev/price.<model>`` | Provider | ``"<input> / <output>"``: USD per million tokens |
+| ``samops.dev/requests-per-minute`` | LLMClient, SmarterAuthToken | a whole number |
+| ``samops.dev/tokens-per-minute`` | LLMClient, SmarterAuthToken | a whole number |
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from decimal import Decimal
 
 PREFIX = "samops.dev/"
 PRICE_PREFIX = PREFIX + "price."
+REQUESTS_PER_MINUTE = PREFIX + "requests-per-minute"
+TOKENS_PER_MINUTE = PREFIX + "tokens-per-minute"
+MAX_RATE = 1_000_000_000
+_WHOLE = re.compile(r"^\s*\d{1,10}\s*$")
 MAX_PRICE = Decimal(1_000_000)
 """USD per million tokens; above it, a typo (a price per token written per million?)."""
 _PRICE = re.compile(r"^\s*(\d{1,7}(?:\.\d{1,9})?)\s*/\s*(\d{1,7}(?:\.\d{1,9})?)\s*$")
@@ -53,7 +59,28 @@ class Price:
         return spent / MILLION
 
 
-KINDS_OF_KEYS: dict[str, tuple[str, ...]] = {PRICE_PREFIX: ("Provider",)}
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Requests and tokens a minute (None: no limit)."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+def _rate(key: str, text: str) -> int:
+    if _WHOLE.match(text) is None or not 0 < int(text) <= MAX_RATE:
+        raise ValueError(
+            f"the value of {key!r} must be a whole number from 1 to {MAX_RATE:,}, not "
+            f"{text[:40]!r}"
+        )
+    return int(text)
+
+
+KINDS_OF_KEYS: dict[str, tuple[str, ...]] = {
+    PRICE_PREFIX: ("Provider",),
+    REQUESTS_PER_MINUTE: ("LLMClient", "SmarterAuthToken"),
+    TOKENS_PER_MINUTE: ("LLMClient", "SmarterAuthToken"),
+}
 """Which kinds each samops annotation applies to."""
 
 
@@ -65,10 +92,28 @@ def check_samops_annotation(key: str, text: str) -> None:
     if key.startswith(PRICE_PREFIX) and len(key) > len(PRICE_PREFIX):
         Price.of(text)
         return
+    if key in (REQUESTS_PER_MINUTE, TOKENS_PER_MINUTE):
+        _rate(key, text)
+        return
     raise ValueError(
         f"the annotation {key!r} is not one samops reads (hint: "
-        f"'{PRICE_PREFIX}<model>' on a Provider; see docs/usage.md)"
+        f"'{PRICE_PREFIX}<model>' on a Provider, '{REQUESTS_PER_MINUTE}' or "
+        f"'{TOKENS_PER_MINUTE}' on a client or a key; see docs/usage.md)"
     )
+
+
+def rate_limits(annotations: list[dict[str, str]]) -> RateLimits:
+    """The rate limits a client's or a key's annotations declare (a malformed one, in a row
+    written before samops read them, declares nothing)."""
+    found: dict[str, int] = {}
+    for annotation in annotations:
+        for key, text in annotation.items():
+            if key in (REQUESTS_PER_MINUTE, TOKENS_PER_MINUTE):
+                try:
+                    found[key] = _rate(key, text)
+                except ValueError:
+                    continue
+    return RateLimits(found.get(REQUESTS_PER_MINUTE), found.get(TOKENS_PER_MINUTE))
 
 
 def declared_prices(annotations: list[dict[str, str]]) -> dict[str, Price]:

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from serve.app import ServerDeps, create_app
 from serve.chat_http import ChatDeps
 from serve.chat_routes import add_chat_routes
+from serve.limits import Limiter
 from serve.preview import PreviewDeps, add_preview_route
 from serve.providers import Providers
 from serve.sessions import SessionStore
@@ -36,6 +37,7 @@ async def chat_routes(
     timeout: float = 60.0,
     retries: int = 0,
     usage: UsageRecorder | None = None,
+    limiter: Limiter | None = None,
 ) -> AsyncIterator[str]:
     """The chat routes over the state applied on ``engine``, the built-in ``openai`` provider
     pointing at ``upstream_url``; yields the base URL. ``sessions`` stays the caller's."""
@@ -58,7 +60,15 @@ async def chat_routes(
         )
     )
     add_chat_routes(
-        app, ChatDeps(state, providers, sessions, settings or ChatSettings(), usage=usage)
+        app,
+        ChatDeps(
+            state,
+            providers,
+            sessions,
+            settings or ChatSettings(),
+            usage=usage,
+            limiter=limiter,
+        ),
     )
     add_preview_route(app, PreviewDeps(None, None, http, state.settings))  # off: no admin key
     runner = web.AppRunner(app, access_log=None)
