@@ -73,7 +73,9 @@ ChatError = HttpError
 
 
 def openai_error_of(error: HttpError) -> web.Response:
-    response = openai_error_response(error.status, error.code, str(error), error.param)
+    response = openai_error_response(
+        error.status, error.code, str(error), error.param, error.openai_type
+    )
     response.headers.update(error.headers)
     return response
 

@@ -49,6 +49,7 @@ class HttpError(Exception):
         *,
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
+        openai_type: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code = status, code
@@ -56,6 +57,9 @@ class HttpError(Exception):
         """The request parameter at fault, when one is (OpenAI's ``param``)."""
         self.headers = dict(headers or {})
         """Headers the answer carries (``Retry-After`` of a 429)."""
+        self.openai_type = openai_type
+        """OpenAI's ``type`` when the status does not say it (a rate limit's ``requests`` or
+        ``tokens``)."""
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -95,17 +99,17 @@ def smarter_error_response(
 
 
 def openai_error_document(
-    status: int, code: str, message: str, param: str | None = None
+    status: int, code: str, message: str, param: str | None = None, kind: str | None = None
 ) -> dict[str, Any]:
-    kind = OPENAI_ERROR_TYPES.get(status, "api_error")
+    kind = kind or OPENAI_ERROR_TYPES.get(status, "api_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def openai_error_response(
-    status: int, code: str, message: str, param: str | None = None
+    status: int, code: str, message: str, param: str | None = None, kind: str | None = None
 ) -> web.Response:
     """OpenAI's shape (``/v1``)."""
-    document = openai_error_document(status, code, message, param)
+    document = openai_error_document(status, code, message, param, kind)
     return web.json_response(document, status=status)
 
 

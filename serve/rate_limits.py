@@ -97,4 +97,5 @@ def _refused(limiter: Limiter, whose: str, name: str, kind: str, per_minute: int
         f"the {whose} {name!r} is limited to {per_minute:,} {noun} a minute; "
         f"try again in {retry} s",
         headers={"Retry-After": str(retry)},
+        openai_type=noun,  # as OpenAI types its rate limit errors
     )

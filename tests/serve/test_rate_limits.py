@@ -132,7 +132,7 @@ def test_a_clients_requests_a_minute_hold_over_every_replica(
     assert [status for status, _, _ in answers] == [200, 200, 200, 429, 429, 429]
     _, body, retry = answers[3]
     assert retry == "40"  # the seconds to the next minute
-    assert body["error"]["code"] == "rate_limit_exceeded"
+    assert (body["error"]["code"], body["error"]["type"]) == ("rate_limit_exceeded", "requests")
     assert body["error"]["message"] == (
         "the client 'limited' is limited to 3 requests a minute; try again in 40 s"
     )
