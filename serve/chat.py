@@ -17,6 +17,7 @@ come from the client, overridden by the first selected plugin that sets them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -82,6 +83,14 @@ class TokenUsage:
         self.prompt += prompt
         self.completion += completion
         self.total += total if isinstance(total, int) and _count(total) else prompt + completion
+
+    def as_openai(self) -> dict[str, int]:
+        """OpenAI's ``usage`` object of these counts."""
+        return {
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.total,
+        }
 
 
 def _count(value: Any) -> bool:
@@ -301,6 +310,8 @@ class Turn:
             message = answer["choices"][0]["message"]
             ours = self.our_round(message.get("tool_calls") or [], with_tools)
             if ours is None:
+                if result.usage.calls > 1 and result.usage.known:  # the turn's, as billed
+                    answer["usage"] = result.usage.as_openai()
                 result.completion = answer
                 result.added.append(message)
                 return result
@@ -337,6 +348,11 @@ class Turn:
                         data = chunk.model_dump(exclude_none=True)
                         if "usage" in data:
                             usage = data["usage"]
+                            if result.usage.calls:  # the caller sees the turn's, as billed
+                                turn_total = dataclasses.replace(result.usage)
+                                turn_total.add(usage)
+                                if turn_total.known:
+                                    data["usage"] = turn_total.as_openai()
                         if live:
                             yield data
                             continue

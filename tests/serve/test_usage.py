@@ -173,7 +173,7 @@ def test_each_turn_leaves_a_row_of_its_tokens_and_cost(engine: Engine, tmp_path:
         1,
     )
     assert tool["upstream_calls"] == 2  # the tool round and the answer, summed
-    assert tool["total_tokens"] > seen["tool"].usage.total_tokens
+    assert tool["total_tokens"] == seen["tool"].usage.total_tokens  # the caller sees the turn's
     assert not any(c.usage for c in seen["chunks"])  # the caller did not ask for usage
     assert streamed["total_tokens"] > 0 and streamed["cost_usd"] is None  # no known price
     assert streamed["key_name"] == "priced_key"  # the presented key, even to a public client
@@ -279,3 +279,33 @@ async def until(condition: Any, timeout: float = 20.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+def test_a_streamed_tool_turn_tells_the_caller_what_the_whole_turn_used(
+    engine: Engine, tmp_path: Path
+) -> None:
+    async def scenario() -> Any:
+        async with served(engine, tmp_path) as (base, _usage):
+            sdk = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=KEY, max_retries=0)
+            chunks = [
+                c
+                async for c in await sdk.chat.completions.create(
+                    model="priced",
+                    messages=[{"role": "user", "content": TOOL_CALL}],
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            ]
+            await sdk.close()
+            return chunks[-1].usage
+
+    told = asyncio.run(scenario())
+
+    (row,) = rows(engine)
+    assert row["upstream_calls"] == 2
+    assert told is not None
+    assert (told.prompt_tokens, told.completion_tokens, told.total_tokens) == (
+        row["prompt_tokens"],
+        row["completion_tokens"],
+        row["total_tokens"],
+    )
