@@ -70,8 +70,7 @@ class RateLimits:
 def _rate(key: str, text: str) -> int:
     if _WHOLE.match(text) is None or not 0 < int(text) <= MAX_RATE:
         raise ValueError(
-            f"the value of {key!r} must be a whole number from 1 to {MAX_RATE:,}, not "
-            f"{text[:40]!r}"
+            f"the value of {key!r} must be a whole number from 1 to {MAX_RATE:,}, not {text[:40]!r}"
         )
     return int(text)
 

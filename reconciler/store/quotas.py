@@ -22,11 +22,13 @@ never given twice, so the error is on the side of refusing (keep slices small).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Table, and_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from reconciler.store import schema
 from reconciler.store.db import reading
@@ -67,28 +69,30 @@ def lease(
     table = schema.quota_counters
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE (``db.py``), one writer
+        # The row first, so that there is a row to lock: two processes leasing a new
+        # period's first slice at once would otherwise both find none and both insert it.
+        fresh = _insert(connection.dialect.name)(table).values(
+            scope=scope, period_start=period_start, used=0, leased=0, updated_at=now
+        )
+        connection.execute(fresh.on_conflict_do_nothing())
         row = connection.execute(
             select(table.c.used, table.c.leased)
             .where(_where(scope, period_start))
             .with_for_update()
-        ).first()
-        used, leased = (Decimal(row.used), Decimal(row.leased)) if row else (ZERO, ZERO)
-        granted = max(ZERO, min(want, limit - used - leased))
-        if granted <= ZERO:
-            return ZERO
-        if row is None:
-            connection.execute(
-                insert(table).values(
-                    scope=scope, period_start=period_start, used=0, leased=granted, updated_at=now
-                )
-            )
-        else:
+        ).one()
+        granted = max(ZERO, min(want, limit - Decimal(row.used) - Decimal(row.leased)))
+        if granted > ZERO:
             connection.execute(
                 update(table)
                 .where(_where(scope, period_start))
                 .values(leased=table.c.leased + granted, updated_at=now)
             )
     return granted
+
+
+def _insert(dialect: str) -> Callable[[Table], Any]:
+    """The dialect's ``INSERT`` (both have ``ON CONFLICT DO NOTHING``)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def settle(engine: Engine, settlements: Sequence[Settlement]) -> None:

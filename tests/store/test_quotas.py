@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import threading
 from decimal import Decimal
 
 from sqlalchemy import Engine
@@ -61,3 +62,23 @@ def test_settling_moves_spent_to_used_and_returns_the_rest(engine: Engine) -> No
     assert lease(engine, "requests:client:support", PERIOD, Decimal(100), Decimal(50)) == 18
     next_period = PERIOD + dt.timedelta(minutes=1)  # a new window starts from nothing
     assert lease(engine, "requests:client:support", next_period, Decimal(100), Decimal(50)) == 50
+
+
+def test_a_new_periods_first_slices_leased_at_once_are_all_counted(engine: Engine) -> None:
+    """Eight leases of a period nobody counted yet, released together: each finds or makes
+    the one row (it once failed with a duplicate key when two inserted it at once)."""
+    start = threading.Barrier(8)
+    granted: list[Decimal] = []
+
+    def racer() -> None:
+        start.wait(timeout=30)
+        granted.append(lease(engine, "budget:fresh", PERIOD, Decimal(10), Decimal(50)))
+
+    threads = [threading.Thread(target=racer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(granted) == [0, 0, 0, 10, 10, 10, 10, 10]
+    assert read_counter(engine, "budget:fresh", PERIOD).leased == Decimal(50)
