@@ -254,7 +254,7 @@ class Turn:
     def request(self, conversation: list[dict[str, Any]], *, with_tools: bool) -> dict[str, Any]:
         system = system_prompt(self.client, self.selected)
         body: dict[str, Any] = {
-            "model": _first(self.selected, "model", self.client.model),
+            "model": self.model(),
             "messages": ([{"role": "system", "content": system}] if system else []) + conversation,
             "temperature": _first(self.selected, "temperature", self.client.temperature),
             "max_tokens": _first(self.selected, "max_tokens", self.client.max_tokens),
@@ -277,8 +277,7 @@ class Turn:
 
     def model(self) -> str:
         """The model the upstream is asked for."""
-        model = self.overrides.get("model") or _first(self.selected, "model", self.client.model)
-        return str(model)
+        return str(_first(self.selected, "model", self.client.model))
 
     def new_result(self) -> TurnResult:
         return TurnResult({}, [p.name for p in self.selected], model=self.model())
@@ -407,7 +406,7 @@ class Turn:
 
     def _tell_llm_request(self, rounds: int) -> None:
         assert self.progress is not None
-        model = _first(self.selected, "model", self.client.model)
+        model = self.model()
         after = f" with {rounds} tool round(s) of results" if rounds else ""
         self.progress({"type": "llm_request", "message": f"Asking {model}{after}", "model": model})
 

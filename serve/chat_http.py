@@ -267,17 +267,18 @@ async def run_turn(deps: ChatDeps, turn: Turn) -> TurnResult:
             await turn.run(result)
         ok = True
     finally:
-        record_usage(deps, turn, result, ok=ok, seconds=time.perf_counter() - started)
+        account_turn(deps, turn, result, ok=ok, seconds=time.perf_counter() - started)
     if deps.metrics is not None:
         deps.metrics.turn(result, turn.client.provider)
     return result
 
 
-def record_usage(
+def account_turn(
     deps: ChatDeps, turn: Turn, result: TurnResult, *, ok: bool, seconds: float
 ) -> None:
-    """Hand what ``turn`` cost to the usage recorder (``usage.py``); a turn that never
-    reached the upstream cost nothing and is not recorded."""
+    """A turn ended: settle what it took from its rate limits (``rate_limits.py``) and hand
+    what it cost to the usage recorder (``usage.py``); a turn that never reached the upstream
+    cost nothing and leaves no usage row."""
     if deps.limiter is not None and turn.rates is not None:
         counted = result.usage
         tokens = counted.total if counted.known and counted.calls else None

@@ -21,6 +21,7 @@ from serve.chat_http import (
     CHAT,
     ChatDeps,
     ChatError,
+    account_turn,
     answer_headers,
     authorize,
     client_for,
@@ -28,7 +29,6 @@ from serve.chat_http import (
     new_turn,
     openai_error_of,
     presented,
-    record_usage,
     run_turn,
     turn_errors,
 )
@@ -97,7 +97,7 @@ async def _stream(
         async with turn_errors(deps, turn):
             first = await anext(chunks)
     except BaseException:  # a tool round may have run before the failed first chunk
-        record_usage(deps, turn, result, ok=False, seconds=time.perf_counter() - started)
+        account_turn(deps, turn, result, ok=False, seconds=time.perf_counter() - started)
         raise
     response = web.StreamResponse(
         headers={
@@ -131,7 +131,7 @@ async def _stream(
         log.debug("caller went away", extra={"path": request.path})
     finally:
         await chunks.aclose()
-        record_usage(deps, turn, result, ok=ok, seconds=time.perf_counter() - started)
+        account_turn(deps, turn, result, ok=ok, seconds=time.perf_counter() - started)
         if deps.metrics is not None:
             deps.metrics.turn(result, turn.client.provider)
     return response
