@@ -113,6 +113,16 @@ class DaemonProcess:
         )
         return found
 
+    def ready(self, timeout: float = 15.0) -> dict[str, Any]:
+        """``/readyz``'s answer once it is 200: a revision is applied *and* served (the status
+        says applied as soon as the transaction commits; serving it follows)."""
+        found: dict[str, Any] = wait_for(
+            lambda: (r := self.request("GET", "/readyz"))[0] == 200 and r[1],
+            timeout=timeout,
+            what=f"{self.base}/readyz answering 200",
+        )
+        return found
+
     def metrics(self) -> dict[str, Metric]:
         """``/metrics`` parsed: families by name (a counter's family is named without
         ``_total``; its samples keep it)."""

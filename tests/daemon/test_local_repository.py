@@ -20,10 +20,12 @@ def test_commit_is_applied_and_served_without_restart(
     daemon = start_daemon("--repo", str(repo.root), "--path", "manifests")
     first = repo.git("rev-parse", "HEAD")
     daemon.applied(first)
-    _, ready = wait_for(
-        lambda: (r := daemon.request("GET", "/readyz"))[0] == 200 and r, what="ready"
-    )
-    assert ready == {"status": "ready", "revision": first, "served_generation": 1, "worker": 0}
+    assert daemon.ready() == {
+        "status": "ready",
+        "revision": first,
+        "served_generation": 1,
+        "worker": 0,
+    }
     before = time.time()
 
     second = set_role(repo, "Be very brief.")
@@ -95,6 +97,7 @@ def test_invalid_commit_keeps_serving_then_the_next_valid_one_applies(
     daemon = start_daemon("--repo", str(repo.root), "--path", "manifests")
     good = repo.git("rev-parse", "HEAD")
     daemon.applied(good)
+    assert daemon.ready()["revision"] == good
     support = repo.root / "manifests/clients/support.yaml"
     original = support.read_text()
     support.write_text(original.replace("defaultModel", "defaultModle"))

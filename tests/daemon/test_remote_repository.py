@@ -109,13 +109,15 @@ def test_unreachable_remote_is_retried_while_serving(
     daemon = follow(start_daemon, bare, "--webhook-secret", SECRET)
     first = work.git("rev-parse", "HEAD")
     daemon.applied(first)
+    assert daemon.ready()["revision"] == first  # served, not only committed
     hidden = bare.with_name("moved.git")
     bare.rename(hidden)
     daemon.request("POST", "/hooks/git", GITHUB_PUSH, github_headers(GITHUB_PUSH))
     wait_for(
         lambda: (daemon.metric("samops_git_fetch_failures_total") or 0) >= 1, what="a failed fetch"
     )
-    assert daemon.request("GET", "/readyz")[1]["revision"] == first
+    code, ready = daemon.request("GET", "/readyz")
+    assert (code, ready.get("revision")) == (200, first), (ready, daemon.log.read_text()[-6000:])
 
     hidden.rename(bare)
     pushed = set_role(work, "Back online.")
