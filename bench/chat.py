@@ -131,6 +131,15 @@ LIMITED = """  name: support_limited
     - samops.dev/tokens-per-minute: "1000000000"
 """
 """The support client's metadata as a client under rate limits it never reaches."""
+LIMITED_BUDGET = """\
+apiVersion: smarter.sh/v1
+kind: Budget
+metadata: {name: support_limited_budget, description: A budget the bench never reaches.}
+spec:
+  config: {unit: cost, periodicLimit: 1000000000, absoluteLimit: 1000000000, period: day}
+  resources: [{kind: LLMClient, name: support_limited}]
+"""
+"""A budget on that client (both of its limits counted) that it never reaches."""
 
 
 @contextmanager
@@ -138,10 +147,12 @@ def servers(root: Path, *, workers: int = 1) -> Iterator[Servers]:
     """A scripted upstream and ``samops run --workers N`` on a copy of the example manifests
     (SQLite)."""
     shutil.copytree(ROOT / "manifests", root / "manifests")
+    shutil.rmtree(root / "manifests/budgets")  # the plain routes: no limit of any kind
     support = (root / "manifests/clients/support.yaml").read_text()
     (root / "manifests/clients/support_limited.yaml").write_text(
         support.replace("  name: support\n", LIMITED, 1)
     )
+    (root / "manifests/budgets.yaml").write_text(LIMITED_BUDGET)
     upstream_port, samops_port = free_port(), free_port()
     with ExitStack() as stack:
         upstream = scripted_upstream(upstream_port, root / "upstream.log")
@@ -184,9 +195,10 @@ def run(*, requests: int, workers: tuple[int, ...] = (1, 2)) -> Section:
             "A tool round is two upstream calls (the model asks for `calculator`, samops runs "
             "it and calls again), so its latency ratio counts both.",
             "`N workers`: `samops run --workers N`, N server processes on one port.",
-            "`+ rate limits`: the support client under a requests and a tokens limit a "
-            "minute it never reaches (their cost; issue 16's goal: at most 0.3 ms more "
-            "overhead median than the openai route, throughput within 10 %).",
+            "`+ budget + rate limits`: the support client under a requests and a tokens "
+            "limit a minute and a cost budget (a daily and an absolute limit) it never "
+            "reaches: their cost (issue 16's goal: at most 0.3 ms more overhead median than "
+            "the openai route, throughput within 10 %).",
             "Goals: overhead median < 1 ms and p99 < 5 ms; 1,500 req/s at c=16.",
         ],
     )
@@ -213,7 +225,7 @@ def _scenarios(requests: int, processes: int) -> list[dict[str, Any]]:
                 ),
                 ("smarter route", urls.smarter, {"messages": [PLAIN]}),
                 (
-                    "openai route + rate limits",
+                    "openai route + budget + rate limits",
                     urls.openai,
                     {"model": "support_limited", "messages": [PLAIN]},
                 ),

@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 from reconciler.desired import ResourceState
 from reconciler.errors import DescribeError
 from reconciler.sam.client_format import written_shape
-from reconciler.sam.kinds import Secret
+from reconciler.sam.kinds import Budget, Secret
+from reconciler.store.budgets import budget_status
 from reconciler.store.db import reading
 from reconciler.store.read import read_actual
 
@@ -43,6 +44,13 @@ GET_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "Secret": (("FROM", ("spec", "config", "value_from")),),
     "Provider": (("BASE URL", ("spec", "provider", "base_url")),),
     "SmarterAuthToken": (("ACTIVE", ("spec", "config", "is_active")),),
+    "Budget": (
+        ("UNIT", ("spec", "config", "unit")),
+        ("PERIODIC", ("spec", "config", "periodic_limit")),
+        ("PERIOD", ("spec", "config", "period")),
+        ("ABSOLUTE", ("spec", "config", "absolute_limit")),
+        ("ACTION", ("spec", "config", "action")),
+    ),
 }
 
 
@@ -104,14 +112,19 @@ def manifests(engine: Engine, kind: str, name: str | None = None) -> list[dict[s
 
 
 def describe(engine: Engine, kind: str, name: str) -> dict[str, Any]:
-    """The resource as a SAM manifest that re-applies as an empty plan."""
+    """The resource as a SAM manifest that re-applies as an empty plan. A Budget's carries
+    Smarter's read-only ``status`` block: what each of its resources spent, against which
+    limit, locked or not (ignored, with a warning, when the file is applied again)."""
     found = _selected(engine, kind, name)[0]
     if _plaintext_secret(found):
         raise DescribeError(
             f"Secret {name!r} holds a plaintext value, which samops never stores; it "
             "cannot be written back (hint: move it to valueFrom or encryptedValue)"
         )
-    return _manifest(found)
+    manifest = _manifest(found)
+    if isinstance(found.model, Budget):
+        manifest["status"] = {"resources": budget_status(engine, found.model)}
+    return manifest
 
 
 def _plaintext_secret(resource: ResourceState) -> bool:

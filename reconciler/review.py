@@ -8,7 +8,9 @@ rule, each returning ``RiskFlag``s with a level and a sentence saying why:
 
     high    a client becomes public; SQL or API access added to a client; a connection's
             target moves; a secret starts being sent to a host it was not sent to; a plaintext
-            secret appears; a deployed client is removed; a prune of many resources
+            secret appears; a deployed client is removed; a prune of many resources; a budget
+            removed or detached from a resource; a budget's limit removed or more than
+            doubled, or its action turned from block to warn
     medium  a key revoked or rotated out; a model, provider or provider endpoint changes
     low     a key gains a digest (rotation begins); a temperature is raised
 
@@ -58,6 +60,8 @@ FLAG_LEVELS: dict[str, Level] = {
     "plaintext-secret": "high",
     "deployed-client-removed": "high",
     "mass-prune": "high",
+    "budget-removed": "high",
+    "budget-weakened": "high",
     "key-revoked": "medium",
     "key-rotated": "medium",
     "model-changed": "medium",
@@ -341,6 +345,41 @@ def mass_prune(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
         yield _flag("mass-prune", "(revision)", "", reason)
 
 
+BUDGET_LIMITS = (("periodic_limit", "periodicLimit"), ("absolute_limit", "absoluteLimit"))
+RAISED_FACTOR = 2
+"""A budget's limit raised to more than this many times what it was is flagged."""
+
+
+def budgets_weakened(before: States, after: States, plan: Plan) -> Iterator[RiskFlag]:
+    """Spending that was stopped may go on: a budget removed, a resource detached, a limit
+    removed or much raised, blocking turned into warning."""
+    for name, old, new in _pairs(before, after, "Budget"):
+        if old is None:
+            continue
+        if new is None:
+            yield _flag("budget-removed", "Budget", name, "its limits no longer apply to anything")
+            continue
+        listed = {(r.kind, r.name) for r in _field(new, "spec", "resources") or ()}
+        for resource in _field(old, "spec", "resources") or ():
+            if (resource.kind, resource.name) not in listed:
+                reason = f"the {resource.kind} {resource.name!r} is detached: no longer limited"
+                yield _flag("budget-removed", "Budget", name, reason)
+        was, now = _field(old, "spec", "config"), _field(new, "spec", "config")
+        reasons = []
+        for attribute, spelled in BUDGET_LIMITS:
+            a, b = getattr(was, attribute), getattr(now, attribute)
+            if a and not b:
+                reasons.append(f"{spelled} {a} -> 0 (no limit)")
+            elif a and b > a * RAISED_FACTOR:
+                reasons.append(f"{spelled} {a} -> {b}")
+        if was.action == "block" and now.action == "warn":
+            reasons.append("action block -> warn: turns are no longer refused")
+        if was.unit != now.unit:
+            reasons.append(f"unit {was.unit} -> {now.unit}: the limits count something else")
+        if reasons:
+            yield _flag("budget-weakened", "Budget", name, ", ".join(reasons))
+
+
 RULES: tuple[Rule, ...] = (
     clients_made_public,
     keys_revoked_or_rotated,
@@ -352,4 +391,5 @@ RULES: tuple[Rule, ...] = (
     plaintext_secrets,
     deployed_clients_removed,
     mass_prune,
+    budgets_weakened,
 )

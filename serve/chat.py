@@ -23,12 +23,14 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serve import jsonwire
 from serve.compiled import CompiledClient, CompiledPlugin, Snapshot, Tool
 from serve.providers import Providers, UpstreamError, translated_upstream_errors, upstream_clock
-from serve.rate_limits import RateHold
+
+if TYPE_CHECKING:
+    from serve.admission import Holds
 from serve.settings import (
     DEFAULT_MAX_CONCURRENT_TOOL_CALLS,
     DEFAULT_MAX_TOOL_CALLS_PER_ROUND,
@@ -241,8 +243,9 @@ class Turn:
     """The caller's Chat Completions parameters (``serve/openai_params.py``), over the
     client's and its plugins' settings."""
     caller: Caller = field(default_factory=Caller)
-    rates: RateHold | None = None
-    """What the request took from its rate limits (``rate_limits.py``), settled at its end."""
+    holds: Holds | None = None
+    """What the request took from its rate limits and budgets (``admission.py``), settled at
+    its end."""
     selected: list[CompiledPlugin] = field(init=False)
     tools: dict[str, Tool] = field(init=False)
 

@@ -32,7 +32,9 @@ from aiohttp import web
 
 from reconciler.api import digests_match, presented_digests
 from serve import jsonwire, logctx
+from serve.admission import admit
 from serve.bodies import BodyTimeout, BodyTooLarge, read_body
+from serve.budgets import Budgets
 from serve.chat import Caller, Turn, TurnResult
 from serve.chat_metrics import ChatMetrics
 from serve.compiled import CompiledClient, Snapshot
@@ -63,6 +65,8 @@ class ChatDeps:
     """Where each turn's usage goes (``usage.py``); None: not recorded."""
     limiter: Limiter | None = None
     """The shared limits (``limits.py``, ``rate_limits.py``); None: none enforced."""
+    budgets: Budgets | None = None
+    """The budgets' enforcement on that limiter (``budgets.py``)."""
 
 
 CHAT = web.AppKey("chat", ChatDeps)
@@ -258,6 +262,20 @@ def new_turn(
     )
 
 
+async def admit_turn(deps: ChatDeps, turn: Turn, request: web.Request) -> None:
+    """Take the turn from its rate limits and budgets (``admission.py``), or raise their
+    429."""
+    turn.holds = await admit(
+        deps.limiter,
+        deps.budgets,
+        turn.snapshot,
+        turn.client,
+        turn.caller.key_name,
+        model=turn.model(),
+        request_bytes=request.content_length or 0,
+    )
+
+
 async def run_turn(deps: ChatDeps, turn: Turn) -> TurnResult:
     """Run ``turn`` to its answer (errors as ``ChatError``s), counted in the metrics and in
     the usage, answered or not."""
@@ -276,13 +294,11 @@ async def run_turn(deps: ChatDeps, turn: Turn) -> TurnResult:
 def account_turn(
     deps: ChatDeps, turn: Turn, result: TurnResult, *, ok: bool, seconds: float
 ) -> None:
-    """A turn ended: settle what it took from its rate limits (``rate_limits.py``) and hand
-    what it cost to the usage recorder (``usage.py``); a turn that never reached the upstream
-    cost nothing and leaves no usage row."""
-    if deps.limiter is not None and turn.rates is not None:
-        counted = result.usage
-        tokens = counted.total if counted.known and counted.calls else None
-        turn.rates.settle(deps.limiter, tokens if counted.calls else 0)
+    """A turn ended: settle what it took from its rate limits and budgets
+    (``admission.py``) and hand what it cost to the usage recorder (``usage.py``); a turn
+    that never reached the upstream cost nothing and leaves no usage row."""
+    if deps.limiter is not None and turn.holds is not None:
+        turn.holds.settle(deps.limiter, deps.budgets, result.usage)
     if deps.usage is None or not result.usage.calls:
         return
     target = turn.snapshot.providers.get(turn.client.provider)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from reconciler.sam.kinds import LLMClient, PluginDocument, Provider, Secret
@@ -110,6 +111,36 @@ class TokenStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetRule:
+    """One budget on one resource (each listed resource has the limits for itself), as the
+    serving processes enforce it (``serve/budgets.py``)."""
+
+    budget: str
+    resource: tuple[str, str]
+    """(kind, name): an LLMClient, a Provider or a SmarterAuthToken."""
+    unit: str
+    periodic_limit: Decimal
+    """0: none."""
+    period: str
+    absolute_limit: Decimal
+    """0: none."""
+    attached_at: dt.datetime
+    expires_at: dt.datetime | None
+    action: str
+    warning_threshold: int
+    message: str | None
+
+    @property
+    def scope(self) -> str:
+        """The shared counters' name (``reconciler/store/quotas.py``), without the limit."""
+        kind, name = self.resource
+        return f"budget:{self.budget}:{kind}/{name}"
+
+    def applies(self, now: dt.datetime) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     generation: int
     revision: str | None
@@ -126,6 +157,8 @@ class Snapshot:
     """Every compiled plugin, by name, whether a client uses it or not."""
     key_limits: Mapping[str, RateLimits] = field(default_factory=dict)
     """The rate limits of the keys of each SmarterAuthToken that declares some, by its name."""
+    budgets: Mapping[tuple[str, str], tuple[BudgetRule, ...]] = field(default_factory=dict)
+    """The budgets on each resource that has some, by (kind, name)."""
 
     def client(self, reference: str) -> CompiledClient | None:
         """The client a route names by its integer id, its hashed id or its name, tried in

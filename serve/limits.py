@@ -19,7 +19,12 @@ holds, then refuses: an outage never admits unlimited spending.
 
 Periods are calendar periods in UTC (``period_start``): a minute, an hour, a day, a week
 (from Monday) or a month; every process computes the same start from the clock, so a new
-period begins on every replica at the same moment, from nothing.
+period begins on every replica at the same moment, from nothing. A limit with ``since``
+counts in one period from that moment on (a budget's absolute limit).
+
+Each settlement written tells ``on_crossing`` what it moved the shared ``used`` from and to
+(``quotas.Crossing``): a threshold is crossed by exactly one settlement, in one process, so a
+budget's warning is logged once over every replica.
 """
 
 from __future__ import annotations
@@ -29,44 +34,33 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from sqlalchemy import Engine
 
 from reconciler.errors import DatabaseUnavailable
 from reconciler.store.db import translated_errors
-from reconciler.store.quotas import Settlement, lease, settle
+from reconciler.store.quotas import Crossing, Settlement, lease_left, period_start, settle
 from serve.batch_writer import BatchWriter
 
 log = logging.getLogger("samops.limits")
 ZERO = Decimal(0)
-PERIODS = ("minute", "hour", "day", "week", "month")
-
-
-def period_start(period: str, now: dt.datetime) -> dt.datetime:
-    """The start of the calendar period (UTC) that ``now`` falls in."""
-    now = now.astimezone(dt.UTC)
-    if period == "minute":
-        return now.replace(second=0, microsecond=0)
-    if period == "hour":
-        return now.replace(minute=0, second=0, microsecond=0)
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "day":
-        return day
-    if period == "week":
-        return day - dt.timedelta(days=day.weekday())
-    if period == "month":
-        return day.replace(day=1)
-    raise ValueError(f"unknown period {period!r} (one of {', '.join(PERIODS)})")
 
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """At most ``limit`` per ``period`` for ``scope`` (``budget:<name>``, ...)."""
+    """At most ``limit`` per ``period`` for ``scope`` (``budget:<name>``, ...); with
+    ``since``, at most ``limit`` from that moment on, in one period that never ends (a
+    budget's absolute limit, from when it was attached)."""
 
     scope: str
     period: str
     limit: Decimal
+    since: dt.datetime | None = None
+
+    def start(self, now: dt.datetime) -> dt.datetime:
+        """Where the counter that ``now`` falls in starts."""
+        return self.since if self.since is not None else period_start(self.period, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +92,12 @@ class Limiter:
         self.engine, self.slice_fraction, self.clock = engine, slice_fraction, clock
         self._held: dict[Key, Decimal] = {}
         self._leasing: dict[Key, asyncio.Lock] = {}
+        self._scarce: set[Key] = set()
+        """Limits with less than two slices left to lease: each turn leases only what it
+        needs and gives back what it did not spend (exact near the end, a round trip per
+        turn)."""
+        self.on_crossing: Callable[[Crossing], None] | None = None
+        """Told of every counter's ``used`` moved by this process's settlements."""
         self.settlements: BatchWriter[Settlement] = BatchWriter(
             self._write,
             what="limit settlements",
@@ -112,23 +112,39 @@ class Limiter:
         """What this process holds of ``scope``'s limit in the period starting at ``start``."""
         return self._held.get((scope, start), ZERO)
 
-    async def admit(self, limit: Limit, estimate: Decimal) -> Admission | None:
+    async def admit(
+        self, limit: Limit, estimate: Decimal, *, minimum: Decimal | None = None
+    ) -> Admission | None:
         """Take ``estimate`` from this process's slice of ``limit``, leasing more when it is
         short; None when the limit has no room left (or the database cannot be reached and
-        the slice is spent)."""
-        start = period_start(limit.period, self.clock())
+        the slice is spent). With ``minimum``, a turn is admitted while at least that much
+        is left, with what is left as its estimate (a budget admits while it has room; what
+        the turn spends beyond is the overspend of a turn in flight)."""
+        start = limit.start(self.clock())
         key = (limit.scope, start)
         if self._held.get(key, ZERO) < estimate:
             lock = self._leasing.setdefault(key, asyncio.Lock())
             async with lock:  # concurrent turns wait for one lease, not one each
                 held = self._held.get(key, ZERO)
                 if held < estimate:
-                    want = max(estimate - held, limit.limit * self.slice_fraction)
-                    self._held[key] = held + await self._lease(limit, start, want)
+                    want = estimate - held
+                    if key not in self._scarce:
+                        want = max(want, limit.limit * self.slice_fraction)
+                    if _whole(limit.limit) and _whole(estimate):  # no fractions stranded
+                        want = want.to_integral_value(rounding=ROUND_CEILING)
+                    granted, left = await self._lease(limit, start, want)
+                    self._held[key] = held + granted
+                    if left < 2 * limit.limit * self.slice_fraction:
+                        self._scarce.add(key)
             self._return_ended(limit.scope, start)
         held = self._held.get(key, ZERO)
         if held < estimate:
-            return None
+            if minimum is None or held < minimum:
+                if key in self._scarce and held > ZERO:  # too little here: for the others
+                    self._held[key] = ZERO
+                    self.settlements.record(Settlement(limit.scope, start, returned=held))
+                return None
+            estimate = held
         self._held[key] = held - estimate
         return Admission(limit.scope, start, estimate)
 
@@ -137,9 +153,21 @@ class Limiter:
         over-counted (or loses what it under-counted), and the spending goes to the shared
         row in the next batch."""
         key = (admission.scope, admission.start)
+        returned = ZERO
         if key in self._held:
             self._held[key] += admission.estimate - spent
-        self.settlements.record(Settlement(admission.scope, admission.start, spent=spent))
+            if key in self._scarce and self._held[key] > ZERO:
+                # the limit is running out: what this process does not use goes back at
+                # once, so that the others may have it
+                returned, self._held[key] = self._held[key], ZERO
+        self.settlements.record(
+            Settlement(admission.scope, admission.start, spent=spent, returned=returned)
+        )
+
+    def count(self, scope: str, start: dt.datetime, spent: Decimal) -> None:
+        """Spending under no limit (a budget that only warns): added to the shared counter
+        in the next batch, nothing leased."""
+        self.settlements.record(Settlement(scope, start, counted=spent))
 
     async def close(self, timeout: float = 10.0) -> None:
         """Give back every slice held, and write what is pending."""
@@ -147,7 +175,10 @@ class Limiter:
             self._give_back(scope, start, held)
         await self.settlements.close(timeout)
 
-    async def _lease(self, limit: Limit, start: dt.datetime, want: Decimal) -> Decimal:
+    async def _lease(
+        self, limit: Limit, start: dt.datetime, want: Decimal
+    ) -> tuple[Decimal, Decimal]:
+        """What was granted, and what is left to lease (the limit, when unknown)."""
         try:
             return await asyncio.to_thread(self._lease_now, limit, start, want)
         except DatabaseUnavailable as exc:  # admit from what is held, no more
@@ -156,11 +187,13 @@ class Limiter:
                 limit.scope,
                 exc,
             )
-            return ZERO
+            return ZERO, limit.limit
 
-    def _lease_now(self, limit: Limit, start: dt.datetime, want: Decimal) -> Decimal:
+    def _lease_now(
+        self, limit: Limit, start: dt.datetime, want: Decimal
+    ) -> tuple[Decimal, Decimal]:
         with translated_errors(str(self.engine.url)):
-            return lease(self.engine, limit.scope, start, want, limit.limit)
+            return lease_left(self.engine, limit.scope, start, want, limit.limit)
 
     def _return_ended(self, scope: str, current: dt.datetime) -> None:
         """Slices of ``scope`` in periods before ``current`` go back (they count nothing)."""
@@ -170,21 +203,28 @@ class Limiter:
     def _give_back(self, scope: str, start: dt.datetime, held: Decimal) -> None:
         self._held.pop((scope, start), None)
         self._leasing.pop((scope, start), None)
+        self._scarce.discard((scope, start))
         if held > ZERO:
             self.settlements.record(Settlement(scope, start, returned=held))
 
     def _write(self, batch: Sequence[Settlement]) -> None:
         with translated_errors(str(self.engine.url)):
-            settle(self.engine, _merged(batch))
+            crossings = settle(self.engine, _merged(batch))
+        if self.on_crossing is not None:
+            for crossing in crossings:
+                self.on_crossing(crossing)
+
+
+def _whole(amount: Decimal) -> bool:
+    return amount == amount.to_integral_value()
 
 
 def _merged(batch: Sequence[Settlement]) -> list[Settlement]:
     """One settlement per counter: a batch of thousands of turns is a few updates."""
     merged: dict[Key, list[Decimal]] = {}
     for item in batch:
-        sums = merged.setdefault((item.scope, item.period_start), [ZERO, ZERO])
+        sums = merged.setdefault((item.scope, item.period_start), [ZERO, ZERO, ZERO])
         sums[0] += item.spent
         sums[1] += item.returned
-    return [
-        Settlement(scope, start, spent, back) for (scope, start), (spent, back) in merged.items()
-    ]
+        sums[2] += item.counted
+    return [Settlement(scope, start, *sums) for (scope, start), sums in merged.items()]

@@ -22,6 +22,7 @@ from serve.chat_http import (
     ChatDeps,
     ChatError,
     account_turn,
+    admit_turn,
     answer_headers,
     authorize,
     client_for,
@@ -35,7 +36,6 @@ from serve.chat_http import (
 from serve.errors import openai_error_response, openai_stream_error
 from serve.openai_params import checked_parameters
 from serve.providers import UpstreamError
-from serve.rate_limits import admit as admit_rates
 
 log = logging.getLogger("samops.chat")
 
@@ -61,7 +61,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             overrides,
             Caller("openai", key_name),
         )
-        turn.rates = await admit_rates(deps.limiter, client, key_name, snapshot)
+        await admit_turn(deps, turn, request)
         if body.get("stream"):
             return await _stream(request, deps, turn, body, started)
         result = await run_turn(deps, turn)

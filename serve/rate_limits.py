@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from reconciler.sam.samops_annotations import RateLimits
+from reconciler.store.quotas import period_start
 from serve.compiled import CompiledClient, Snapshot
 from serve.errors import HttpError
-from serve.limits import Admission, Limit, Limiter, period_start
+from serve.limits import Admission, Limit, Limiter
 
 ONE = Decimal(1)
 
@@ -49,6 +50,12 @@ class RateHold:
         spent = Decimal(tokens) if tokens is not None else ONE
         for admission in self.tokens:
             limiter.settle(admission, spent)
+        self.requests, self.tokens = [], []
+
+    def release(self, limiter: Limiter) -> None:
+        """Give everything back: the request was refused (by a budget) and counts nothing."""
+        for admission in (*self.requests, *self.tokens):
+            limiter.settle(admission, Decimal(0))
         self.requests, self.tokens = [], []
 
 

@@ -52,6 +52,7 @@ from reconciler.store.db import (
 from reconciler.store.status import status_document
 from serve import eventloop
 from serve.app import ServerDeps, create_app
+from serve.budgets import Budgets
 from serve.chat_http import ChatDeps
 from serve.chat_metrics import ChatMetrics
 from serve.chat_routes import add_chat_routes
@@ -170,6 +171,7 @@ async def serve_until_stopped(
         )
         usage = UsageRecorder(engine, metrics=UsageMetrics(registry))
         limiter = Limiter(engine)
+        budgets = Budgets(limiter, registry)
         refresh = asyncio.Event()
 
         def wake(reason: str) -> None:
@@ -205,6 +207,7 @@ async def serve_until_stopped(
                 options.admin_key_digest,
                 usage=usage,
                 limiter=limiter,
+                budgets=budgets,
             ),
         )
         add_preview_route(

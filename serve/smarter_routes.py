@@ -25,11 +25,12 @@ from typing import Any
 from aiohttp import web
 
 from serve import jsonwire
-from serve.chat import Caller, Turn, TurnResult, text_of
+from serve.chat import Caller, TurnResult, text_of
 from serve.chat_http import (
     CHAT,
     ChatDeps,
     ChatError,
+    admit_turn,
     answer_headers,
     authorize,
     bounded_history,
@@ -42,7 +43,6 @@ from serve.chat_http import (
 )
 from serve.compiled import CompiledClient, Snapshot
 from serve.errors import SMARTER_API, smarter_error_document, smarter_error_response
-from serve.rate_limits import admit as admit_rates
 from serve.sessions import (
     SESSION_KEY,
     SessionNotYours,
@@ -138,14 +138,9 @@ class _Prompt:
         else:  # a new session starts from the thread the caller sent, up to its last prompt
             earlier = thread[: max(i for i, m in enumerate(thread) if m.get("role") == "user")]
         self.messages = [*bounded_history(earlier, deps.settings), self.prompt]
-        self.rates = await admit_rates(deps.limiter, self.client, self.opened_by, self.snapshot)
-
-    def turn(self) -> Turn:
-        """The prompt's turn, its usage recorded for its key and session."""
         caller = Caller("smarter", self.opened_by, self.session_key)
-        turn = new_turn(self.deps, self.client, self.snapshot, self.messages, caller=caller)
-        turn.rates = self.rates
-        return turn
+        self.turn = new_turn(deps, self.client, self.snapshot, self.messages, caller=caller)
+        await admit_turn(deps, self.turn, self.request)
 
     def answer(self, result: TurnResult) -> dict[str, Any]:
         """The prompt's answer document, and its turn recorded in the session."""
@@ -186,7 +181,7 @@ async def _prompt(request: web.Request, reference: str) -> web.StreamResponse:
         await prompt.prepare(reference)
         if "text/event-stream" in request.headers.get("Accept", ""):
             return await _streamed(prompt)
-        result = await run_turn(deps, prompt.turn())
+        result = await run_turn(deps, prompt.turn)
     except ChatError as error:
         response = smarter_error_of(error, "prompt")
         response.headers.update(answer_headers(prompt.started, None, prompt.snapshot, request))
@@ -200,7 +195,7 @@ async def _streamed(prompt: _Prompt) -> web.StreamResponse:
     with the status and the document the prompt answers without a stream."""
     deps, request = prompt.deps, prompt.request
     events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    turn = prompt.turn()
+    turn = prompt.turn
     turn.progress = events.put_nowait
     response = web.StreamResponse(
         headers={

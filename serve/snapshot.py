@@ -23,6 +23,7 @@ the desired state of a revision that is not applied (``serve/preview.py``).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -41,6 +42,7 @@ from reconciler.sam.kinds import (
     KINDS,
     ApiConnection,
     ApiPlugin,
+    Budget,
     Document,
     LLMClient,
     Plugin,
@@ -53,11 +55,13 @@ from reconciler.sam.kinds import (
 )
 from reconciler.sam.references import PLUGIN_KINDS, ReferrerIndex, targets
 from reconciler.sam.samops_annotations import RateLimits, declared_prices, rate_limits
+from reconciler.store.budgets import Attachments, attachments, expires_at
 from reconciler.store.changes import changes_since
 from reconciler.store.db import reading
 from reconciler.store.read import read_actual, read_identities, read_state
 from serve.compiled import (
     EMPTY,
+    BudgetRule,
     CompiledClient,
     CompiledPlugin,
     Execute,
@@ -159,6 +163,10 @@ class ServingState:
         self._providers: dict[str, ProviderTarget] = {}
         self._tokens: dict[str, TokenStatus] = {}
         self._key_limits: dict[str, RateLimits] = {}
+        self._attachments: Attachments = {}
+        """When each budget was attached to each resource (read with the budgets)."""
+        self._budget_rules: dict[str, tuple[BudgetRule, ...]] = {}
+        self._budgets: dict[Identity, tuple[BudgetRule, ...]] = {}
         self._client_ids: dict[str, str] = {}
         self._sql_engines: dict[str, Engine] = {}
         self._functions: dict[str, Tool] = {}
@@ -197,6 +205,8 @@ class ServingState:
             else:
                 how = "all"
                 self._patch_all(connection)
+            if any(kind == "Budget" for kind, _ in self._changed):
+                self._attachments = attachments(connection)
             connection.rollback()
         snapshot = self._swap(state.generation, state.last_applied_revision)
         self.last_load = (how, self.last_changed, time.perf_counter() - started)
@@ -306,6 +316,8 @@ class ServingState:
                 for name, token in tokens.items()
                 if (limits := rate_limits(token.metadata.annotations)) != RateLimits()
             }
+        if "Budget" in kinds:
+            self._compile_budgets([name for kind, name in affected if kind == "Budget"])
         clients = dict(self.snapshot.clients)
         self.rebuilt = set()
         for kind, name in sorted(affected):
@@ -333,7 +345,45 @@ class ServingState:
             dict(secrets),
             dict(self._plugins),
             dict(self._key_limits),
+            self._budgets,
         )
+
+    def _compile_budgets(self, names: list[str]) -> None:
+        """The rules of the budgets ``names`` (gone ones dropped), and the index by resource
+        that the chat routes read (a new dict: the served one is never changed)."""
+        budgets = self._of(Budget)
+        now = dt.datetime.now(dt.UTC)
+        for name in names:
+            budget = budgets.get(name)
+            if budget is None:
+                self._budget_rules.pop(name, None)
+                continue
+            config = budget.spec.config
+            rules = []
+            for resource in budget.spec.resources:
+                # a preview (no database) counts from now: it never spends
+                since = self._attachments.get((name, resource.kind, resource.name), now)
+                rules.append(
+                    BudgetRule(
+                        budget=name,
+                        resource=(resource.kind, resource.name),
+                        unit=config.unit,
+                        periodic_limit=config.periodic_limit,
+                        period=config.period,
+                        absolute_limit=config.absolute_limit,
+                        attached_at=since,
+                        expires_at=expires_at(since, config.period, config.duration),
+                        action=config.action,
+                        warning_threshold=config.warning_threshold,
+                        message=config.message,
+                    )
+                )
+            self._budget_rules[name] = tuple(rules)
+        index: dict[Identity, list[BudgetRule]] = {}
+        for compiled in self._budget_rules.values():
+            for rule in compiled:
+                index.setdefault(rule.resource, []).append(rule)
+        self._budgets = {resource: tuple(found) for resource, found in index.items()}
 
     # --- compiling --------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ def edit_rename_remove(repo: GitRepo) -> None:
 
 def test_edit_rename_and_remove_land_exactly(engine: Engine, example_repo: GitRepo) -> None:
     first = apply_revision(engine, at_head(example_repo))
-    assert (first.outcome, first.generation, first.plan.count("create")) == ("applied", 1, 11)
+    assert (first.outcome, first.generation, first.plan.count("create")) == ("applied", 1, 12)
     edit_rename_remove(example_repo)
     revision = at_head(example_repo)
 
@@ -165,6 +165,7 @@ def test_deleting_every_client_is_refused_unless_allowed(
 ) -> None:
     apply_revision(engine, at_head(example_repo))
     shutil.rmtree(example_repo.root / "manifests/clients")
+    shutil.rmtree(example_repo.root / "manifests/budgets")  # it names a client
     example_repo.commit("remove every client")
     revision = at_head(example_repo)
 
@@ -184,7 +185,7 @@ def test_deleting_every_client_is_refused_unless_allowed(
     assert len(status(engine)["history"]) == 2  # no new sync row
     allowed = apply_revision(engine, revision, allow_empty=True)
     assert allowed.outcome == "applied"
-    assert allowed.plan.count("delete") == 3
+    assert allowed.plan.count("delete") == 4  # the three clients and the budget on one
 
 
 def test_prune_only_touches_its_own_source(engine: Engine) -> None:

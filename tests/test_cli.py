@@ -38,7 +38,7 @@ def test_example_manifests_are_valid_through_the_installed_command() -> None:
         [str(SAMOPS), "validate", str(MANIFESTS)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip().endswith("11 files, 11 resources: valid")
+    assert done.stdout.strip().endswith("12 files, 12 resources: valid")
 
 
 FIVE_MISTAKES = {

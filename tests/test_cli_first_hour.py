@@ -291,11 +291,12 @@ def test_get_yaml_re_applies_with_nothing_but_the_file_names_changed(
         "secret",
         "provider",
         "smarterauthtoken",
+        "budget",
     ):
         out = samops("get", kind, "-o", "yaml", cwd=applied).stdout
         (folder / f"{kind}.yaml").write_text(out)
     plan = json.loads(samops("plan", str(folder), "-o", "json", cwd=applied).stdout)
-    assert plan["summary"] == {"create": 0, "update": 11, "delete": 0}
+    assert plan["summary"] == {"create": 0, "update": 12, "delete": 0}
     assert {f["path"] for c in plan["changes"] for f in c["fields"]} == {"(file)"}
 
 
@@ -412,7 +413,7 @@ def many_files(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     ("command", "stage"),
-    [("validate", "files validated: 411/411"), ("apply", "changes written: 411/411")],
+    [("validate", "files validated: 412/412"), ("apply", "changes written: 412/412")],
 )
 def test_long_work_shows_progress_on_a_terminal_only(
     tmp_path: Path, many_files: Path, command: str, stage: str

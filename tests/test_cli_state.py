@@ -51,7 +51,7 @@ def test_apply_dry_run_changes_nothing(empty_schema: str, manifests: Path) -> No
     database_url = empty_schema
     code, output = run(database_url, "apply", str(manifests), "--dry-run")
     assert code == 0
-    assert output.splitlines()[-1] == "Plan: 11 to create, 0 to update, 0 to delete."
+    assert output.splitlines()[-1] == "Plan: 12 to create, 0 to update, 0 to delete."
     assert json.loads(run(database_url, "status", "--format", "json")[1])["generation"] == 0
 
 
@@ -101,6 +101,26 @@ def test_describe_output_reapplies_as_an_empty_plan(database_url: str, manifests
     assert run(database_url, "plan", str(manifests), "--detailed-exitcode")[0] == 0
 
 
+def test_a_budgets_description_shows_its_status_and_reapplies(
+    database_url: str, manifests: Path
+) -> None:
+    run(database_url, "apply", str(manifests))
+    code, text = run(database_url, "describe", "Budget", "support_daily")
+    assert code == 0
+    described = yaml.safe_load(text)
+    (resource,) = described["status"]["resources"]
+    assert resource["recordLocator"] == "LLMClient/support"
+    assert (resource["periodicActual"], resource["absoluteActual"]) == ("0", "0")
+    assert (resource["isActive"], resource["isLocked"], resource["lockReason"]) == (
+        True,
+        False,
+        None,
+    )
+    assert resource["startDate"] is not None and resource["expiresAt"] is None
+    (manifests / "budgets" / "support.yaml").write_text(text)
+    assert run(database_url, "plan", str(manifests), "--detailed-exitcode")[0] == 0
+
+
 def test_invalid_apply_exits_1_and_status_shows_the_errors(
     database_url: str, manifests: Path
 ) -> None:
@@ -137,6 +157,7 @@ def test_apply_refuses_to_delete_every_client_until_allowed(
 ) -> None:
     run(database_url, "apply", str(manifests))
     shutil.rmtree(manifests / "clients")
+    shutil.rmtree(manifests / "budgets")  # it names a client
     code, output = run(database_url, "apply", str(manifests))
     assert code == 1
     assert "would delete every LLM client (pass --allow-empty" in output
@@ -146,7 +167,7 @@ def test_apply_refuses_to_delete_every_client_until_allowed(
     assert history(database_url) == ["refused", "applied"]
     code, output = run(database_url, "apply", str(manifests), "--allow-empty")
     assert code == 0
-    assert "Plan: 0 to create, 0 to update, 3 to delete." in output
+    assert "Plan: 0 to create, 0 to update, 4 to delete." in output
 
 
 def test_plan_is_the_same_from_any_working_directory(

@@ -1,6 +1,6 @@
 """What every SAM document is: the envelope every kind shares, and the patterns kinds check.
 
-Part of Load/Validate. ``Document`` is the base of the nine kinds (``kinds.py``,
+Part of Load/Validate. ``Document`` is the base of the ten kinds (``kinds.py``,
 ``plugin_kinds.py``); the patterns are shared by the kinds and by the messages that explain
 them (``validation_errors.py``); ``canonical`` tells a validator that the data is samops'
 canonical form (a stored row) rather than a manifest.

@@ -147,5 +147,22 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             }
         },
     ),
+    "Budget": _manifest(
+        "Budget",
+        "example_budget",
+        "At most 20 dollars a month for the example client, 200 in all.",
+        {
+            "config": {
+                "unit": "cost",
+                "periodicLimit": 20,
+                "absoluteLimit": 200,
+                "period": "month",
+                "action": "block",
+                "warningThreshold": 80,
+                "message": "The example client has spent its budget for this month.",
+            },
+            "resources": [{"kind": "LLMClient", "name": "example_client"}],
+        },
+    ),
 }
 """Example manifests by kind, as written in git (camelCase keys)."""

@@ -1,7 +1,9 @@
-"""The nine SAM kinds as pydantic models, with every field, default and rule of ``SAM.md``.
+"""The SAM kinds samops manages, as pydantic models with every field, default and rule of
+``SAM.md``.
 
-The plugin kinds are in ``plugin_kinds.py`` and the envelope they all share in
-``document.py``; this module has the others and ``KINDS``, the registry of all nine.
+The plugin kinds are in ``plugin_kinds.py``, Budget in ``budget_kind.py`` and the envelope
+they all share in ``document.py``; this module has the others and ``KINDS``, the registry of
+all ten.
 
 Part of Load/Validate. Each class is one kind's whole document; rules that need only the
 document itself live here as validators, rules that need the whole revision live in
@@ -30,6 +32,7 @@ from reconciler.sam.base import (
     Text,
     UtcDateTime,
 )
+from reconciler.sam.budget_kind import Budget
 from reconciler.sam.client_format import (
     PROMPT_ATTRIBUTES,
     STYLED_ATTRIBUTES,
@@ -82,6 +85,7 @@ __all__ = [
     "ApiConnectionConfig",
     "ApiData",
     "ApiPlugin",
+    "Budget",
     "Document",
     "Header",
     "LLMClient",
@@ -418,6 +422,7 @@ KINDS: dict[str, type[Document]] = {
         Secret,
         Provider,
         SmarterAuthToken,
+        Budget,
     )
 }
 """Every kind by its ``kind:`` value."""

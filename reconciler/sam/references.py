@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.sam.base import closest
+from reconciler.sam.budget_kind import BUDGET_KINDS
 from reconciler.sam.diagnostics import Diagnostic, Severity
 from reconciler.sam.functions import canonical_function, known_function_names
 from reconciler.sam.kinds import (
@@ -121,6 +122,8 @@ REFERENCE_FIELDS: dict[str, tuple[tuple[Path, tuple[str, ...], bool], ...]] = {
         (("spec", "connection", "proxyPassword"), ("Secret",), True),
     ),
     "Provider": ((("spec", "provider", "api_key"), ("Secret",), True),),
+    # each item names its kind: {kind: LLMClient, name: support} (``named`` below)
+    "Budget": ((("spec", "resources", "*"), BUDGET_KINDS, False),),
 }
 assert set(REFERENCE_FIELDS) <= set(KINDS)
 
@@ -135,6 +138,7 @@ PREFERRED_ORDER = (
     "ApiPlugin",
     "SmarterAuthToken",
     "LLMClient",
+    "Budget",
 )
 """How kinds are listed where the graph leaves the order free (plans, status, reviews)."""
 assert set(PREFERRED_ORDER) == set(KINDS)
@@ -165,8 +169,9 @@ def names_referred_to(kind: str, data: Mapping[str, Any]) -> Iterator[tuple[str,
     """(name, kinds it may be) of every reference in a document's (or row's) data."""
     for pattern, kinds, _sensitive in REFERENCE_FIELDS.get(kind, ()):
         for _path, value in _values_at(data, pattern):
-            if isinstance(value, str) and value:
-                yield value, kinds
+            found = named(value, kinds)
+            if found is not None:
+                yield found[1], found[2]
 
 
 Identity = tuple[str, str]
@@ -232,12 +237,25 @@ def _values_at(data: Any, pattern: Path, at: Path = ()) -> Iterator[tuple[Path, 
         yield from _values_at(data[head], rest, (*at, head))
 
 
+def named(value: Any, kinds: tuple[str, ...]) -> tuple[Path, str, tuple[str, ...]] | None:
+    """(path below the value, name, kinds it may be) of a reference's value: a name, or an
+    item that names its kind and name (a Budget's resources); None when it names nothing."""
+    if isinstance(value, str) and value:
+        return (), value, kinds
+    if isinstance(value, Mapping) and isinstance(value.get("name"), str) and value["name"]:
+        kind = value.get("kind")  # a kind it may not name is the item's own error
+        return (("name",), value["name"], (kind,)) if kind in kinds else None
+    return None
+
+
 def _references(resources: Iterable[Resource]) -> Iterator[Reference]:
     for r in resources:
         for pattern, kinds, sensitive in REFERENCE_FIELDS.get(r.kind, ()):  # the one graph
             for path, value in _values_at(r.data, pattern):
-                if isinstance(value, str) and value:
-                    yield Reference(r, path, value, kinds, sensitive)
+                found = named(value, kinds)
+                if found is not None:
+                    below, name, which = found
+                    yield Reference(r, (*path, *below), name, which, sensitive)
 
 
 def _resolve(ref: Reference, index: Mapping[tuple[str, str], Resource]) -> Iterator[Diagnostic]:
@@ -246,7 +264,7 @@ def _resolve(ref: Reference, index: Mapping[tuple[str, str], Resource]) -> Itera
     if ref.kinds == ("Provider",) and ref.target in BUILTIN_PROVIDERS:
         return
     wrong_kind = [k for k in KINDS if (k, ref.target) in index]
-    wanted = " or ".join(ref.kinds) if len(ref.kinds) < 3 else "plugin"
+    wanted = "plugin" if ref.kinds == PLUGIN_KINDS else " or ".join(ref.kinds)
     candidates = [name for (kind, name) in index if kind in ref.kinds]
     if ref.kinds == ("Provider",):
         candidates += sorted(BUILTIN_PROVIDERS)

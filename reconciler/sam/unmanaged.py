@@ -1,10 +1,11 @@
 """Smarter's kinds and keys samops does not act on: skipped out loud, or refused.
 
-Part of Load. Smarter knows 25 kinds; samops manages nine. A document of a kind samops does not
+Part of Load. Smarter knows 25 kinds; samops manages ten. A document of a kind samops does not
 manage (an Account, a Vectorstore, ...) is checked for its envelope and skipped with a warning
 that says so, so a repository shared with Smarter validates. What would weaken safety if it
-were skipped is refused instead: a Budget (spending limits samops does not enforce yet) and a
-client that lists Guardrails or MCPClients, with a sentence saying what samops does not do.
+were skipped is refused instead: a client that lists Guardrails or MCPClients, with a sentence
+saying what samops does not do (and, in ``budget_kind.py``, a Budget on a kind samops serves no
+spending through).
 """
 
 from __future__ import annotations
@@ -35,10 +36,7 @@ UNMANAGED_KINDS = (
 )
 """Skipped with a warning: nothing served depends on them."""
 
-REFUSED_KINDS = {
-    "Budget": "samops does not enforce Budgets yet, and a spending limit must never be "
-    "silently dropped",
-}
+REFUSED_KINDS: dict[str, str] = {}
 """Refused: skipping them would drop a limit someone relies on."""
 
 NOT_ENFORCED_KEYS: dict[tuple[str, Path], str] = {

@@ -16,11 +16,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Table
 
 from reconciler.sam.base import alias_path
+from reconciler.sam.budget_kind import canonical_amount
 from reconciler.sam.kinds import KINDS, Secret
 from reconciler.store import schema
 
@@ -35,6 +37,8 @@ class Col:
     path: Path
     ref: Table | None = None
     timestamp: bool = False
+    amount: bool = False
+    """A decimal amount, written in the fields as text (``budget_kind.canonical_amount``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,20 @@ KIND_TABLES: dict[str, KindTable] = {
             ),
         ),
         KindTable(
+            "Budget",
+            schema.budgets,
+            (
+                *METADATA,
+                *_cols(
+                    "spec.config",
+                    "unit period duration action warning_threshold message",
+                ),
+                Col("periodic_limit", _p("spec.config.periodic_limit"), amount=True),
+                Col("absolute_limit", _p("spec.config.absolute_limit"), amount=True),
+                Col("resources", _p("spec.resources")),
+            ),
+        ),
+        KindTable(
             "LLMClient",
             schema.llm_clients,
             (
@@ -275,6 +293,8 @@ def to_column(col: Col, value: Any, ids: Mapping[Table, Mapping[str, int]]) -> A
         return ids[col.ref][value]
     if col.timestamp:
         return dt.datetime.fromisoformat(value)
+    if col.amount:
+        return Decimal(value)
     return value
 
 
@@ -287,6 +307,8 @@ def from_column(col: Col, value: Any, names: Mapping[Table, Mapping[int, str]]) 
     if col.timestamp:
         moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if col.amount:
+        return canonical_amount(Decimal(value))
     return value
 
 

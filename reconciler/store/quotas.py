@@ -21,6 +21,7 @@ never given twice, so the error is on the side of refusing (keep slices small).
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,36 @@ from reconciler.store import schema
 from reconciler.store.db import reading
 
 ZERO = Decimal(0)
+PERIODS = ("minute", "hour", "day", "week", "month")
+
+
+def period_start(period: str, now: dt.datetime) -> dt.datetime:
+    """The start of the calendar period (UTC) that ``now`` falls in."""
+    now = now.astimezone(dt.UTC)
+    if period == "minute":
+        return now.replace(second=0, microsecond=0)
+    if period == "hour":
+        return now.replace(minute=0, second=0, microsecond=0)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return day
+    if period == "week":
+        return day - dt.timedelta(days=day.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    raise ValueError(f"unknown period {period!r} (one of {', '.join(PERIODS)})")
+
+
+def add_periods(moment: dt.datetime, period: str, count: int) -> dt.datetime:
+    """``count`` periods after ``moment`` (a month later is the same day of the next month,
+    or its last day)."""
+    if period == "month":
+        months = moment.month - 1 + count
+        year, month = moment.year + months // 12, months % 12 + 1
+        day = min(moment.day, calendar.monthrange(year, month)[1])
+        return moment.replace(year=year, month=month, day=day)
+    seconds = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800}[period]
+    return moment + dt.timedelta(seconds=seconds * count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +80,27 @@ class Counter:
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """What a process gives back of one lease: ``spent`` moves from leased to used,
-    ``returned`` goes back to what others may lease."""
+    ``returned`` goes back to what others may lease; ``counted`` is spending that took no
+    lease (a budget that only warns), added to used."""
 
     scope: str
     period_start: dt.datetime
     spent: Decimal = ZERO
     returned: Decimal = ZERO
+    counted: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A counter's ``used`` before and after one settlement. Settlements of a counter are
+    written one after the other (row locks), so each amount between two settlements is
+    crossed by exactly one of them, in one process: a threshold is announced once, whatever
+    the number of replicas."""
+
+    scope: str
+    period_start: dt.datetime
+    before: Decimal
+    after: Decimal
 
 
 def _where(scope: str, period_start: dt.datetime) -> ColumnElement[bool]:
@@ -66,6 +112,13 @@ def lease(
     engine: Engine, scope: str, period_start: dt.datetime, want: Decimal, limit: Decimal
 ) -> Decimal:
     """Take up to ``want`` of what is left of ``limit`` in the period (0 when nothing is)."""
+    return lease_left(engine, scope, period_start, want, limit)[0]
+
+
+def lease_left(
+    engine: Engine, scope: str, period_start: dt.datetime, want: Decimal, limit: Decimal
+) -> tuple[Decimal, Decimal]:
+    """``lease``, and what is left to lease after it (to see a limit running out)."""
     table = schema.quota_counters
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE (``db.py``), one writer
@@ -80,14 +133,15 @@ def lease(
             .where(_where(scope, period_start))
             .with_for_update()
         ).one()
-        granted = max(ZERO, min(want, limit - Decimal(row.used) - Decimal(row.leased)))
+        left = limit - Decimal(row.used) - Decimal(row.leased)
+        granted = max(ZERO, min(want, left))
         if granted > ZERO:
             connection.execute(
                 update(table)
                 .where(_where(scope, period_start))
                 .values(leased=table.c.leased + granted, updated_at=now)
             )
-    return granted
+    return granted, max(ZERO, left - granted)
 
 
 def _insert(dialect: str) -> Callable[[Table], Any]:
@@ -95,21 +149,38 @@ def _insert(dialect: str) -> Callable[[Table], Any]:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
-def settle(engine: Engine, settlements: Sequence[Settlement]) -> None:
-    """Settle several leases in one transaction (the usage writer's batch)."""
+def settle(engine: Engine, settlements: Sequence[Settlement]) -> list[Crossing]:
+    """Settle several leases in one transaction (the usage writer's batch); what each moved
+    ``used`` from and to."""
     table = schema.quota_counters
     now = dt.datetime.now(dt.UTC)
+    crossings = []
     with engine.begin() as connection:
         for item in settlements:
-            connection.execute(
+            if item.counted:  # no lease made the row: make it
+                fresh = _insert(connection.dialect.name)(table).values(
+                    scope=item.scope,
+                    period_start=item.period_start,
+                    used=0,
+                    leased=0,
+                    updated_at=now,
+                )
+                connection.execute(fresh.on_conflict_do_nothing())
+            added = item.spent + item.counted
+            used = connection.execute(
                 update(table)
                 .where(_where(item.scope, item.period_start))
                 .values(
-                    used=table.c.used + item.spent,
+                    used=table.c.used + added,
                     leased=table.c.leased - item.spent - item.returned,
                     updated_at=now,
                 )
-            )
+                .returning(table.c.used)
+            ).scalar()
+            if used is not None and added:
+                after = Decimal(used)
+                crossings.append(Crossing(item.scope, item.period_start, after - added, after))
+    return crossings
 
 
 def read_counter(engine: Engine, scope: str, period_start: dt.datetime) -> Counter:

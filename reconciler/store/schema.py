@@ -262,6 +262,46 @@ client_tokens = Table(
     Column("token_id", ForeignKey("api_tokens.id"), nullable=False, index=True),
 )
 
+budgets = Table(
+    "budgets",
+    metadata,
+    *_resource_columns(),
+    Column("unit", String(10), nullable=False, comment="cost (US dollars) or tokens"),
+    Column("periodic_limit", Numeric(24, 6), nullable=False, comment="per period; 0: none"),
+    Column("absolute_limit", Numeric(24, 6), nullable=False, comment="in total; 0: none"),
+    Column("period", String(10), nullable=False),
+    Column("duration", Integer, nullable=False, comment="periods it applies for; 0: always"),
+    Column("action", String(10), nullable=False),
+    Column("warning_threshold", Integer, nullable=False, comment="percent; 0: never"),
+    Column("message", Text, comment="what a refused caller is told"),
+    Column(
+        "resources",
+        JSON,
+        nullable=False,
+        comment="[{kind, name, accountNumber}]: each gets the limits for itself",
+    ),
+    CheckConstraint("unit IN ('cost', 'tokens')", name="unit"),
+    CheckConstraint("action IN ('block', 'warn')", name="action"),
+    CheckConstraint("period IN ('hour', 'day', 'week', 'month')", name="period"),
+)
+
+budget_attachments = Table(
+    "budget_attachments",
+    metadata,
+    Column("budget", String(NAME), primary_key=True),
+    Column("resource_kind", String(40), primary_key=True),
+    Column("resource_name", String(NAME), primary_key=True),
+    Column(
+        "attached_at",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="when a revision first listed the resource in the budget",
+    ),
+)
+"""When each budget was attached to each of its resources (written by Apply, in the
+revision's transaction): where its absolute limit and its duration count from. A resource
+removed from the list is detached (its row goes); listed again, it starts afresh."""
+
 syncs = Table(
     "syncs",
     metadata,
@@ -433,10 +473,10 @@ quota_counters = Table(
     metadata,
     Column("scope", String(200), primary_key=True, comment="what is counted, e.g. a budget"),
     Column("period_start", DateTime(timezone=True), primary_key=True),
-    Column("used", Numeric(24, 6), nullable=False, comment="settled: what turns spent"),
+    Column("used", Numeric(30, 10), nullable=False, comment="settled: what turns spent"),
     Column(
         "leased",
-        Numeric(24, 6),
+        Numeric(30, 10),
         nullable=False,
         comment="handed to serving processes and not yet settled or returned",
     ),

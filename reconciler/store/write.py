@@ -17,6 +17,7 @@ never lists a digest twice (``sam/references.py`` checks it).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ from sqlalchemy import Connection, Table, delete, func, insert, select, update
 from reconciler.desired import Identity, ResourceState
 from reconciler.plan import Plan
 from reconciler.progress import Progress
-from reconciler.sam.kinds import Secret
+from reconciler.sam.kinds import Budget, Secret
 from reconciler.store import schema
 from reconciler.store.mapping import KIND_TABLES, KindTable, get_path, to_column, value_source
 from reconciler.store.read import REFERENCED_TABLES
@@ -220,6 +221,46 @@ def write_plan(
         if progress is not None:
             progress("changes written", done + 1, len(plan.changes))
     flush(len(plan.changes))
+    _attach_budgets(connection, plan, desired)
+
+
+def _attach_budgets(
+    connection: Connection, plan: Plan, desired: Mapping[Identity, ResourceState]
+) -> None:
+    """Keep ``budget_attachments`` in step with the budgets the plan changes: a resource a
+    budget lists for the first time is attached now; one it no longer lists is detached."""
+    table = schema.budget_attachments
+    now = dt.datetime.now(dt.UTC)
+    for change in plan.changes:
+        if change.kind != "Budget":
+            continue
+        existing = {
+            (row.resource_kind, row.resource_name)
+            for row in connection.execute(
+                select(table.c.resource_kind, table.c.resource_name).where(
+                    table.c.budget == change.name
+                )
+            )
+        }
+        listed: set[tuple[str, str]] = set()
+        if change.action != "delete":
+            budget = desired[(change.kind, change.name)].model
+            assert isinstance(budget, Budget)
+            listed = {(r.kind, r.name) for r in budget.spec.resources}
+        for kind, name in existing - listed:
+            connection.execute(
+                delete(table).where(
+                    table.c.budget == change.name,
+                    table.c.resource_kind == kind,
+                    table.c.resource_name == name,
+                )
+            )
+        new = [
+            {"budget": change.name, "resource_kind": k, "resource_name": n, "attached_at": now}
+            for k, n in sorted(listed - existing)
+        ]
+        if new:
+            connection.execute(insert(table), new)
 
 
 def _release_digests(connection: Connection, plan: Plan) -> None:

@@ -15,6 +15,7 @@ from tests.review.conftest import Files, edit, revision_of
 STACKADEMY = "clients/stackademy.yaml"
 SUPPORT = "clients/support.yaml"
 KEY = "keys/stackademy-advisor-key.yaml"
+BUDGET = "budgets/support.yaml"
 DIGEST = "sha256:c9d19165d2e87c677f3de1a62f06b749164ce2eb79e6d5aaf85b56bf072e2e45"
 OTHER_DIGEST = "sha256:" + "ab" * 32
 SPARE_KEY = f"""\
@@ -51,7 +52,11 @@ def deployed_support_removed(files: Files) -> tuple[Files, Files]:
         "    defaultMaxTokens: 1024\n",
         "    defaultMaxTokens: 1024\n    deployed: true\n",
     )
-    return base, {p: t for p, t in base.items() if p != SUPPORT}
+    return base, {p: t for p, t in base.items() if p not in (SUPPORT, BUDGET)}
+
+
+def budget_removed(files: Files) -> tuple[Files, Files]:
+    return files, {p: t for p, t in files.items() if p != BUDGET}
 
 
 def many_plugins_pruned(files: Files) -> tuple[Files, Files]:
@@ -164,7 +169,35 @@ CASES = [
         id="plaintext-secret",
     ),
     pytest.param(
-        deployed_support_removed, {"deployed-client-removed"}, id="deployed-client-removed"
+        deployed_support_removed,
+        {"deployed-client-removed", "budget-removed"},  # its budget goes with it
+        id="deployed-client-removed",
+    ),
+    pytest.param(budget_removed, {"budget-removed"}, id="budget-removed"),
+    pytest.param(
+        head_only(BUDGET, "  resources:\n    - kind: LLMClient\n      name: support\n", ""),
+        {"budget-removed"},
+        id="budget-detached-from-its-client",
+    ),
+    pytest.param(
+        head_only(BUDGET, "periodicLimit: 5", "periodicLimit: 50"),
+        {"budget-weakened"},
+        id="budget-raised-tenfold",
+    ),
+    pytest.param(
+        head_only(BUDGET, "absoluteLimit: 100", "absoluteLimit: 0"),
+        {"budget-weakened"},
+        id="budget-limit-removed",
+    ),
+    pytest.param(
+        head_only(BUDGET, "action: block", "action: warn"),
+        {"budget-weakened"},
+        id="budget-no-longer-blocks",
+    ),
+    pytest.param(
+        head_only(BUDGET, "periodicLimit: 5", "periodicLimit: 8"),
+        set(),
+        id="budget-raised-a-little-is-not-a-risk",
     ),
     pytest.param(many_plugins_pruned, {"mass-prune"}, id="many-resources-pruned"),
 ]

@@ -21,7 +21,7 @@ from tests.conftest import rendered, validate_text
 
 KINDS_HINT = (
     "kinds: LLMClient, Plugin, SqlPlugin, ApiPlugin, SqlConnection, ApiConnection, Secret, "
-    "Provider, SmarterAuthToken"
+    "Provider, SmarterAuthToken, Budget"
 )
 DIGEST = "sha256:" + "0" * 64
 SECRET_VALUE = "sk-live-4f9a2c"

@@ -59,20 +59,6 @@ def test_a_misspelt_kind_is_still_an_error_with_a_suggestion() -> None:
     assert error.hint.startswith("did you mean 'Vectorstore'?")
 
 
-def test_a_budget_is_refused_rather_than_silently_unenforced() -> None:
-    revision = validate_text(
-        """\
-        apiVersion: smarter.sh/v1
-        kind: Budget
-        metadata: {name: monthly_cap}
-        spec: {config: {unit: cost, periodicLimit: 100, period: month}}
-        """
-    )
-    (error,) = revision.errors
-    assert error.code == "not-enforced"
-    assert "does not enforce Budgets yet" in error.message
-
-
 @pytest.mark.parametrize(
     ("key", "what"), [("guardrails", "Guardrails"), ("mcpClients", "MCPClients")]
 )

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from serve.app import ServerDeps, create_app
+from serve.budgets import Budgets
 from serve.chat_http import ChatDeps
 from serve.chat_routes import add_chat_routes
 from serve.limits import Limiter
@@ -38,6 +39,7 @@ async def chat_routes(
     retries: int = 0,
     usage: UsageRecorder | None = None,
     limiter: Limiter | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> AsyncIterator[str]:
     """The chat routes over the state applied on ``engine``, the built-in ``openai`` provider
     pointing at ``upstream_url``; yields the base URL. ``sessions`` stays the caller's."""
@@ -68,6 +70,7 @@ async def chat_routes(
             settings or ChatSettings(),
             usage=usage,
             limiter=limiter,
+            budgets=Budgets(limiter, registry) if limiter is not None else None,
         ),
     )
     add_preview_route(app, PreviewDeps(None, None, http, state.settings))  # off: no admin key

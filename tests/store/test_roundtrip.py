@@ -108,7 +108,7 @@ def test_every_kind_reads_back_exactly(engine: Engine, tmp_path: Path) -> None:
         actual = read_actual(connection)
     desired = desired_state(revision.resources)
     assert {k for k, _ in desired} == set(schema_kinds := {k for k, _ in actual})
-    assert len(schema_kinds) == 9
+    assert len(schema_kinds) == 10
     for identity, state in desired.items():
         assert actual[identity].fields == state.fields, identity
         assert actual[identity].file == state.file
