@@ -89,6 +89,7 @@ class BatchWriter(Generic[Item]):
         retry_max: float = 5.0,
         log_every: float = 5.0,
         on_unstored: Callable[[str, int], None] = lambda _reason, _count: None,
+        min_interval: float = 0.0,
     ) -> None:
         """``write``: one transaction for a batch, in a worker thread; ``what``: the items'
         plural for log lines ("chat turns"); ``name``: the writer task's; ``describe``: a
@@ -96,11 +97,14 @@ class BatchWriter(Generic[Item]):
         every item that leaves the queue, written or not; ``max_pending``: items that may
         wait behind the batch being written; ``max_batch``: items per transaction;
         ``retry_initial``/``retry_max``: seconds between attempts while the database fails
-        (doubling); ``log_every``: seconds between repeated logs."""
+        (doubling); ``log_every``: seconds between repeated logs; ``min_interval``: seconds
+        from one write to the next at least (items gather meanwhile: fewer, larger
+        transactions for items nobody waits for)."""
         self.write, self.what, self.log, self.name = write, what, log, name
         self.describe, self.forget, self.on_unstored = describe, forget, on_unstored
         self.max_pending, self.max_batch = max_pending, max_batch
         self.retry_initial, self.retry_max = retry_initial, retry_max
+        self.min_interval = min_interval
         self.written = self.dropped = self.rejected = self.lost = 0
         self._queue: deque[Item] = deque()
         self._batch: list[Item] = []
@@ -214,6 +218,9 @@ class BatchWriter(Generic[Item]):
                 delay = min(delay * 2, self.retry_max)
             else:
                 delay = self.retry_initial
+                if self.min_interval and not self._closing.is_set():
+                    with contextlib.suppress(TimeoutError):  # closing cuts the rest short
+                        await asyncio.wait_for(self._closing.wait(), self.min_interval)
 
     async def _flush(self) -> None:
         """Write the batch; raise only a transient error, keeping what is left of the batch."""

@@ -180,7 +180,7 @@ class Budgets:
                 )
                 self._remember(rule)
                 continue
-            for limit, which in _limits(rule):
+            for limit, which in rule.limits:
                 self._rules.setdefault(limit.scope, (rule, which))
                 admission = await self.limiter.admit(limit, estimate, minimum=MINIMUM[rule.unit])
                 if admission is None:
@@ -213,7 +213,7 @@ class Budgets:
             )
 
     def _remember(self, rule: BudgetRule) -> None:
-        for limit, which in _limits(rule):
+        for limit, which in rule.limits:
             self._rules.setdefault(limit.scope, (rule, which))
 
     def crossed(self, crossing: Crossing) -> None:
@@ -258,22 +258,6 @@ class Budgets:
                 what,
                 extra=extra,
             )
-
-
-def _limits(rule: BudgetRule) -> list[tuple[Limit, str]]:
-    found = []
-    if rule.periodic_limit:
-        found.append(
-            (Limit(periodic_scope(rule.scope), rule.period, rule.periodic_limit), "periodic")
-        )
-    if rule.absolute_limit:
-        found.append(
-            (
-                Limit(total_scope(rule.scope), rule.period, rule.absolute_limit, rule.attached_at),
-                "absolute",
-            )
-        )
-    return found
 
 
 def _refused(rule: BudgetRule, which: str) -> HttpError:

@@ -15,6 +15,8 @@ from typing import Any
 
 from reconciler.sam.kinds import LLMClient, PluginDocument, Provider, Secret
 from reconciler.sam.samops_annotations import Price, RateLimits
+from reconciler.store.budgets import budget_scope, periodic_scope, total_scope
+from serve.limits import Limit
 
 Execute = Callable[[Mapping[str, Any]], Awaitable[str]]
 
@@ -129,12 +131,24 @@ class BudgetRule:
     action: str
     warning_threshold: int
     message: str | None
+    scope: str = field(init=False)
+    """The shared counters' name (``reconciler/store/quotas.py``), without the limit."""
+    limits: tuple[tuple[Limit, str], ...] = field(init=False)
+    """Its limits as the limiter takes them, each with 'periodic' or 'absolute'."""
 
-    @property
-    def scope(self) -> str:
-        """The shared counters' name (``reconciler/store/quotas.py``), without the limit."""
+    def __post_init__(self) -> None:
         kind, name = self.resource
-        return f"budget:{self.budget}:{kind}/{name}"
+        scope = budget_scope(self.budget, kind, name)
+        limits = []
+        if self.periodic_limit:
+            limit = Limit(periodic_scope(scope), self.period, self.periodic_limit)
+            limits.append((limit, "periodic"))
+        if self.absolute_limit:
+            since = self.attached_at
+            limit = Limit(total_scope(scope), self.period, self.absolute_limit, since)
+            limits.append((limit, "absolute"))
+        object.__setattr__(self, "scope", scope)
+        object.__setattr__(self, "limits", tuple(limits))
 
     def applies(self, now: dt.datetime) -> bool:
         return self.expires_at is None or now < self.expires_at
