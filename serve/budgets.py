@@ -37,11 +37,11 @@ from decimal import Decimal
 from prometheus_client import CollectorRegistry, Counter
 
 from reconciler.store.budgets import ADVERB, periodic_scope, total_scope
-from reconciler.store.quotas import Crossing
+from reconciler.store.quotas import Crossing, period_start
 from serve.chat import TokenUsage
 from serve.compiled import BudgetRule, CompiledClient, Snapshot
 from serve.errors import HttpError
-from serve.limits import Admission, Limit, Limiter
+from serve.limits import Admission, Limiter
 from serve.prices import Price, price_of
 
 log = logging.getLogger("samops.budgets")
@@ -134,9 +134,11 @@ class Budgets:
     def __init__(self, limiter: Limiter, registry: CollectorRegistry | None = None) -> None:
         self.limiter = limiter
         self._rules: dict[str, tuple[BudgetRule, str]] = {}
-        self._typical: dict[str, Decimal] = {}
-        """What a turn typically spends under each budget's resource (``learn``)."""
-        """Counter scope -> (its rule, 'periodic' or 'absolute'), for crossings."""
+        """Counter scope -> (its rule as last served, 'periodic' or 'absolute'), for
+        crossings: an edited budget's new limits are the ones its crossings are told of."""
+        self._typical: dict[tuple[str, str], Decimal] = {}
+        """What a turn typically spends under each budget's resource, in its unit
+        (``learn``)."""
         self.events = Counter(
             "samops_budget_events",
             "Budget events: a warning threshold or a limit crossed (counted once over every "
@@ -174,14 +176,11 @@ class Budgets:
             charge = Charge(rule, estimate)
             hold.charges.append(charge)
             if rule.action == "warn":
-                charge.starts = (
-                    Limit("", rule.period, ZERO).start(now),
-                    rule.attached_at,
-                )
+                charge.starts = (period_start(rule.period, now), rule.attached_at)
                 self._remember(rule)
                 continue
             for limit, which in rule.limits:
-                self._rules.setdefault(limit.scope, (rule, which))
+                self._rules[limit.scope] = (rule, which)
                 admission = await self.limiter.admit(limit, estimate, minimum=MINIMUM[rule.unit])
                 if admission is None:
                     hold.release(self.limiter)
@@ -193,7 +192,7 @@ class Budgets:
     def _estimate(self, rule: BudgetRule, hold: BudgetHold) -> Decimal:
         """What recent turns under this budget spent (a moving average), or before any, the
         prompt's tokens guessed from the request's size."""
-        typical = self._typical.get(rule.scope)
+        typical = self._typical.get((rule.scope, rule.unit))
         if typical is not None:
             return typical
         if rule.unit == "tokens":
@@ -207,14 +206,15 @@ class Budgets:
             return
         for charge in hold.charges:
             spent = hold.spent(charge.rule.unit, usage)
-            before = self._typical.get(charge.rule.scope)
-            self._typical[charge.rule.scope] = (
+            key = (charge.rule.scope, charge.rule.unit)
+            before = self._typical.get(key)
+            self._typical[key] = (
                 spent if before is None else before + (spent - before) * LEARNING_RATE
             )
 
     def _remember(self, rule: BudgetRule) -> None:
         for limit, which in rule.limits:
-            self._rules.setdefault(limit.scope, (rule, which))
+            self._rules[limit.scope] = (rule, which)
 
     def crossed(self, crossing: Crossing) -> None:
         """A settlement of this process moved a budget's counter: log and count the warning

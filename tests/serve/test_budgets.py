@@ -10,8 +10,10 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -22,6 +24,9 @@ from reconciler.apikeys import digest_of
 from reconciler.apply import apply_revision
 from reconciler.report import describe
 from reconciler.source import DirectorySource, validate_source
+from reconciler.store.quotas import Crossing, period_start
+from serve.budgets import Budgets
+from serve.compiled import BudgetRule, CompiledClient, Snapshot
 from serve.limits import Limiter
 from serve.sessions import SessionStore
 from serve.usage import UsageRecorder
@@ -456,3 +461,31 @@ def test_a_database_outage_admits_only_what_is_held_and_loses_nothing(
     assert (recorded[0], recorded[1]) == (admitted, admitted * TURN_TOKENS)  # none lost
     assert spent_today(engine, "daily_tokens")["periodicActual"] == str(admitted * TURN_TOKENS)
     assert all(u.records.lost == 0 and u.records.dropped == 0 for u in replicas.usage)
+
+
+def test_crossings_are_judged_against_the_budget_as_last_served(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A budget raised by a commit (20 -> 100 tokens a day) is told of its crossings against
+    its new limit: 25 tokens spent is no longer past the limit, nor past 50 % of it."""
+    now = dt.datetime.now(dt.UTC)
+    client = cast(CompiledClient, SimpleNamespace(name="c", provider="openai", system_role=""))
+
+    def served(limit: int) -> Snapshot:
+        rule = BudgetRule(
+            "edited", ("LLMClient", "c"), "tokens", Decimal(limit), "day", Decimal(0), now,
+            None, "warn", 50, None,
+        )  # fmt: skip
+        return Snapshot(1, None, {}, {}, budgets={("LLMClient", "c"): (rule,)})
+
+    async def scenario() -> None:
+        limiter = Limiter(engine)
+        budgets = Budgets(limiter, CollectorRegistry())
+        for limit in (20, 100):  # the budget as first served, then after the commit
+            await budgets.admit(served(limit), client, None, "gpt-4o-mini", 40)
+        scope = "budget:edited:LLMClient/c:period"
+        budgets.crossed(Crossing(scope, period_start("day", now), Decimal(15), Decimal(25)))
+
+    with caplog.at_level(logging.WARNING, logger="samops.budgets"):
+        asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records if r.name == "samops.budgets"] == []
