@@ -406,6 +406,7 @@ def test_commit_under_load_answers_from_one_generation_and_cuts_the_key_off(
             assert (code, error) in {(401, "missing_key"), (401, "key_inactive")}, error
     with_key = [a for a in answers if a[1]]
     first_refusal = next(t for t, _, code, _, _ in with_key if code == 401)
+    print(f"key refused {first_refusal - committed:.3f} s after the commit")
     assert first_refusal - committed < 1.0
     assert all(code == 401 for t, _, code, _, _ in with_key if t > first_refusal)
 
