@@ -8,7 +8,7 @@ never imports ``serve``. A name added here is a promise to keep it working for t
 
 from __future__ import annotations
 
-from reconciler.apikeys import digests_match, presented_digests
+from reconciler.apikeys import digest_of, digests_match, presented_digests
 from reconciler.apply import GENERATION_CHANNEL
 from reconciler.cli.common import (
     PLAINTEXT_SECRETS_OPTION,
@@ -33,6 +33,8 @@ from reconciler.logs import Throttled, configure_logging
 from reconciler.metrics import ReconcilerMetrics
 from reconciler.refs import LocalRefReader, RefError, RefReader, Validator, ref_reader_for
 from reconciler.report import describe, get_table
+from reconciler.review import review_revisions
+from reconciler.review_render import review_to_json
 from reconciler.sealing import unseal
 from reconciler.settings import WHOLE_PASS_CHILD_FILES, DaemonSettings, setting, unknown_variables
 from reconciler.whole import start_child_server
@@ -62,6 +64,7 @@ __all__ = [
     "database_options",
     "describe",
     "desired_state",
+    "digest_of",
     "digests_match",
     "env_option",
     "fail",
@@ -69,6 +72,8 @@ __all__ = [
     "leader_lock_for",
     "presented_digests",
     "ref_reader_for",
+    "review_revisions",
+    "review_to_json",
     "setting",
     "source_option",
     "start_child_server",

@@ -219,6 +219,11 @@ class Daemon:
             return
         await self._pass()
 
+    @property
+    def leading(self) -> bool:
+        """Whether this daemon held the leader lock at its last look."""
+        return self._is_leader
+
     def _observe(self, leader: bool, control: Control) -> None:
         if leader and not self._is_leader:
             log.info("leading: this process applies revisions")

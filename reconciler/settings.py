@@ -51,6 +51,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SAMOPS_ACCOUNT_NUMBER", "0000-0000-0000", "account of host-based prompt routes"),
     Variable("SAMOPS_API_DOMAIN", "localhost", "domain of host-based prompt routes"),
     Variable("SAMOPS_ADMIN_KEY_DIGEST", "off", "digest of the admin key"),
+    Variable("SAMOPS_VIEWER_KEY_DIGEST", "off", "digest of the console's read-only key"),
+    Variable("SAMOPS_CONSOLE", "on", "the web console at /"),
     Variable("SAMOPS_PROTECT", "none", "operational endpoints that need the admin key"),
     Variable("SAMOPS_LOG_FORMAT", "text", "text or json"),
     Variable("SAMOPS_LOG_LEVEL", "info", "debug, info, warning, error"),

@@ -31,6 +31,19 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
             "--protect endpoints. Make one with `samops keys create admin`.",
         ),
         env_option(
+            "--viewer-key-digest",
+            callback=lambda _ctx, _param, value: _digest(value),
+            help="Digest (sha256:<hex>) of a key that signs in to the console read-only "
+            "(docs/console.md). Make one with `samops keys create viewer`.",
+        ),
+        env_option(
+            "--console",
+            type=click.Choice(["on", "off"]),
+            default="on",
+            help="The web console at / (docs/console.md). Without --admin-key-digest, "
+            "`samops run` on a loopback address prints a sign-in link of its own.",
+        ),
+        env_option(
             "--protect",
             default="",
             callback=lambda _ctx, _param, value: _protected(value),
@@ -103,6 +116,8 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
         log_format: str,
         log_level: str,
         admin_key_digest: str | None,
+        viewer_key_digest: str | None,
+        console: str,
         protect: tuple[str, ...],
         **kwargs: Any,
     ) -> None:
@@ -115,6 +130,8 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
             keepalive_timeout=keepalive_timeout,
             max_connections=max_connections,
             admin_key_digest=admin_key_digest,
+            viewer_key_digest=viewer_key_digest,
+            console=console == "on",
             protect=protect,
             workers=workers,
             log_format=log_format,

@@ -1,9 +1,14 @@
-"""The demo's Stackademy enrolment API, served by ``samops run --demo`` (``make run``).
+"""What the example repository calls, served by ``samops run --demo`` (``make run``).
 
-The example ApiPlugin ``stackademy_enrolment`` calls
-``http://127.0.0.1:8080/demo/stackademy/courses/{course_code}/seats/`` with a Bearer token;
-this route answers from the demo SQLite database so the example works offline. It exists only
-with ``--demo``: production servers never carry it.
+- The Stackademy enrolment API: the example ApiPlugin ``stackademy_enrolment`` calls
+  ``http://127.0.0.1:8080/demo/stackademy/courses/{course_code}/seats/`` with a Bearer token;
+  this route answers from the demo SQLite database.
+- A local model: the example Provider ``local_model`` points at
+  ``http://127.0.0.1:8080/demo/local-model/v1``, where the offline demo model answers
+  (``serve/offline.py``), so the example's ``lab_assistant`` chats without Ollama.
+
+Both exist only with ``--demo``, so the example works offline; production servers never carry
+them.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import sqlite3
 from pathlib import Path
 
 from aiohttp import web
+
+from serve.offline import create_offline_app
 
 DEMO_DATABASE = "stackademy.sqlite3"
 
@@ -37,3 +44,4 @@ def add_demo_routes(app: web.Application, data_dir: Path) -> None:
         return web.json_response({"course_code": code, "seats_left": left})
 
     app.router.add_get("/demo/stackademy/courses/{code}/seats/", seats)
+    app.add_subapp("/demo/local-model/", create_offline_app())

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import os
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -115,11 +113,7 @@ def _source(follower: FollowerSpec | None) -> str:
     """What the server follows, for a person: a remote URL without its credentials."""
     if follower is None:
         return "the git repository its daemon follows (see 'samops status')"
-    if follower.url is not None:
-        parts = urllib.parse.urlsplit(follower.url)
-        where = parts._replace(netloc=parts.hostname or "").geturl()
-    else:
-        where = os.path.abspath(follower.repo or follower.path or ".")
+    where = follower.where()
     if follower.path is not None and follower.repo is None and follower.url is None:
         return f"the directory {where}"
     folder = f", folder {follower.subpath}" if follower.subpath else ""

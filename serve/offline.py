@@ -12,12 +12,17 @@ provider at it, so the example chats offline: the ``openai`` SDK talks to it unc
 3. the last user message says ``#system``: the text of the system message(s);
 4. otherwise ``echo: <last user text>``.
 
+A stream is sent as fast as it is written, unless the last user message says ``#pace=MS``:
+then each piece waits that long (at most 200 ms) after the one before, as a real model's
+tokens arrive (the console's tests watch an answer grow with it).
+
 The tests' upstream (``tests/fakes/upstream.py``) builds on these pieces and adds failures on
 request, latency and a record of what it was sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -37,6 +42,8 @@ log = logging.getLogger("samops.offline")
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "scripted-echo")
 MODELS_CREATED = 1_700_000_000  # fixed, so that the model listing is the same on every run
 CALL = re.compile(r"call:([A-Za-z0-9_-]+)")
+PACE = re.compile(r"#pace=(\d{1,3})")
+MAX_PACE_MS = 200
 
 
 class ScriptError(Exception):
@@ -288,7 +295,11 @@ async def answer(
         headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    for chunk in stream_chunks(chat, reply, completion_id):
+    paced = PACE.search(last_user_text(chat.messages))
+    pace = min(int(paced.group(1)), MAX_PACE_MS) / 1000 if paced else 0.0
+    for index, chunk in enumerate(stream_chunks(chat, reply, completion_id)):
+        if pace and index:
+            await asyncio.sleep(pace)
         await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()

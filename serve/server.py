@@ -56,7 +56,10 @@ from serve.budgets import Budgets
 from serve.chat_http import ChatDeps
 from serve.chat_metrics import ChatMetrics
 from serve.chat_routes import add_chat_routes
+from serve.console import add_console
+from serve.console.startup import console_deps, console_line, console_sign_in
 from serve.demo import add_demo_routes
+from serve.heartbeat import Heartbeat
 from serve.limits import Limiter
 from serve.listening import LimitedSite
 from serve.manifest_api import ManifestApiDeps, add_manifest_api
@@ -68,7 +71,12 @@ from serve.preview import (
 )
 from serve.providers import Providers
 from serve.sessions import SessionStore
-from serve.settings import ProviderSettings, ServerOptions, ServingSettings, UpstreamEnvironment
+from serve.settings import (
+    ProviderSettings,
+    ServerOptions,
+    ServingSettings,
+    UpstreamEnvironment,
+)
 from serve.snapshot import ServingState
 from serve.usage import UsageMetrics, UsageRecorder
 from serve.workers import (
@@ -135,6 +143,9 @@ async def serve_until_stopped(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     primary = worker is None and options.workers > 1
+    sign_in_key = None
+    if daemon is not None and worker is None:
+        options, sign_in_key = console_sign_in(options)
     served = Gauge(
         "samops_served_generation",
         "Generation this process serves (with workers: the lowest any of them serves).",
@@ -210,11 +221,12 @@ async def serve_until_stopped(
                 budgets=budgets,
             ),
         )
+        preview_reader = _ref_reader(daemon, options)
         add_preview_route(
             app,
             PreviewDeps(
                 admin_key_digest=options.admin_key_digest,
-                source=_ref_reader(daemon, options),
+                source=preview_reader,
                 http=http,
                 serving=state.settings,
             ),
@@ -231,6 +243,14 @@ async def serve_until_stopped(
         )
         if options.demo:
             add_demo_routes(app, default_data_dir())
+        if options.console:
+            add_console(app, console_deps(engine, options, wake, preview_reader))
+        heartbeat = Heartbeat(
+            engine,
+            "run" if daemon is not None else "worker" if worker is not None else "serve",
+            served_generation=lambda: state.snapshot.generation,
+            leads=lambda: daemon is not None and daemon.leading,
+        )
         app.cleanup_ctx.append(
             _serving_parts(engine, (sessions, usage, limiter), providers, state, refresh)
         )
@@ -250,6 +270,7 @@ async def serve_until_stopped(
                 loads.labels(how).inc()
                 load_seconds.set(seconds)
             served.set(generation)
+            heartbeat.now()
 
         await asyncio.to_thread(state.load)
         loaded(state.snapshot.generation)
@@ -274,6 +295,8 @@ async def serve_until_stopped(
             describe += f", {options.workers} processes"
         if worker is None:
             click.echo(f"samops: serving on http://{options.host}:{port} ({describe})", err=True)
+            if options.console:
+                click.echo(console_line(options, port, sign_in_key), err=True)
             if upstream.offline:
                 click.echo(
                     "samops: OPENAI_API_KEY is not set: the offline demo model answers the "
@@ -287,6 +310,7 @@ async def serve_until_stopped(
                 watch_generations(state, refresh, stop, loaded), name="samops-generations"
             ),
             asyncio.create_task(stop.wait(), name="samops-stop"),
+            asyncio.create_task(heartbeat.run(stop), name="samops-heartbeat"),
         }
         if daemon is not None:
             tasks.add(asyncio.create_task(daemon.run(stop), name="samops-daemon"))
@@ -312,6 +336,8 @@ async def serve_until_stopped(
                     await task
             if group is not None:
                 await group.stop()
+            with contextlib.suppress(Exception):  # a stale row is ignored after 30 s anyway
+                await asyncio.to_thread(heartbeat.forget)
             await runner.cleanup()  # the cleanup contexts: sessions written, pools closed
             log.info("stopped")
 

@@ -15,6 +15,8 @@ the one place that reads ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``.
 
 from __future__ import annotations
 
+import os
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,13 @@ class FollowerSpec:
     subpath: str = ""
     """The folder of the manifests in the repository ("" for all of it)."""
 
+    def where(self) -> str:
+        """The repository or folder, for a person: a remote URL without its credentials."""
+        if self.url is not None:
+            parts = urllib.parse.urlsplit(self.url)
+            return parts._replace(netloc=parts.hostname or "").geturl()
+        return os.path.abspath(self.repo or self.path or ".")
+
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
@@ -120,6 +129,12 @@ class ServerOptions:
     """Also serve the example's demo API (``make run``)."""
     admin_key_digest: str | None = None
     """Enables the preview route (``serve/preview.py``) for the key with this digest."""
+    viewer_key_digest: str | None = None
+    """Signs in to the console read-only (``serve/console/sessions.py``)."""
+    console: bool = True
+    """Serve the web console at ``/``."""
+    console_key_digest: str | None = None
+    """The digest of the sign-in key ``samops run`` made for itself (no admin key, loopback)."""
     protect: tuple[str, ...] = ()
     """Operational endpoints (``status``, ``metrics``) that require that key."""
     workers: int = 1

@@ -26,7 +26,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     Numeric,
     String,
     Table,
@@ -35,16 +34,12 @@ from sqlalchemy import (
     false,
 )
 
+from reconciler.store import console_tables
+from reconciler.store.metadata import metadata as metadata
+
 NAME = 50
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+# The console's tables are defined in their own module, on the same metadata.
+console_sessions, processes = console_tables.console_sessions, console_tables.processes
 
 
 def _resource_columns() -> list[Column[object]]:

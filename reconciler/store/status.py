@@ -29,7 +29,7 @@ def iso_time(moment: dt.datetime | None) -> str | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).isoformat()
 
 
-def _sync_json(row: Any) -> dict[str, Any]:
+def sync_json(row: Any) -> dict[str, Any]:
     return {
         "id": row["id"],
         "revision": row["revision"],
@@ -75,7 +75,7 @@ def status_document(engine: Engine, *, history: int = 5) -> dict[str, Any]:
         "updated_at": iso_time(state.updated_at),
         "suspended": control.suspended,
         "suspended_reason": control.suspended_reason,
-        "last_sync": _sync_json(syncs[0]) if syncs else None,
-        "history": [_sync_json(row) for row in syncs[:history]],
+        "last_sync": sync_json(syncs[0]) if syncs else None,
+        "history": [sync_json(row) for row in syncs[:history]],
         "resources": counts,
     }

@@ -50,9 +50,15 @@ class DaemonProcess:
     """``samops run`` in a child process; its log goes to a file shown on failure."""
 
     def __init__(
-        self, args: list[str], *, env: dict[str, str], log: Path, command: str = "run"
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str],
+        log: Path,
+        command: str = "run",
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.handle = log.open("w")

@@ -140,12 +140,16 @@ CASES = [
         id="model-changed",
     ),
     pytest.param(
-        head_only("clients/lab.yaml", "provider: ollama", "provider: openai"),
+        head_only("clients/lab.yaml", "provider: local_model", "provider: openai"),
         {"model-changed"},
         id="provider-changed",
     ),
     pytest.param(
-        head_only("providers/ollama.yaml", "http://127.0.0.1:11434/v1", "http://10.0.0.9:11434/v1"),
+        head_only(
+            "providers/local-model.yaml",
+            "http://127.0.0.1:8080/demo/local-model/v1",
+            "http://10.0.0.9:11434/v1",
+        ),
         {"model-changed"},
         id="provider-endpoint-changed",
     ),

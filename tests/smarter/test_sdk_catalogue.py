@@ -30,13 +30,13 @@ def test_plugins_are_those_of_the_clients_the_caller_sees(served: Served) -> Non
 
 
 def test_providers_and_the_models_used_with_them(served: Served) -> None:
-    assert [p.name for p in served.sdk().providers.list()] == ["ollama", "openai"]
+    assert [p.name for p in served.sdk().providers.list()] == ["local_model", "openai"]
     admin = served.sdk(ADMIN_KEY).providers
-    ollama = admin.retrieve("ollama")
-    assert ollama.base_url == "http://127.0.0.1:11434/v1"
-    assert ollama.to_dict()["id"] == resource_id("Provider", "ollama")
+    local = admin.retrieve("local_model")
+    assert local.base_url == "http://127.0.0.1:8080/demo/local-model/v1"
+    assert local.to_dict()["id"] == resource_id("Provider", "local_model")
     models: Any = admin.models  # the SDK's `list` method shadows the builtin in its hint
-    assert [m.name for m in models("ollama")] == ["llama3.2"]
+    assert [m.name for m in models("local_model")] == ["llama3.2"]
     assert "gpt-4o-mini" in [m.name for m in models("openai")]
     with pytest.raises(NotFoundError, match="no provider named or numbered 'nosuch'"):
         admin.retrieve("nosuch")
