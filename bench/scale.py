@@ -13,7 +13,7 @@ alone in a child process (``bench/scalestep.py``), which reports its peak RSS (`
 - one-file-change reconcile: a running daemon's pass over C2 (one update).
 
 The two reconcile steps first remember the previous, applied revision, untimed, as a running
-daemon's earlier passes did (``Daemon.remember_applied``), so the one-file change is a pass by
+daemon's earlier passes did (``reconciler/warmup.py``), so the one-file change is a pass by
 what changed and their peak RSS is the daemon's.
 """
 

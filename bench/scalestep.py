@@ -11,7 +11,7 @@ sees it would also count the parent's own pages from before ``exec``.
 - ``validate``: read the commit's files from git and validate them (``samops validate``);
 - ``apply``: the first pass of a new daemon on an empty database: read, validate, apply;
 - ``reconcile``: a pass of a daemon (``Daemon.reconcile_once``) that has been running: first,
-  untimed, it remembers ``--warm-ref`` (already applied: ``Daemon.remember_applied``, what
+  untimed, it remembers ``--warm-ref`` (already applied: ``reconciler/warmup.py``, what
   the daemon's earlier passes left in memory), then the timed pass over ``--ref``.
 """
 
@@ -43,6 +43,7 @@ def _pass(args: argparse.Namespace) -> dict[str, Any]:
     from reconciler.metrics import ReconcilerMetrics
     from reconciler.settings import WHOLE_PASS_CHILD_FILES, DaemonSettings
     from reconciler.store.db import open_database
+    from reconciler.warmup import remember_applied
     from reconciler.whole import start_child_server
 
     start_child_server()  # as samops run does, before its start-up's other work (whole.py)
@@ -67,7 +68,7 @@ def _pass(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.warm_ref:  # what the daemon's earlier passes left in its memory
         follower.ref = args.warm_ref
-        if not daemon.remember_applied():
+        if not remember_applied(daemon):
             raise SystemExit(f"{args.warm_ref} is not the applied revision: nothing to remember")
     started = time.perf_counter()
     done = one(args.ref)

@@ -31,6 +31,9 @@ from reconciler.follow import (
 from reconciler.leader import leader_lock_for
 from reconciler.logs import Throttled, configure_logging
 from reconciler.metrics import ReconcilerMetrics
+from reconciler.outbound.dispatch import Outbound
+from reconciler.outbound.events import Event
+from reconciler.outbound.settings import OutboundSettingsError, outbound_targets
 from reconciler.refs import LocalRefReader, RefError, RefReader, Validator, ref_reader_for
 from reconciler.report import describe, get_table
 from reconciler.review import review_revisions
@@ -47,10 +50,13 @@ __all__ = [
     "Daemon",
     "DaemonSettings",
     "DirectoryFollower",
+    "Event",
     "Follower",
     "Identity",
     "LocalGitFollower",
     "LocalRefReader",
+    "Outbound",
+    "OutboundSettingsError",
     "ReconcilerMetrics",
     "RefError",
     "RefReader",
@@ -70,6 +76,7 @@ __all__ = [
     "fail",
     "get_table",
     "leader_lock_for",
+    "outbound_targets",
     "presented_digests",
     "ref_reader_for",
     "review_revisions",

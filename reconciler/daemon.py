@@ -54,6 +54,7 @@ from reconciler.incremental import AppliedRevision, Listing, Planned, next_revis
 from reconciler.leader import LeaderLock
 from reconciler.logs import log_pass
 from reconciler.metrics import ReconcilerMetrics
+from reconciler.outbound.reporter import SyncReporter
 from reconciler.pacing import Outage, Pacer
 from reconciler.progress import Progress
 from reconciler.sam.revision import ParseCache, Revision, validate_files
@@ -62,7 +63,7 @@ from reconciler.settings import DaemonSettings
 from reconciler.source import Known, RevisionFiles
 from reconciler.store.control import Control, read_control
 from reconciler.store.db import reading, translated_errors
-from reconciler.store.read import read_actual, read_state
+from reconciler.store.read import read_actual
 from reconciler.whole import RunningChild, pass_whole, pass_whole_in_child
 
 log = logging.getLogger("samops.daemon")
@@ -123,6 +124,8 @@ class Daemon:
         self.passes = 0
         self.last_pass_revision: str | None = None
         """The revision the last pass read (None when it failed before reading one)."""
+        self.reporter = SyncReporter()
+        """Tells ``reporter.on_event`` of each pass and control change (``outbound/``)."""
 
     # --- waking up ----------------------------------------------------------------------
 
@@ -229,6 +232,8 @@ class Daemon:
             log.info("leading: this process applies revisions")
             self._woke("leading", True)
         self._is_leader = leader
+        if leader:
+            self.reporter.control(control)
         self.metrics.leader.set(1 if leader else 0)
         self.metrics.suspended.set(1 if control.suspended else 0)
         requested = control.reconcile_requested_at
@@ -248,18 +253,26 @@ class Daemon:
             log.warning(
                 "reconcile failed; retrying", extra={**fields, "retry_in_s": round(delay, 2)}
             )
+            self._failed(_first_line(exc))
         except PermanentError as exc:  # the same input fails the same way: wait for a new one
             self.pacer.succeeded()
             fields = {**self._revision_field(), "error": _first_line(exc)}
             log.error("reconcile failed; waiting for a new revision", extra=fields)
+            self._failed(_first_line(exc))
         except Exception:  # a bug in samops: shown in full, never retried as if transient
             self.pacer.succeeded()
             log.exception(
                 "reconcile failed on an internal error; waiting for a new revision",
                 extra=self._revision_field(),
             )
+            self._failed("an internal error of samops (see its log)")
         else:
             self.pacer.succeeded()
+
+    def _failed(self, message: str) -> None:
+        """A pass that raised: a failed sync, if it had read a revision."""
+        if self.last_pass_revision:
+            self.reporter.finished("failed", self.last_pass_revision, 0, [], message)
 
     def _revision_field(self) -> dict[str, object]:
         return {"revision": self.last_pass_revision} if self.last_pass_revision else {}
@@ -299,6 +312,7 @@ class Daemon:
             peek = self.follower.peek()
             if peek is not None:  # a commit that leaves the manifests as applied: no read
                 revision_id = peek.revision
+                self.reporter.started(peek.revision)
                 result = apply_if_files_unchanged(
                     self.engine, peek, source=self.settings.source_name
                 )
@@ -331,6 +345,7 @@ class Daemon:
 
         for _ in range(MAX_CATCH_UPS + 1):
             self._reading, snapshot, listing = self._list(memory, known)
+            self.reporter.started(self._reading)
             change = (
                 next_revision(
                     memory,
@@ -412,7 +427,7 @@ class Daemon:
         self.memory = done.memory
         return done.result
 
-    def _validated(self, snapshot: RevisionFiles, progress: Progress | None = None) -> Revision:
+    def validated(self, snapshot: RevisionFiles, progress: Progress | None = None) -> Revision:
         """Every file of ``snapshot`` validated as one revision: parses from the cache when
         it has them, none added (``PARSE_CACHE_ENTRIES``)."""
         return validate_files(
@@ -426,30 +441,6 @@ class Daemon:
             keep_new_parses=False,
             progress=progress,
         )
-
-    def remember_applied(self) -> bool:
-        """Read and validate the followed revision and remember it if the database is at it:
-        what the passes of a daemon that has been running leave in memory, so that the next
-        pass goes by what changed (a benchmark's warm-up). True when remembered."""
-        snapshot = self.follower.read()
-        revision = self._validated(snapshot)
-        with reading(self.engine) as connection:
-            state = read_state(connection)
-            connection.rollback()
-        applied = (
-            state.source == self.settings.source_name
-            and snapshot.digest is not None
-            and state.last_applied_digest == snapshot.digest
-        )
-        if not (revision.valid and applied and state.fingerprint_key is not None):
-            return False
-        self.memory = AppliedRevision.of(
-            revision,
-            snapshot,
-            generation=state.generation,
-            fingerprint_key=state.fingerprint_key,
-        )
-        return True
 
     def _rows(self, identities: set[Identity]) -> Mapping[Identity, ResourceState]:
         """The stored rows of ``identities`` (those of this source that exist)."""
@@ -481,6 +472,9 @@ class Daemon:
         if result is None:
             return
         self.metrics.generation.set(result.generation)
+        if revision:
+            errors = [d.to_json() for d in result.errors]
+            self.reporter.finished(outcome, revision, result.generation, errors, result.message)
         if outcome in ("applied", "unchanged"):
             self.metrics.last_applied.set(time.time())
         log_pass(log, outcome, revision, elapsed, result, incremental=self.last_pass_incremental)

@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter
 
+from reconciler.api import Event
 from reconciler.store.budgets import ADVERB, periodic_scope, total_scope
 from reconciler.store.quotas import Crossing, period_start
 from serve.chat import TokenUsage
@@ -147,6 +149,8 @@ class Budgets:
             registry=registry,
         )
         limiter.on_crossing = self.crossed
+        self.on_event: Callable[[Event], None] | None = None
+        """Told of each warning and limit crossed (``reconciler/outbound``)."""
 
     async def admit(
         self,
@@ -235,6 +239,7 @@ class Budgets:
         }
         if crossing.before < limit <= crossing.after:
             self.events.labels(budget=rule.budget, event="limit_reached").inc()
+            self._tell(rule, which, limit, crossing, reached=True)
             log.warning(
                 "budget %s: %s %s reached %s of %s (%s)",
                 rule.budget,
@@ -249,6 +254,7 @@ class Budgets:
         threshold = limit * rule.warning_threshold / 100
         if rule.warning_threshold and crossing.before < threshold <= crossing.after:
             self.events.labels(budget=rule.budget, event="warning").inc()
+            self._tell(rule, which, limit, crossing, reached=False)
             log.warning(
                 "budget %s: %s %s has spent %s%% of %s",
                 rule.budget,
@@ -258,6 +264,39 @@ class Budgets:
                 what,
                 extra=extra,
             )
+
+    def _tell(
+        self, rule: BudgetRule, which: str, limit: Decimal, crossing: Crossing, *, reached: bool
+    ) -> None:
+        if self.on_event is None:
+            return
+        kind, name = rule.resource
+        what = f"the {ADVERB[rule.period]} limit" if which == "periodic" else "the absolute limit"
+        amount = f"${limit}" if rule.unit == "cost" else f"{limit} tokens"
+        blocked = reached and rule.action == "block"
+        if reached:
+            said = f"reached {what} of {amount}" + (
+                ": turns are refused" if blocked else " (warn only)"
+            )
+        else:
+            said = f"has spent {rule.warning_threshold}% of {what} of {amount}"
+        period = period_start(rule.period, self.limiter.clock()).isoformat()
+        self.on_event(
+            Event(
+                "budget_blocked" if blocked else "budget_warning",
+                "error" if blocked else "warning",
+                f"budget {rule.budget}: {kind} {name} {said}",
+                details={
+                    "budget": rule.budget,
+                    "resource": f"{kind}/{name}",
+                    "limit": str(limit),
+                    "spent": str(crossing.after),
+                    "unit": rule.unit,
+                    "which": which,
+                },
+                reason=f"{crossing.scope}|{which}|{reached}|{limit}|{period}",
+            )
+        )
 
 
 def _refused(rule: BudgetRule, which: str) -> HttpError:

@@ -21,12 +21,14 @@ from reconciler.api import (
     WHOLE_PASS_CHILD_FILES,
     Daemon,
     DaemonSettings,
+    OutboundSettingsError,
     ReconcilerMetrics,
     configure_logging,
     database_options,
     env_option,
     fail,
     leader_lock_for,
+    outbound_targets,
     source_option,
     start_child_server,
     unknown_variables,
@@ -112,8 +114,9 @@ def run(
             listed = follower.read(lambda _path, _blob: True)  # git: listed, not read
             if len(listed.files) >= WHOLE_PASS_CHILD_FILES:
                 start_child_server()  # its import overlaps the start-up (whole.py)
+        outbound_targets(url, reconciles=True)  # a wrong setting fails now, clearly
         engine = open_database(database_url)
-    except (DatabaseError, SourceError) as exc:
+    except (DatabaseError, SourceError, OutboundSettingsError) as exc:
         fail(str(exc))
     registry = CollectorRegistry()
     daemon = Daemon(
@@ -168,8 +171,9 @@ def serve(database_url: str | None, server: ServerOptions) -> None:
     """
     start_process(server)
     try:
+        outbound_targets(None, reconciles=False)  # a wrong setting fails now, clearly
         engine = open_database(database_url)
-    except DatabaseError as exc:
+    except (DatabaseError, OutboundSettingsError) as exc:
         fail(str(exc))
     run_server(
         serve_until_stopped(

@@ -38,10 +38,12 @@ from reconciler.api import (
     DirectoryFollower,
     Follower,
     LocalGitFollower,
+    Outbound,
     RefReader,
     RemoteGitFollower,
     Throttled,
     clone_dir_for,
+    outbound_targets,
     ref_reader_for,
 )
 from reconciler.sam.load import LoadOptions
@@ -286,6 +288,17 @@ async def serve_until_stopped(
             reuse_port=options.workers > 1 or bool(worker),
             max_connections=options.max_connections,
         )
+        outbound = Outbound(
+            outbound_targets(
+                options.follower.url if options.follower else None,
+                reconciles=daemon is not None,
+                console_url=f"http://{options.host}:{port}/" if options.console else None,
+            ),
+            registry=registry,
+        )
+        budgets.on_event = outbound.emit
+        if daemon is not None:
+            daemon.reporter.on_event = outbound.emit
         if primary:
             group = WorkerGroup(
                 _worker_configs(options, port, openai_url if upstream.offline else None),
@@ -311,6 +324,7 @@ async def serve_until_stopped(
             ),
             asyncio.create_task(stop.wait(), name="samops-stop"),
             asyncio.create_task(heartbeat.run(stop), name="samops-heartbeat"),
+            asyncio.create_task(outbound.run(stop), name="samops-outbound"),
         }
         if daemon is not None:
             tasks.add(asyncio.create_task(daemon.run(stop), name="samops-daemon"))

@@ -194,6 +194,20 @@ def _usage_by_client(engine: Engine, now: dt.datetime) -> dict[str, dict[str, An
     }
 
 
+PLUGIN_KINDS = frozenset({"Plugin", "SqlPlugin", "ApiPlugin"})
+
+
+def _key(token: ResourceState) -> dict[str, Any]:
+    """A key as the console shows it: name, active, and its digests (shortened on the way
+    out, ``short_digests``)."""
+    config = token.fields.get("spec", {}).get("config", {})
+    return {
+        "name": token.name,
+        "active": config.get("isActive"),
+        "digests": list(config.get("digest") or []),
+    }
+
+
 def resources(engine: Engine, now: dt.datetime | None = None) -> dict[str, Any]:
     """Every applied resource (kind, name, file, fields) and what it refers to; for each
     client its dependencies (the edges reachable from it, and the keys and budgets that name
@@ -222,12 +236,17 @@ def resources(engine: Engine, now: dt.datetime | None = None) -> dict[str, Any]:
         provider = config.get("provider") or "openai"
         if ("Provider", provider) not in states:  # the built-in provider
             depends.append([kind, name, "Provider", provider])
+        named = {(edge[2], edge[3]) for edge in depends} | {(e[0], e[1]) for e in depends}
         clients.append(
             {
                 "name": name,
                 "file": state.file,
                 "provider": provider,
                 "model": config.get("defaultModel"),
+                "plugins": sorted(n for k, n in named if k in PLUGIN_KINDS),
+                "functions": list(state.fields.get("spec", {}).get("functions") or []),
+                "keys": [_key(states[i]) for i in sorted(named) if i[0] == "SmarterAuthToken"],
+                "budgets": sorted(n for k, n in named if k == "Budget"),
                 "edges": depends,
                 "usage": by_client.get(name),
             }

@@ -163,6 +163,14 @@ def test_no_secret_or_whole_digest_reaches_the_console(console: Console) -> None
     ]
     _, syncs = client.call("GET", "/console/api/syncs")
     answers.append(client.call("GET", f"/console/api/syncs/{syncs['syncs'][-1]['id']}")[1])
+    clients = {c["name"]: c for c in answers[2]["clients"]}
+    advisor, support = clients["stackademy_advisor"], clients["support"]
+    assert advisor["plugins"] == ["stackademy_catalogue", "stackademy_enrolment"]
+    (key,) = advisor["keys"]
+    assert (key["name"], key["active"]) == ("stackademy_advisor_key", True)
+    assert re.fullmatch(r"sha256:[0-9a-f]{12}…", key["digests"][0])
+    assert support["functions"] == ["calculator", "date_calculator"]
+    assert (support["budgets"], support["keys"]) == (["support_daily"], [])
     text = json.dumps(answers)
     assert "stackademy_advisor_key" in text  # the key is shown by name...
     assert STACKADEMY_TOKEN not in text
@@ -201,7 +209,7 @@ def test_the_overview_lists_every_process_and_the_generation_it_serves(
         "--admin-key-digest",
         digest_of(keys.admin),
     )
-    daemon.ready()
+    daemon.ready(timeout=60)  # two processes start: slow on a loaded machine
     client = ConsoleClient(daemon.base)
     client.sign_in(keys.admin)
 
@@ -211,7 +219,9 @@ def test_the_overview_lists_every_process_and_the_generation_it_serves(
         serving = {p["served_generation"] for p in processes}
         return processes if len(processes) == 2 and serving == {overview["generation"]} else None
 
-    processes = wait_for(both_serving, what="two processes serving the applied generation")
+    processes = wait_for(
+        both_serving, timeout=60, what="two processes serving the applied generation"
+    )
     assert sorted((p["role"], p["leads"]) for p in processes) == [("run", True), ("worker", False)]
     revision = set_role(repo, "A role for both processes.")
     daemon.applied(revision)

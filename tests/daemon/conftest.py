@@ -59,6 +59,7 @@ class DaemonProcess:
         port: int | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.env = env
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.handle = log.open("w")

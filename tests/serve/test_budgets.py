@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, text
 
+from reconciler.api import Event
 from reconciler.apikeys import digest_of
 from reconciler.apply import apply_revision
 from reconciler.report import describe
@@ -489,3 +490,46 @@ def test_crossings_are_judged_against_the_budget_as_last_served(
     with caplog.at_level(logging.WARNING, logger="samops.budgets"):
         asyncio.run(scenario())
     assert [r.getMessage() for r in caplog.records if r.name == "samops.budgets"] == []
+
+
+def test_crossings_are_told_to_the_outbound_once_each(engine: Engine) -> None:
+    """A blocking budget's warning threshold, then its limit: a ``budget_warning`` event, then
+    a ``budget_blocked`` one (``reconciler/outbound``); a warn-only limit is a warning."""
+    now = dt.datetime.now(dt.UTC)
+    client = cast(CompiledClient, SimpleNamespace(name="c", provider="openai", system_role=""))
+    told: list[Event] = []
+
+    def served(action: str) -> Snapshot:
+        rule = BudgetRule(
+            action, ("LLMClient", "c"), "tokens", Decimal(20), "day", Decimal(0), now,
+            None, action, 50, None,
+        )  # fmt: skip
+        return Snapshot(1, None, {}, {}, budgets={("LLMClient", "c"): (rule,)})
+
+    async def scenario() -> None:
+        limiter = Limiter(engine)
+        budgets = Budgets(limiter, CollectorRegistry())
+        budgets.on_event = told.append
+        for action in ("block", "warn"):
+            hold = await budgets.admit(served(action), client, None, "gpt-4o-mini", 40)
+            hold.release(limiter)
+            scope = f"budget:{action}:LLMClient/c:period"
+            for before, after in ((5, 12), (12, 25)):
+                crossing = Crossing(
+                    scope, period_start("day", now), Decimal(before), Decimal(after)
+                )
+                budgets.crossed(crossing)
+        await limiter.close()
+
+    asyncio.run(scenario())
+    assert [(e.kind, e.details["budget"]) for e in told] == [
+        ("budget_warning", "block"),
+        ("budget_blocked", "block"),
+        ("budget_warning", "warn"),
+        ("budget_warning", "warn"),
+    ]
+    assert told[1].summary == (
+        "budget block: LLMClient c reached the daily limit of 20 tokens: turns are refused"
+    )
+    assert told[3].summary.endswith("(warn only)")
+    assert len({e.dedupe for e in told}) == 4

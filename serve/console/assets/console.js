@@ -345,12 +345,15 @@ function flagList(flags) {
 async function resourcesView() {
   const r = await api("GET", "/console/api/resources");
   const clients = h("table", { class: "list", id: "clients" },
-    h("tr", {}, ["client", "provider", "model", "depends on", "turns 24 h", "tokens 24 h", "cost 24 h"]
-      .map((t) => h("th", {}, t))),
+    h("tr", {}, ["client", "provider", "model", "plugins", "functions", "keys", "budgets", "turns 24 h",
+      "tokens 24 h", "cost 24 h"].map((t) => h("th", {}, t))),
     r.clients.map((c) => h("tr", {},
       h("td", {}, h("a", { href: `#resources/${encodeURIComponent(c.name)}` }, c.name)),
       h("td", {}, c.provider || "–"), h("td", {}, c.model || "–"),
-      h("td", {}, String(new Set(c.edges.map((e) => `${e[2]}/${e[3]}`)).size)),
+      h("td", {}, c.plugins.join(", ") || "–"), h("td", {}, c.functions.join(", ") || "–"),
+      h("td", {}, c.keys.length ? c.keys.map((k) => h("div", { title: k.digests.join(" ") },
+        `${k.name}${k.active === false ? " (inactive)" : ""} `, h("code", {}, (k.digests[0] || "").replace(/^sha\d+:/, "")))) : "none (public)"),
+      h("td", {}, c.budgets.join(", ") || "–"),
       h("td", {}, c.usage ? String(c.usage.turns) : "0"),
       h("td", {}, c.usage ? String(c.usage.total_tokens) : "0"),
       h("td", {}, c.usage ? `$${c.usage.cost_usd}${c.usage.cost_unknown_turns ? " + unpriced" : ""}` : "–"))));
