@@ -45,8 +45,11 @@ def chromium() -> str | None:
     return found if found and Path(found).exists() else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    """A browser for one test. Not shared between tests: Playwright's synchronous API runs an
+    event loop in this thread for as long as it is open, and the next test's ``asyncio.run``
+    would find it running."""
     executable = chromium()
     if executable is None:
         if os.environ.get("CI"):
