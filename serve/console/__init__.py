@@ -247,7 +247,7 @@ async def post_review(request: web.Request, _session: Session) -> web.StreamResp
     if not isinstance(head, str) or not head or (base is not None and not isinstance(base, str)):
         raise web.HTTPBadRequest(text="'head' (and 'base', if given) must name refs")
     if not base:
-        base = (await asyncio.to_thread(reads.overview, deps.engine, None))["last_applied_revision"]
+        base = await asyncio.to_thread(reads.applied_revision, deps.engine)
     return await _read(reads.review, deps.reader, base, head)
 
 

@@ -33,7 +33,7 @@ from reconciler.sam.references import targets
 from reconciler.sam.revision import Revision
 from reconciler.store import schema
 from reconciler.store.db import reading
-from reconciler.store.read import read_actual
+from reconciler.store.read import read_actual, read_state
 from reconciler.store.status import status_document, sync_json
 from reconciler.store.usage_report import usage_summary
 from serve.heartbeat import fleet
@@ -85,6 +85,13 @@ def overview(engine: Engine, followed: Followed | None) -> dict[str, Any]:
     )
     document["processes"] = fleet(engine)
     return short_digests(document)
+
+
+def applied_revision(engine: Engine) -> str | None:
+    with reading(engine) as connection:
+        revision = read_state(connection).last_applied_revision
+        connection.rollback()
+    return revision
 
 
 def history(engine: Engine, before: int | None, limit: int = HISTORY_PAGE) -> dict[str, Any]:

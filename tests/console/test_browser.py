@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 
 from tests.conftest import MANIFESTS, GitRepo
 from tests.console.conftest import Console
-from tests.daemon.conftest import DaemonProcess, free_port, set_role
+from tests.daemon.conftest import DaemonProcess, demo_data_dir, free_port, set_role
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -277,10 +276,7 @@ def test_make_run_signs_in_from_its_link_and_every_example_client_answers(
     for path in (repo.root / "manifests").rglob("*.yaml"):  # the demo's own port, here
         path.write_text(path.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
     repo.commit("the example")
-    data = tmp_path / "data"
-    data.mkdir()
-    with sqlite3.connect(data / "stackademy.sqlite3") as db:
-        db.executescript((MANIFESTS / "data/stackademy.sql").read_text())
+    data = demo_data_dir(tmp_path)
     daemon = DaemonProcess(
         ["--demo", "--repo", str(repo.root), "--path", "manifests"],
         env={

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -186,6 +187,15 @@ def start_daemon(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Da
     yield start
     for process in started:
         process.stop()
+
+
+def demo_data_dir(tmp_path: Path) -> Path:
+    """A data directory holding the demo's database, as ``make run`` builds it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with sqlite3.connect(data / "stackademy.sqlite3") as db:
+        db.executescript((MANIFESTS / "data/stackademy.sql").read_text())
+    return data
 
 
 # --- repositories -----------------------------------------------------------------------------

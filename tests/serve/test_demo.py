@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from tests.conftest import MANIFESTS, GitRepo
-from tests.daemon.conftest import DaemonProcess, wait_for
+from tests.conftest import GitRepo
+from tests.daemon.conftest import DaemonProcess, demo_data_dir, wait_for
 
 
 def test_demo_api_answers_from_the_demo_data(repo: GitRepo, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    with sqlite3.connect(data / "stackademy.sqlite3") as db:
-        db.executescript((MANIFESTS / "data/stackademy.sql").read_text())
+    data = demo_data_dir(tmp_path)
     daemon = DaemonProcess(
         ["--demo", "--repo", str(repo.root), "--path", "manifests"],
         env={

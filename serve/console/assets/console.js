@@ -4,7 +4,7 @@
 // library, nothing fetched from elsewhere (the server's Content-Security-Policy forbids it).
 "use strict";
 
-const state = { session: null, view: null, timer: null, overview: null };
+const state = { session: null, view: null, timer: null };
 const POLL_MS = 2000;
 
 // --- DOM ---------------------------------------------------------------------------------
@@ -230,7 +230,6 @@ async function overview() {
   show(box);
   const refresh = async () => {
     const o = await api("GET", "/console/api/overview");
-    state.overview = o;
     box.replaceChildren(...overviewCards(o));
   };
   await refresh();
@@ -502,9 +501,9 @@ function reviewResult(review, ref) {
   }
   parts.push(h("h3", {}, "Risk flags"), flagList(review.flags), h("h3", {}, "Plan"), planView(review));
   if (state.session.role === "admin") {
-    const clients = review.changes.filter((c) => c.kind === "LLMClient" && c.action !== "delete").map((c) => c.name);
-    const names = [...new Set([...clients, ...((state.overview && state.overview.client_names) || [])])];
-    const pick = h("input", { type: "text", id: "review-client", placeholder: "client to chat with", value: names[0] || "" });
+    const changed = review.changes.filter((c) => c.kind === "LLMClient" && c.action !== "delete");
+    const pick = h("input", { type: "text", id: "review-client", placeholder: "client to chat with",
+      value: changed.length ? changed[0].name : "" });
     const box = h("div", {});
     parts.push(h("h3", {}, `Chat with ${short(review.head)}`),
       h("form", { class: "review-form", onsubmit: (event) => {
