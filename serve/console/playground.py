@@ -42,10 +42,9 @@ from serve.chat_http import (
     turn_errors,
 )
 from serve.compiled import Snapshot
+from serve.console.sessions import MAX_KEY_CHARS
 from serve.errors import error_response
 from serve.preview import PREVIEW, PreviewError, compiled, find_client, read_ref
-
-MAX_KEY_CHARS = 512
 
 
 def _event(name: str, data: Any) -> bytes:
@@ -84,7 +83,9 @@ def _snapshot_for(
 def _fields(body: dict[str, Any]) -> tuple[str | None, str | None]:
     key, ref = body.get("key"), body.get("ref")
     if key is not None and (not isinstance(key, str) or len(key) > MAX_KEY_CHARS):
-        raise ChatError(400, "invalid_key", "'key' must be a string of at most 512 characters")
+        raise ChatError(
+            400, "invalid_key", f"'key' must be a string of at most {MAX_KEY_CHARS} characters"
+        )
     if ref is not None and (not isinstance(ref, str) or not ref):
         raise ChatError(400, "invalid_ref", "'ref' must name a branch, tag or commit")
     return key or None, ref
