@@ -23,7 +23,8 @@ import pytest
 
 from tests.conftest import MANIFESTS, GitRepo
 from tests.console.conftest import Console
-from tests.daemon.conftest import DaemonProcess, demo_data_dir, free_port, set_role
+from tests.daemon.conftest import DaemonProcess, demo_data_dir, set_role
+from tests.ports import free_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -21,8 +21,9 @@ from aiohttp import web
 from openai.types.chat import ChatCompletionToolParam
 
 from tests.conftest import MANIFESTS, GitRepo
-from tests.daemon.conftest import DaemonProcess, free_port, wait_for
+from tests.daemon.conftest import DaemonProcess, wait_for
 from tests.fakes.upstream import REQUESTS, create_scripted_app
+from tests.ports import free_port
 
 DEMO_KEY = re.search(r"`(samops_[^`]+)`", (MANIFESTS / "README.md").read_text())[1]  # type: ignore[index]
 
