@@ -67,10 +67,17 @@ def _parser() -> argparse.ArgumentParser:
         help="daemon: commits timed per database (default: %(default)s)",
     )
     add(
+        "--chat-seconds",
+        type=float,
+        default=chat.SECONDS,
+        help="chat, litellm: seconds of load per scenario with wrk (default: %(default)s)",
+    )
+    add(
         "--chat-requests",
         type=int,
         default=2000,
-        help="chat, litellm: requests per scenario, a quarter at c=1 (default: %(default)s)",
+        help="chat, litellm without wrk: requests per scenario, a quarter at c=1 "
+        "(default: %(default)s)",
     )
     add(
         "--chat-workers",
@@ -98,7 +105,11 @@ def _parser() -> argparse.ArgumentParser:
         help="PostgreSQL server on which throwaway databases are created and dropped "
         "(default: $SAMOPS_BENCH_POSTGRES_URL or %(default)s)",
     )
-    add("--with-litellm", action="store_true", help="also run the chat load through LiteLLM")
+    add(
+        "--with-litellm",
+        action="store_true",
+        help="chat: also load a LiteLLM proxy (table and plot); --only litellm: it alone",
+    )
     add("--litellm-bin", help="the `litellm` executable of its own virtualenv (default: PATH)")
     add(
         "--reports",
@@ -113,10 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     chosen = list(args.only or DEFAULT)
-    if args.with_litellm and "litellm" not in chosen:
-        chosen.append("litellm")
     litellm: tuple[str, str] | None = None
-    if "litellm" in chosen:  # before anything runs: a missing proxy is a usage problem
+    if "litellm" in chosen or args.with_litellm:  # before anything runs: a usage problem
         litellm = litellm_proxy.locate(args.litellm_bin)
     settings = {k: str(v) for k, v in vars(args).items()}
     settings["database_url"] = _redacted(args.database_url)
@@ -133,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             ("daemon-postgresql", functools.partial(_skipped, "daemon-postgresql", skipped))
         )
     if "chat" in chosen:
-        runs.append(("chat", functools.partial(_chat, args)))
-    if litellm:
+        beside = litellm if args.with_litellm else None
+        runs.append(("chat", functools.partial(_chat, args, beside)))
+    if litellm and "litellm" in chosen:
         runs.append(("litellm", functools.partial(_litellm, args, *litellm)))
     if "curve" in chosen:  # the heavy ones last: they leave the database server busy a while
         runs.append(("curve", functools.partial(_curve, args, kinds, skipped)))
@@ -222,12 +232,25 @@ def _validate(args: argparse.Namespace) -> list[Section]:
     return validate.run(clients=args.clients, repeat=args.repeat)
 
 
-def _chat(args: argparse.Namespace) -> list[Section]:
-    return [chat.run(requests=args.chat_requests, workers=args.chat_workers)]
+def _chat(args: argparse.Namespace, litellm: tuple[str, str] | None) -> list[Section]:
+    return chat.run(
+        requests=args.chat_requests,
+        seconds=args.chat_seconds,
+        workers=args.chat_workers,
+        plot=args.reports / "chat-throughput.png",
+        litellm=litellm,
+    )
 
 
 def _litellm(args: argparse.Namespace, binary: str, version: str) -> list[Section]:
-    return [litellm_proxy.run(requests=args.chat_requests, binary=binary, version=version)]
+    return [
+        litellm_proxy.run(
+            requests=args.chat_requests,
+            seconds=args.chat_seconds,
+            binary=binary,
+            version=version,
+        )
+    ]
 
 
 def _skipped(key: str, why: str) -> list[Section]:

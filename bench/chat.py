@@ -1,19 +1,28 @@
-"""Chat: what samops adds to an upstream call, and how many requests per second it carries.
+"""Chat: what samops adds to an upstream call, against the direct call and a Python floor.
 
-A scripted upstream (``python -m tests.fakes.upstream``) and a real ``samops run`` (SQLite, the
-example manifests) run as separate processes on loopback; this process is the load generator
-(aiohttp, keep-alive, N concurrent workers). Baseline, measured in the same run: the same
-requests sent to the upstream directly. Reported per scenario (concurrency 1, 16, 64; a plain
-answer, or one tool round = two upstream calls; OpenAI route or Smarter route):
+A scripted upstream (``python -m tests.fakes.upstream``), a bare aiohttp pass-through proxy
+(``bench/floor.py``: the floor for any Python gateway) and a real ``samops run`` (SQLite, the
+example manifests plus a client under a budget and rate limits) run as separate processes on
+loopback. The load comes from ``wrk`` (``bench/wrk.py``; one C thread, keep-alive), or, when wrk
+is not installed, from this process (aiohttp; it then takes CPU from the servers and the
+report says so). For each concurrency (1, 4, 16, 64), each measured back to back:
 
-- overhead: the server's own ``x-samops-overhead-ms`` (time spent outside upstream calls),
-  median and p99;
-- latency median/p99, the latency added to the direct call, and throughput, with ratios
-  against the direct baseline.
+- direct to the upstream, and through the floor (the baselines);
+- samops' OpenAI route with everything on: metrics, usage recording, a cost budget and a
+  requests and a tokens limit a minute on the client (limits it never reaches);
+- the same client's tool round (the model asks for ``calculator``, samops runs it and calls
+  again: two upstream calls), and Smarter's route (a session written per turn);
+- the OpenAI route without limits (what budgets and rate limits cost).
 
-The machine is shared and has 2 cores for load generator, server and upstream together, so
-throughput is a floor, not a ceiling. ``servers`` and ``load`` are shared with
-``bench/litellm.py``, which puts a LiteLLM proxy beside samops on the same upstream.
+Reported: samops' own ``x-samops-overhead-ms`` (time outside upstream calls) median and p99,
+latency, throughput, and throughput as ratios: against the direct call, against the floor,
+and, for the tool round and the Smarter route, against the plain route. With ``--workers``
+counts, the same for ``samops run --workers N``. Then the streaming scenario
+(``bench/chat_streaming.py``) and, with ``--with-litellm``, a LiteLLM proxy on the same
+upstream; a plot of throughput against concurrency (``chat-throughput.png``).
+
+The machine is shared and has 2 cores for load generator, servers and upstream together;
+compare the ratios, which are measured in the same run.
 """
 
 from __future__ import annotations
@@ -25,21 +34,27 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from bench import wrk
 from bench.common import free_port, percentile
 from bench.report import Column, Section, ratio
-from bench.soakkit import ROOT, samops_run, scripted_upstream, wait_ok
+from bench.soakkit import PYTHON, ROOT, Child, samops_run, scripted_upstream, wait_ok
 from serve import eventloop
 
 PLAIN = {"role": "user", "content": "hello there"}
 TOOL = {"role": "user", "content": 'call:calculator{"expression": "6*7"}'}
-CONCURRENCY = (1, 16, 64)
+CONCURRENCY = (1, 4, 16, 64)
 OVERHEAD = "x-samops-overhead-ms"
+SECONDS = 5.0
+"""Seconds of load per scenario with wrk."""
+DIRECT, FLOOR = "direct to the upstream", "floor: bare aiohttp pass-through"
+EVERYTHING = "openai route, everything on"
+TOOL_ROUND, SMARTER, NO_LIMITS = "+ tool round", "smarter route", "openai route, no limits"
 COLUMNS = [
     Column("scenario", "scenario"),
     Column("concurrency", "c"),
@@ -48,28 +63,34 @@ COLUMNS = [
     Column("overhead_p99_ms", "overhead p99 ms", 2),
     Column("latency_median_ms", "latency median ms", 2),
     Column("latency_p99_ms", "latency p99 ms", 2),
-    Column("added_latency_median_ms", "added ms (vs direct)", 2),
-    Column("latency_x", "latency x direct", 2),
     Column("throughput", "req/s", 0),
-    Column("throughput_x", "req/s x direct", 2),
+    Column("throughput_x", "x direct", 2),
+    Column("floor_x", "x floor", 2),
+    Column("plain_x", "x plain route", 2),
 ]
 
 
 @dataclass
 class Figures:
-    latencies: list[float]
-    overheads: list[float]
+    """One scenario's load: how many answers in how long, latencies (seconds), overheads
+    (milliseconds, the server's own header)."""
+
+    requests: int
     seconds: float
+    latency_median: float
+    latency_p99: float
+    overheads: list[float] = field(default_factory=list)
 
     @property
     def throughput(self) -> float:
-        return len(self.latencies) / self.seconds
+        return self.requests / self.seconds
 
 
 @dataclass(frozen=True, slots=True)
 class Servers:
     upstream: str  # base URL of the scripted upstream, ending in /v1
     samops: str  # base URL of samops
+    floor: str = ""  # base URL of the floor proxy, ending in /v1
 
     @property
     def direct(self) -> str:
@@ -81,7 +102,41 @@ class Servers:
 
     @property
     def smarter(self) -> str:
-        return f"{self.samops}/api/v1/llm-clients/support/prompt/"
+        return f"{self.samops}/api/v1/llm-clients/support_limited/prompt/"
+
+    @property
+    def through_floor(self) -> str:
+        return f"{self.floor}/chat/completions"
+
+
+def generator() -> str:
+    """The load generator this run uses."""
+    return "wrk" if wrk.available() else "aiohttp (wrk not installed)"
+
+
+def load(
+    url: str,
+    body: dict[str, Any],
+    *,
+    concurrency: int,
+    requests: int = 2000,
+    seconds: float = SECONDS,
+    header: str = OVERHEAD,
+) -> Figures:
+    """Load ``url`` with ``body`` from ``concurrency`` connections: for ``seconds`` with wrk,
+    else ``requests`` requests from this process."""
+    if wrk.available():
+        found = wrk.run(url, body, concurrency=concurrency, seconds=seconds, header=header)
+        return Figures(
+            found.requests,
+            found.seconds,
+            found.p50_ms / 1000,
+            found.p99_ms / 1000,
+            found.overheads,
+        )
+    return eventloop.run(
+        _load(url, body, concurrency=concurrency, requests=requests, header=header)
+    )
 
 
 async def _load(
@@ -113,16 +168,13 @@ async def _load(
                 await response.read()
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return Figures(latencies, overheads, time.perf_counter() - started)
-
-
-def load(
-    url: str, body: dict[str, Any], *, concurrency: int, requests: int, header: str = OVERHEAD
-) -> Figures:
-    """Send ``requests`` requests from ``concurrency`` workers; ``header`` is the overhead."""
-    return eventloop.run(
-        _load(url, body, concurrency=concurrency, requests=requests, header=header)
-    )
+        return Figures(
+            len(latencies),
+            time.perf_counter() - started,
+            statistics.median(latencies),
+            percentile(latencies, 0.99),
+            overheads,
+        )
 
 
 LIMITED = """  name: support_limited
@@ -144,8 +196,8 @@ spec:
 
 @contextmanager
 def servers(root: Path, *, workers: int = 1) -> Iterator[Servers]:
-    """A scripted upstream and ``samops run --workers N`` on a copy of the example manifests
-    (SQLite)."""
+    """The scripted upstream, the floor proxy and ``samops run --workers N`` on a copy of the
+    example manifests (SQLite)."""
     shutil.copytree(ROOT / "manifests", root / "manifests")
     shutil.rmtree(root / "manifests/budgets")  # the plain routes: no limit of any kind
     support = (root / "manifests/clients/support.yaml").read_text()
@@ -153,109 +205,208 @@ def servers(root: Path, *, workers: int = 1) -> Iterator[Servers]:
         support.replace("  name: support\n", LIMITED, 1)
     )
     (root / "manifests/budgets.yaml").write_text(LIMITED_BUDGET)
-    upstream_port, samops_port = free_port(), free_port()
+    upstream_port, samops_port, floor_port = free_port(), free_port(), free_port()
+    upstream_url = f"http://127.0.0.1:{upstream_port}"
     with ExitStack() as stack:
         upstream = scripted_upstream(upstream_port, root / "upstream.log")
         stack.callback(upstream.stop)
         env = {
             "OPENAI_API_KEY": "bench",
             "SAMOPS_DATA_DIR": str(root / "data"),
-            "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
+            "OPENAI_BASE_URL": f"{upstream_url}/v1",
             "SAMOPS_DATABASE_URL": f"sqlite:///{root / 'samops.sqlite3'}",
         }
         args = [str(root / "manifests"), "--workers", str(workers)]
         samops = samops_run(args, port=samops_port, env=env, log=root / "samops.log")
         stack.callback(samops.stop)
-        wait_ok(f"http://127.0.0.1:{upstream_port}/v1/models", upstream)
+        floor_argv = [PYTHON, "-m", "bench.floor", "--port", str(floor_port)]
+        floor = Child("floor", [*floor_argv, "--upstream", upstream_url], env={}, log=root / "f")
+        stack.callback(floor.stop)
+        wait_ok(f"{upstream_url}/v1/models", upstream)
         wait_ok(f"http://127.0.0.1:{samops_port}/readyz", samops)
-        yield Servers(f"http://127.0.0.1:{upstream_port}/v1", f"http://127.0.0.1:{samops_port}")
+        wait_ok(f"http://127.0.0.1:{floor_port}/healthz", floor)
+        yield Servers(
+            f"{upstream_url}/v1",
+            f"http://127.0.0.1:{samops_port}",
+            f"http://127.0.0.1:{floor_port}/v1",
+        )
 
 
 def requests_at(concurrency: int, requests: int) -> int:
-    """Requests per scenario: a quarter (at least 100) at concurrency 1, where it is slow."""
+    """Requests per scenario without wrk: a quarter (at least 100) at concurrency 1."""
     return requests if concurrency > 1 else max(100, requests // 4)
 
 
-def run(*, requests: int, workers: tuple[int, ...] = (1, 2)) -> Section:
+@dataclass
+class Measured:
+    """Every scenario's figures, by (processes, scenario label, concurrency), and the
+    streaming scenario's times to the first content (``chat_streaming.py``)."""
+
+    figures: dict[tuple[int, str, int], Figures] = field(default_factory=dict)
+    first_content: dict[str, list[float]] = field(default_factory=dict)
+
+    def get(self, processes: int, label: str, concurrency: int) -> Figures | None:
+        return self.figures.get((processes, label, concurrency))
+
+
+def measure(
+    *, requests: int, seconds: float, workers: tuple[int, ...], litellm: str | None = None
+) -> Measured:
+    """Every scenario at every concurrency, per ``samops run --workers`` count; with
+    ``litellm`` (its executable), a LiteLLM proxy too, beside the one-process set-up."""
+    from bench import chat_streaming, litellm_proxy  # they import this module
+
+    measured = Measured()
+    for processes in workers:
+        with (
+            tempfile.TemporaryDirectory(prefix="samops-bench-") as folder,
+            servers(Path(folder), workers=processes) as urls,
+            ExitStack() as stack,
+        ):
+            proxy = None
+            if processes == workers[0]:
+                measured.first_content = chat_streaming.measure(urls.direct, urls.openai)
+                if litellm:
+                    proxy = stack.enter_context(litellm_proxy.proxy(Path(folder), litellm, urls))
+            for concurrency in CONCURRENCY:
+                direct = {"model": "gpt-4o-mini", "messages": [PLAIN]}
+                limited = {"model": "support_limited", "messages": [PLAIN]}
+                scenarios: list[tuple[str, str, dict[str, Any], str]] = [
+                    (DIRECT, urls.direct, direct, OVERHEAD),
+                    (FLOOR, urls.through_floor, direct, OVERHEAD),
+                    (EVERYTHING, urls.openai, limited, OVERHEAD),
+                    (TOOL_ROUND, urls.openai, {**limited, "messages": [TOOL]}, OVERHEAD),
+                    (SMARTER, urls.smarter, {"messages": [PLAIN]}, OVERHEAD),
+                    (NO_LIMITS, urls.openai, {"model": "support", "messages": [PLAIN]}, OVERHEAD),
+                ]
+                if proxy is not None:
+                    body = {"model": "support", "messages": [PLAIN]}
+                    scenarios.append((litellm_proxy.LABEL, proxy, body, litellm_proxy.OVERHEAD))
+                for label, url, body, header in scenarios:
+                    figures = load(
+                        url,
+                        body,
+                        concurrency=concurrency,
+                        requests=requests_at(concurrency, requests),
+                        seconds=seconds,
+                        header=header,
+                    )
+                    measured.figures[processes, label, concurrency] = figures
+                    print(
+                        f"  {label} ({processes} process{'es' if processes > 1 else ''}) "
+                        f"c={concurrency}: {figures.throughput:,.0f} req/s",
+                        flush=True,
+                    )
+    return measured
+
+
+def run(
+    *,
+    requests: int,
+    seconds: float,
+    workers: tuple[int, ...],
+    plot: Path | None = None,
+    litellm: tuple[str, str] | None = None,
+) -> list[Section]:
+    """The chat scenario's sections (and its plot, when ``plot`` is given); ``litellm``:
+    the proxy's executable and version, to run beside samops."""
+    from bench import chat_plot, chat_streaming  # they import this module
+
+    measured = measure(
+        requests=requests, seconds=seconds, workers=workers, litellm=litellm[0] if litellm else None
+    )
+    sections = [section(measured, workers, seconds=seconds)]
+    if measured.first_content:
+        sections.append(chat_streaming.section(measured.first_content))
+    if plot is not None:
+        chat_plot.plot(measured, workers, plot, litellm=f"LiteLLM {litellm[1]}" if litellm else "")
+    return sections
+
+
+def section(measured: Measured, workers: tuple[int, ...], *, seconds: float) -> Section:
     rows: list[dict[str, Any]] = []
     for processes in workers:
-        rows.extend(_scenarios(requests, processes))
+        for concurrency in CONCURRENCY:
+            for (p, label, c), figures in measured.figures.items():
+                if p == processes and c == concurrency:
+                    rows.append(row(measured, processes, label, concurrency, figures))
+    load_text = (
+        f"{seconds:g} s of load per scenario from wrk"
+        if wrk.available()
+        else "2,000 requests per scenario from an aiohttp load generator in the bench's own "
+        "process (wrk is not installed: apt-get install wrk), which takes CPU from the servers"
+    )
     return Section(
         "chat",
-        "Chat: samops vs calling the scripted upstream directly",
-        f"{requests:,} requests per scenario ({requests_at(1, requests):,} at c=1), c = "
-        "concurrent keep-alive workers; load generator, samops (SQLite, the example manifests) "
-        "and the scripted upstream share the machine. Overhead is samops' own "
-        "`x-samops-overhead-ms` (time outside upstream calls). Baseline: the same plain request "
-        "sent to the upstream directly at the same concurrency, measured again for each "
-        "samops set-up.",
+        "Chat: samops against the direct call and the floor for a Python gateway",
+        f"{load_text}; c = concurrent keep-alive connections; load generator, upstream, floor "
+        "and samops (SQLite, the example manifests) share the machine. Overhead is samops' own "
+        "`x-samops-overhead-ms` (time outside upstream calls). Ratios are throughputs against "
+        "the direct call, the floor (a bare aiohttp pass-through proxy), and the plain route "
+        "with everything on, at the same concurrency and in the same set-up.",
         COLUMNS,
         rows,
         [
-            "A tool round is two upstream calls (the model asks for `calculator`, samops runs "
-            "it and calls again), so its latency ratio counts both.",
-            "`N workers`: `samops run --workers N`, N server processes on one port.",
-            "`+ budget + rate limits`: the support client under a requests and a tokens "
-            "limit a minute and a cost budget (a daily and an absolute limit) it never "
-            "reaches: their cost (issue 16's goal: at most 0.3 ms more overhead median than "
-            "the openai route, throughput within 10 %).",
-            "Goals: overhead median < 1 ms and p99 < 5 ms; 1,500 req/s at c=16.",
+            "`openai route, everything on`: metrics, usage recording, a cost budget and a "
+            "requests and a tokens limit a minute on the client (never reached); `+ tool "
+            "round`: the same client, two upstream calls; `smarter route`: the same client, a "
+            "session written per turn; `no limits`: the plain client, no budget or limit.",
+            "`N processes`: `samops run --workers N` (N server processes on one port).",
+            *goals(measured, workers[0]),
         ],
     )
 
 
-def _scenarios(requests: int, processes: int) -> list[dict[str, Any]]:
-    """Every concurrency and route against ``samops run --workers processes``."""
-    rows: list[dict[str, Any]] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="samops-bench-") as folder,
-        servers(Path(folder), workers=processes) as urls,
-    ):
-        for concurrency in CONCURRENCY:
-            count = requests_at(concurrency, requests)
-            direct = {"model": "gpt-4o-mini", "messages": [PLAIN]}
-            base = load(urls.direct, direct, concurrency=concurrency, requests=count)
-            rows.append(row("direct to the upstream", concurrency, base, base))
-            for label, url, body in (
-                ("openai route", urls.openai, {"model": "support", "messages": [PLAIN]}),
-                (
-                    "openai route + tool round",
-                    urls.openai,
-                    {"model": "support", "messages": [TOOL]},
-                ),
-                ("smarter route", urls.smarter, {"messages": [PLAIN]}),
-                (
-                    "openai route + budget + rate limits",
-                    urls.openai,
-                    {"model": "support_limited", "messages": [PLAIN]},
-                ),
-            ):
-                figures = load(url, body, concurrency=concurrency, requests=count)
-                shown = label if processes == 1 else f"{label}, {processes} workers"
-                rows.append(row(shown, concurrency, figures, base))
-    return rows
-
-
-def row(label: str, concurrency: int, figures: Figures, base: Figures) -> dict[str, Any]:
-    """One table row; ratios are against ``base`` (the direct call at the same concurrency)."""
-    median = statistics.median(figures.latencies)
-    base_median = statistics.median(base.latencies)
-    values = {
-        "scenario": label,
+def row(
+    measured: Measured, processes: int, label: str, concurrency: int, figures: Figures
+) -> dict[str, Any]:
+    """One table row with its ratios (against the same set-up and concurrency)."""
+    direct = measured.get(processes, DIRECT, concurrency)
+    floor = measured.get(processes, FLOOR, concurrency)
+    plain = measured.get(processes, EVERYTHING, concurrency)
+    compared = label not in (DIRECT, FLOOR)
+    overheads = figures.overheads
+    return {
+        "scenario": label if processes == 1 else f"{label}, {processes} processes",
         "concurrency": concurrency,
-        "requests": len(figures.latencies),
-        "overhead_median_ms": statistics.median(figures.overheads) if figures.overheads else None,
-        "overhead_p99_ms": percentile(figures.overheads, 0.99) if figures.overheads else None,
-        "latency_median_ms": median * 1000,
-        "latency_p99_ms": percentile(figures.latencies, 0.99) * 1000,
-        "added_latency_median_ms": (median - base_median) * 1000,
-        "latency_x": ratio(median, base_median),
+        "requests": figures.requests,
+        "overhead_median_ms": statistics.median(overheads) if overheads else None,
+        "overhead_p99_ms": percentile(overheads, 0.99) if overheads else None,
+        "latency_median_ms": figures.latency_median * 1000,
+        "latency_p99_ms": figures.latency_p99 * 1000,
         "throughput": figures.throughput,
-        "throughput_x": ratio(figures.throughput, base.throughput),
+        "throughput_x": ratio(figures.throughput, direct.throughput) if direct else None,
+        "floor_x": ratio(figures.throughput, floor.throughput) if floor and compared else None,
+        "plain_x": (
+            ratio(figures.throughput, plain.throughput)
+            if plain and label in (TOOL_ROUND, SMARTER, NO_LIMITS)
+            else None
+        ),
     }
-    print(
-        f"  {label} c={concurrency}: {figures.throughput:,.0f} req/s, latency median "
-        f"{median * 1000:.2f} ms (+{(median - base_median) * 1000:.2f} ms vs direct)",
-        flush=True,
-    )
-    return values
+
+
+def goals(measured: Measured, processes: int) -> list[str]:
+    """Issue 18's goals, each with this run's figure."""
+    plain16 = measured.get(processes, EVERYTHING, 16)
+    floor16 = measured.get(processes, FLOOR, 16)
+    plain64 = measured.get(processes, EVERYTHING, 64)
+    if not (plain16 and floor16 and plain64):
+        return []
+    lines = [
+        f"Goal: with everything on, one process at c=16 >= 3,000 req/s and >= 45 % of the "
+        f"floor: {plain16.throughput:,.0f} req/s, "
+        f"{plain16.throughput / floor16.throughput:.0%} of the floor's "
+        f"{floor16.throughput:,.0f} req/s.",
+        f"Goal: samops' own overhead p99 < 2 ms at c=64: "
+        f"{percentile(plain64.overheads, 0.99):.2f} ms."
+        if plain64.overheads
+        else "",
+    ]
+    for label in (TOOL_ROUND, SMARTER):
+        found = measured.get(processes, label, 16)
+        if found:
+            lines.append(
+                f"Goal: `{label}` >= 60 % of the plain route at c=16: "
+                f"{found.throughput / plain16.throughput:.0%}."
+            )
+    return [line for line in lines if line]

@@ -20,11 +20,24 @@ import json
 import shutil
 import subprocess
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
-from bench.chat import COLUMNS, CONCURRENCY, PLAIN, Figures, load, requests_at, row, servers
+from bench.chat import (
+    COLUMNS,
+    CONCURRENCY,
+    DIRECT,
+    NO_LIMITS,
+    PLAIN,
+    Measured,
+    Servers,
+    generator,
+    load,
+    requests_at,
+    row,
+    servers,
+)
 from bench.common import free_port
 from bench.report import Section
 from bench.soakkit import Child, wait_ok
@@ -89,47 +102,60 @@ def _version(binary: Path) -> str | None:
     return words[-1] if words else None
 
 
-def run(*, requests: int, binary: str, version: str) -> Section:
-    rows: list[dict[str, Any]] = []
+LABEL = "LiteLLM proxy"
+"""The scenario's label in the chat bench's figures."""
+
+
+@contextmanager
+def proxy(root: Path, binary: str, urls: Servers) -> Iterator[str]:
+    """A LiteLLM proxy on ``urls``' upstream for as long as the block runs: its chat URL."""
+    port = free_port()
+    (root / "litellm.yaml").write_text(CONFIG.format(api_base=urls.upstream))
+    (root / "logging.json").write_text(json.dumps(LOGGING))
+    argv = ["env", "-u", "DATABASE_URL", binary, "--config", str(root / "litellm.yaml")]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    argv += ["--telemetry", "False", "--log_config", str(root / "logging.json")]
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+    child = Child("litellm", argv, env=env, log=root / "litellm.log")
+    try:
+        wait_ok(f"http://127.0.0.1:{port}/health/liveliness", child, timeout=START_TIMEOUT)
+        yield f"http://127.0.0.1:{port}/v1/chat/completions"
+    finally:
+        child.stop()
+
+
+def run(*, requests: int, seconds: float, binary: str, version: str) -> Section:
+    """samops and LiteLLM side by side on the plain answer (the ``litellm`` scenario)."""
+    measured = Measured()
     with tempfile.TemporaryDirectory(prefix="samops-bench-") as folder, ExitStack() as stack:
-        root = Path(folder)
-        urls = stack.enter_context(servers(root))
-        port = free_port()
-        (root / "litellm.yaml").write_text(CONFIG.format(api_base=urls.upstream))
-        (root / "logging.json").write_text(json.dumps(LOGGING))
-        argv = ["env", "-u", "DATABASE_URL", binary, "--config", str(root / "litellm.yaml")]
-        argv += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
-        argv += ["--telemetry", "False", "--log_config", str(root / "logging.json")]
-        env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
-        proxy = Child("litellm", argv, env=env, log=root / "litellm.log")
-        stack.callback(proxy.stop)
-        wait_ok(f"http://127.0.0.1:{port}/health/liveliness", proxy, timeout=START_TIMEOUT)
-        litellm = f"http://127.0.0.1:{port}/v1/chat/completions"
+        urls = stack.enter_context(servers(Path(folder)))
+        litellm = stack.enter_context(proxy(Path(folder), binary, urls))
         body = {"model": "support", "messages": [PLAIN]}
+        direct = {"model": "gpt-4o-mini", "messages": [PLAIN]}
         for concurrency in CONCURRENCY:
             count = requests_at(concurrency, requests)
-            direct = {"model": "gpt-4o-mini", "messages": [PLAIN]}
-            base = load(urls.direct, direct, concurrency=concurrency, requests=count)
-            measured: list[tuple[str, Figures]] = [
-                ("direct to the upstream", base),
-                (
-                    "samops /v1/chat/completions",
-                    load(urls.openai, body, concurrency=concurrency, requests=count),
-                ),
-                (
-                    f"LiteLLM {version} /v1/chat/completions",
-                    load(litellm, body, concurrency=concurrency, requests=count, header=OVERHEAD),
-                ),
-            ]
-            rows.extend(row(label, concurrency, f, base) for label, f in measured)
+            for label, url, sent, header in (
+                (DIRECT, urls.direct, direct, "x-samops-overhead-ms"),
+                (NO_LIMITS, urls.openai, body, "x-samops-overhead-ms"),
+                (LABEL, litellm, body, OVERHEAD),
+            ):
+                measured.figures[1, label, concurrency] = load(
+                    url,
+                    sent,
+                    concurrency=concurrency,
+                    requests=count,
+                    seconds=seconds,
+                    header=header,
+                )
+    rows = [row(measured, 1, label, c, f) for (_, label, c), f in measured.figures.items()]
     return Section(
         "litellm",
         f"Chat: samops and LiteLLM {version} side by side",
-        f"The same plain request, {requests:,} per scenario ({requests_at(1, requests):,} at "
-        "c=1), through samops and through a LiteLLM proxy (its own virtualenv, one worker, no "
-        "database, access logs off) in front of the same scripted upstream. Overhead: each "
-        f"server's own header (`x-samops-overhead-ms`, `{OVERHEAD}`). Baseline: the request "
-        "sent to the upstream directly at the same concurrency.",
+        "The same plain request through samops (the client without limits) and through a "
+        "LiteLLM proxy (its own virtualenv, one worker, no database, access logs off) in front "
+        f"of the same scripted upstream, load from {generator()}. Overhead: each server's own "
+        f"header (`x-samops-overhead-ms`, `{OVERHEAD}`). Ratios against the direct call at the "
+        "same concurrency.",
         COLUMNS,
         rows,
         [f"LiteLLM pinned at {PINNED}; this run used {version} ({binary})."],

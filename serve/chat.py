@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from serve import jsonwire
 from serve.compiled import CompiledClient, CompiledPlugin, Snapshot, Tool
-from serve.providers import Providers, UpstreamError, translated_upstream_errors, upstream_clock
+from serve.providers import Providers, UpstreamError, translated_upstream_errors
+from serve.upstream_http import post_json, upstream_clock
 
 if TYPE_CHECKING:
     from serve.admission import Holds
@@ -300,11 +301,11 @@ class Turn:
                 # without its typed transformation of the request body, which took over a
                 # third of the server's CPU (profiled with py-spy under bench/chat.py's load):
                 # the body is built and encoded here, and the answer is decoded here, both
-                # with orjson (serve/jsonwire.py).
-                raw = await client.post(
+                # with orjson (serve/jsonwire.py); see upstream_http.post_json.
+                raw = await post_json(
+                    client,
                     "/chat/completions",
-                    cast_to=bytes,
-                    content=jsonwire.dumps(self.request(conversation, with_tools=with_tools)),
+                    jsonwire.dumps(self.request(conversation, with_tools=with_tools)),
                 )
             result.upstream_seconds += clock.seconds
             answer = _without_nulls(_decoded_answer(raw, self.client.provider))

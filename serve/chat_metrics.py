@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from serve.chat import TurnResult
+from serve.metric_children import Children
 from serve.providers import UpstreamError
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -63,8 +64,13 @@ class ChatMetrics:
             registry=registry,
         )
 
+        # what every chat request observes, bound once per label values
+        self.requests_by = Children(self.requests)  # (client, route, status)
+        self.seconds_by = Children(self.seconds)  # (route,)
+        self.upstream_seconds_by = Children(self.upstream_seconds)  # (provider,)
+
     def turn(self, result: TurnResult, provider: str) -> None:
-        self.upstream_seconds.labels(provider=provider).observe(result.upstream_seconds)
+        self.upstream_seconds_by(provider).observe(result.upstream_seconds)
         for call in result.tool_calls:
             outcome = "ok" if call.error is None else "error"
             self.tool_calls.labels(tool=call.name, outcome=outcome).inc()

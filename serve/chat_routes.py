@@ -8,6 +8,7 @@ the turn's errors).
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from typing import Any
@@ -26,13 +27,21 @@ from serve.smarter_history import add_history_routes
 from serve.smarter_reads import add_smarter_reads
 from serve.smarter_routes import client_config, cors_preflight, prompt_by_host, prompt_by_path
 
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count()
 
-@web.middleware
+
+def new_request_id() -> str:
+    """A request id unique in the fleet: this process' random prefix and a counter (ids
+    correlate log lines; they are not secrets, so no system randomness per request)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
 @web.middleware
 async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every request gets an id (the caller's ``X-Request-Id`` or a new one) for the logs; a
     chat request is counted, timed and held in flight (``chat_metrics.py``)."""
-    identifier = (request.headers.get("X-Request-Id") or secrets.token_hex(16))[:100]
+    identifier = (request.headers.get("X-Request-Id") or new_request_id())[:100]
     token = logctx.request_id.set(identifier)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else ""
@@ -50,9 +59,8 @@ async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     finally:
         metrics.in_flight.dec()
-        metrics.seconds.labels(route=route).observe(time.perf_counter() - started)
-        client = request.get(CLIENT_KEY) or ""
-        metrics.requests.labels(client=client, route=route, status=str(status)).inc()
+        metrics.seconds_by(route).observe(time.perf_counter() - started)
+        metrics.requests_by(request.get(CLIENT_KEY) or "", route, str(status)).inc()
         logctx.request_id.reset(token)
 
 

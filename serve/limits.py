@@ -74,11 +74,13 @@ class Admission:
 
 
 Key = tuple[str, dt.datetime]
-SETTLE_INTERVAL = 0.05
+LEASE_AHEAD = dt.timedelta(seconds=2)
+"""How long before a period ends its successor's first slice is leased (``_lease_ahead``)."""
+SETTLE_INTERVAL = 0.25
 """Seconds between two writes of settlements at least. What turns spent reaches the shared
 counters that much later (their reservations count as leased meanwhile: nothing is admitted
-twice); the database sees a few transactions a second, not one per turn (measured with
-``make bench``'s budget scenario)."""
+twice); the database sees a few transactions a second, not one per turn. 0.05 s still cost a
+tenth of a core in SQLAlchemy under the bench's load (py-spy, issue 18)."""
 
 
 class Limiter:
@@ -97,7 +99,8 @@ class Limiter:
         a limit fairly between processes; large ones ask the database less often)."""
         self.engine, self.slice_fraction, self.clock = engine, slice_fraction, clock
         self._held: dict[Key, Decimal] = {}
-        self._leasing: dict[Key, asyncio.Lock] = {}
+        self._leasing: dict[Key, asyncio.Task[bool]] = {}
+        self._current: dict[str, dt.datetime] = {}  # per scope, the period turns are in
         self._scarce: set[Key] = set()
         """Limits with less than two slices left to lease: each turn leases only what it
         needs and gives back what it did not spend (exact near the end, a round trip per
@@ -133,21 +136,24 @@ class Limiter:
         the turn spends beyond is the overspend of a turn in flight)."""
         start = limit.start(self.clock())
         key = (limit.scope, start)
-        if self._held.get(key, ZERO) < estimate:
-            lock = self._leasing.setdefault(key, asyncio.Lock())
-            async with lock:  # concurrent turns wait for one lease, not one each
-                held = self._held.get(key, ZERO)
-                if held < estimate:
-                    want = estimate - held
-                    if key not in self._scarce:
-                        want = max(want, limit.limit * self.slice_fraction)
-                    if _whole(limit.limit) and _whole(estimate):  # no fractions stranded
-                        want = want.to_integral_value(rounding=ROUND_CEILING)
-                    granted, left = await self._lease(limit, start, want)
-                    self._held[key] = held + granted
-                    if left < 2 * limit.limit * self.slice_fraction:
-                        self._scarce.add(key)
+        if self._current.get(limit.scope) != start:  # a new period: earlier slices go back
+            self._current[limit.scope] = start
             self._return_ended(limit.scope, start)
+        while self._held.get(key, ZERO) < estimate:
+            # One lease at a time per counter, awaited by every turn that needs more: they
+            # all go on together when it is granted (a lock handed from turn to turn took one
+            # loop iteration per waiting turn: at a period's start, 64 turns in flight waited
+            # up to 0.8 s behind each other under load, issue 18).
+            leasing = self._leasing.get(key)
+            if leasing is None:
+                leasing = asyncio.get_running_loop().create_task(
+                    self._top_up(limit, start, estimate), name=f"samops-lease {limit.scope}"
+                )
+                self._leasing[key] = leasing
+            if not await asyncio.shield(leasing):  # nothing more to lease: refuse below
+                break
+        if limit.since is None:
+            self._lease_ahead(limit, start, estimate)
         held = self._held.get(key, ZERO)
         if held < estimate:
             if minimum is None or held < minimum:
@@ -183,6 +189,39 @@ class Limiter:
         for (scope, start), held in list(self._held.items()):
             self._give_back(scope, start, held)
         await self.settlements.close(timeout)
+
+    def _lease_ahead(self, limit: Limit, start: dt.datetime, estimate: Decimal) -> None:
+        """In a period's last ``LEASE_AHEAD`` seconds, lease the next period's first slice in
+        the background, so that no turn waits for it when the period rolls over (every turn
+        in flight did, once a minute under a rate limit)."""
+        upcoming = period_start(limit.period, self.clock() + LEASE_AHEAD)
+        key = (limit.scope, upcoming)
+        if upcoming == start or key in self._held or key in self._leasing:
+            return
+        self._leasing[key] = asyncio.get_running_loop().create_task(
+            self._top_up(limit, upcoming, estimate),
+            name=f"samops-lease-ahead {limit.scope}",
+        )
+
+    async def _top_up(self, limit: Limit, start: dt.datetime, estimate: Decimal) -> bool:
+        """Lease more of ``limit`` for the period at ``start``: what the turn that asked lacks,
+        a slice at least while the limit is not scarce. Whether anything was granted."""
+        key = (limit.scope, start)
+        try:
+            held = self._held.get(key, ZERO)
+            want = max(estimate - held, ZERO)
+            if key not in self._scarce:
+                want = max(want, limit.limit * self.slice_fraction)
+            if _whole(limit.limit) and _whole(estimate):  # no fractions stranded
+                want = want.to_integral_value(rounding=ROUND_CEILING)
+            granted, left = await self._lease(limit, start, want)
+            self._held[key] = self._held.get(key, ZERO) + granted
+            if left < 2 * limit.limit * self.slice_fraction:
+                self._scarce.add(key)
+            return granted > ZERO
+        finally:
+            if self._leasing.get(key) is asyncio.current_task():
+                del self._leasing[key]
 
     async def _lease(
         self, limit: Limit, start: dt.datetime, want: Decimal

@@ -14,17 +14,14 @@ HTTP status samops answers (502 for a failing or refusing upstream, 504 for a ti
 
 from __future__ import annotations
 
-import contextvars
-import hashlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import openai
 
 from serve.compiled import ProviderTarget, Snapshot
 from serve.settings import ProviderSettings
+from serve.upstream_http import UpstreamHttpClient, UpstreamSdkClient
 
 BUILTIN = "openai"
 
@@ -41,19 +38,10 @@ class UpstreamError(Exception):
 class Providers:
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
-        self._clients: dict[tuple[str | None, str], openai.AsyncOpenAI] = {}
-        # One connection pool for every provider client: the SDK's own HTTP client class, so
-        # its transport package (httpx, or httpx2 in newer SDKs) is the SDK's business. Its
-        # event hooks time each exchange on the wire (see ``UpstreamClock``).
-        hooks: dict[str, list[Callable[..., Any]]] = {
-            "request": [_sending],
-            "response": [_answered],
-        }
-        self._http = (
-            openai.DefaultAioHttpClient(event_hooks=hooks)
-            if settings.aiohttp_transport
-            else openai.DefaultAsyncHttpxClient(event_hooks=hooks)
-        )
+        self._clients: dict[tuple[str | None, str], openai.AsyncOpenAI] = {}  # (URL, key)
+        # One connection pool for every provider client (serve/upstream_http.py), which also
+        # times each exchange on the wire (``UpstreamClock``).
+        self._http = UpstreamHttpClient()
 
     def target(self, snapshot: Snapshot, name: str) -> ProviderTarget:
         found = snapshot.providers.get(name)
@@ -69,59 +57,20 @@ class Providers:
         if target.error:
             raise UpstreamError(502, "provider_unavailable", target.error)
         key = target.api_key or "samops-no-key"
-        cache_key = (target.base_url, hashlib.sha256(key.encode()).hexdigest())
-        client = self._clients.get(cache_key)
+        client = self._clients.get((target.base_url, key))
         if client is None:
-            client = openai.AsyncOpenAI(
+            client = UpstreamSdkClient(
                 base_url=target.base_url,
                 api_key=key,
                 http_client=self._http,
                 max_retries=self.settings.max_retries,
                 timeout=self.settings.timeout_seconds,
             )
-            self._clients[cache_key] = client
+            self._clients[target.base_url, key] = client
         return client
 
     async def close(self) -> None:
         await self._http.aclose()
-
-
-class UpstreamClock:
-    """Time spent on the wire with upstreams during one chat turn: from the moment the SDK
-    hands a request to its HTTP client until the answer's headers arrive, summed over the
-    turn's calls (tool rounds, retries). Everything else, the SDK's own work included, is
-    samops' overhead (``x-samops-overhead-ms``): an honest figure, not just our code's."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-
-_clock: contextvars.ContextVar[UpstreamClock | None] = contextvars.ContextVar(
-    "samops_upstream_clock", default=None
-)
-_SENT = "samops_sent_at"
-
-
-@contextmanager
-def upstream_clock() -> Iterator[UpstreamClock]:
-    """Measure the wire time of the upstream calls made in this block (same task)."""
-    clock = UpstreamClock()
-    token = _clock.set(clock)
-    try:
-        yield clock
-    finally:
-        _clock.reset(token)
-
-
-async def _sending(request: Any) -> None:
-    request.extensions[_SENT] = time.perf_counter()
-
-
-async def _answered(response: Any) -> None:
-    clock = _clock.get()
-    sent = response.request.extensions.get(_SENT)
-    if clock is not None and sent is not None:
-        clock.seconds += time.perf_counter() - sent
 
 
 @contextmanager
@@ -130,7 +79,7 @@ def translated_upstream_errors(provider: str) -> Iterator[None]:
     try:
         yield
     except openai.APITimeoutError as exc:
-        if _connection_failed(exc):  # the SDK's aiohttp transport calls a refusal a timeout
+        if _connection_failed(exc):  # a refusal is never a timeout, whatever a layer calls it
             raise UpstreamError(
                 502,
                 "upstream_unreachable",

@@ -54,8 +54,6 @@ class ProviderSettings:
     """Seconds one upstream call may take (default 60)."""
     max_retries: int = 2
     """Retries of a failed upstream call, with the SDK's backoff (default 2)."""
-    aiohttp_transport: bool = True
-    """The SDK's aiohttp transport (measured faster than its default, see bench/chat.py)."""
 
 
 @dataclass(frozen=True, slots=True)

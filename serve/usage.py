@@ -27,9 +27,15 @@ from reconciler.store import schema
 from reconciler.store.db import translated_errors
 from serve.batch_writer import BatchWriter
 from serve.chat import TokenUsage
+from serve.metric_children import Children
 from serve.prices import Price
 
 log = logging.getLogger("samops.usage")
+WRITE_INTERVAL = 0.25
+"""Seconds between two writes of usage records at least. Nobody waits for a usage row (budgets
+count in ``limits.py``, metrics as the turn ends), so records gather into a few transactions a
+second: under load, writing as soon as anything was queued (one small transaction after
+another) took half a core in SQLAlchemy and the GIL from the request path (py-spy, issue 18)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,21 +124,23 @@ class UsageMetrics:
             ["reason"],
             registry=registry,
         )
+        # bound once per label values: every turn observes them
+        self.tokens_by = Children(self.tokens)  # (client, model, type)
+        self.cost_by = Children(self.cost)  # (client, model)
+        self.unknown_by = Children(self.unknown)  # (client, what)
 
     def observe(self, record: UsageRecord) -> None:
         client, model = record.client, record.model
         if record.prompt_tokens is None or record.completion_tokens is None:
             if record.upstream_calls:
-                self.unknown.labels(client=client, what="tokens").inc()
+                self.unknown_by(client, "tokens").inc()
             return
-        self.tokens.labels(client=client, model=model, type="prompt").inc(record.prompt_tokens)
-        self.tokens.labels(client=client, model=model, type="completion").inc(
-            record.completion_tokens
-        )
+        self.tokens_by(client, model, "prompt").inc(record.prompt_tokens)
+        self.tokens_by(client, model, "completion").inc(record.completion_tokens)
         if record.cost_usd is None:
-            self.unknown.labels(client=client, what="cost").inc()
+            self.unknown_by(client, "cost").inc()
         else:
-            self.cost.labels(client=client, model=model).inc(float(record.cost_usd))
+            self.cost_by(client, model).inc(float(record.cost_usd))
 
 
 class UsageRecorder:
@@ -165,6 +173,7 @@ class UsageRecorder:
             retry_initial=retry_initial,
             retry_max=retry_max,
             on_unstored=unstored,
+            min_interval=WRITE_INTERVAL,
         )
 
     def record(self, record: UsageRecord) -> None:

@@ -7,9 +7,12 @@ markdown and JSON reports hold the same scenarios and describe the machine and v
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import PROJECT_ROOT
 
@@ -76,3 +79,36 @@ def test_tiny_curve_run_measures_every_figure_on_each_size(tmp_path: Path) -> No
     memory = [row for row in rows if row["figure"] == "replica's --workers process RSS (MB)"]
     assert len(memory) == 2 and all(row["median"] > 20 for row in memory)  # a process measured
     assert (tmp_path / "scale-curve.png").stat().st_size > 10_000  # the plot beside the report
+
+
+def test_wrk_loads_the_floor_proxy_in_front_of_the_scripted_upstream(tmp_path: Path) -> None:
+    """The chat bench's baseline and load generator, briefly: the floor (``bench/floor.py``)
+    forwards to the scripted upstream, wrk (``bench/wrk.py``) loads it and reads its answers,
+    and a failing route fails the run with what wrk saw."""
+    from bench import wrk
+    from bench.soakkit import PYTHON, Child, scripted_upstream, wait_ok
+    from tests.ports import free_port
+
+    if wrk.available() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("wrk is not installed; .ci/run installs it under CI=true")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    upstream_port, floor_port = free_port(), free_port()
+    upstream = scripted_upstream(upstream_port, tmp_path / "upstream.log")
+    argv = [PYTHON, "-m", "bench.floor", "--port", str(floor_port)]
+    argv += ["--upstream", f"http://127.0.0.1:{upstream_port}"]
+    floor = Child("floor", argv, env={}, log=tmp_path / "floor.log")
+    try:
+        wait_ok(f"http://127.0.0.1:{upstream_port}/v1/models", upstream)
+        wait_ok(f"http://127.0.0.1:{floor_port}/healthz", floor)
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+        url = f"http://127.0.0.1:{floor_port}/v1/chat/completions"
+        figures = wrk.run(url, body, concurrency=4, seconds=1)
+        assert figures.requests > 10 and figures.throughput > 0
+        assert 0 < figures.p50_ms <= figures.p99_ms
+        assert figures.overheads == []  # the floor sends no overhead header
+        with pytest.raises(RuntimeError, match="were not 200"):
+            wrk.run(url, {"messages": "not a list"}, concurrency=2, seconds=1)
+    finally:
+        floor.stop()
+        upstream.stop()

@@ -119,3 +119,89 @@ def test_an_outage_admits_only_what_the_process_holds(engine: Engine, outages: O
         return seen
 
     assert asyncio.run(scenario()) == [True, True, False, False, False, True]
+
+
+def test_turns_waiting_for_a_lease_all_go_on_when_it_is_granted(engine: Engine) -> None:
+    """Reproduces issue 18's stall: at a period's start every turn in flight needs the new
+    period's first lease. They waited on a lock handed from one turn to the next, one event
+    loop iteration per turn, and on a loaded loop the last of 64 waited 0.8 s. Now they await
+    the one lease together: once it is granted, every one of them is admitted within a couple
+    of iterations, however many there are (counted in iterations, not in seconds)."""
+    limit = Limit("requests:client:support", "minute", Decimal(1_000_000))
+    waiting = 64
+
+    async def scenario() -> tuple[int, int, int]:
+        limiter = Limiter(engine, clock=Clock())
+        limiter.settlements.start()
+        granted = asyncio.Event()
+        leases = 0
+        lease = limiter._lease
+
+        async def held_until_granted(*args: object) -> tuple[Decimal, Decimal]:
+            nonlocal leases
+            leases += 1
+            await granted.wait()  # the database's answer, when the test says so
+            return await lease(*args)  # type: ignore[arg-type]
+
+        limiter._lease = held_until_granted  # type: ignore[method-assign,assignment]
+        turns = [asyncio.ensure_future(limiter.admit(limit, Decimal(1))) for _ in range(waiting)]
+        while not leases:
+            await asyncio.sleep(0)
+        for _ in range(5):  # every turn is waiting now
+            await asyncio.sleep(0)
+        granted.set()
+        while not turns[0].done():  # the lease is written in a worker thread
+            await asyncio.sleep(0.001)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        done_soon = sum(t.done() for t in turns)
+        admitted = sum(a is not None for a in await asyncio.gather(*turns))
+        await limiter.close()
+        return leases, done_soon, admitted
+
+    leases, done_soon, admitted = asyncio.run(scenario())
+
+    assert leases == 1  # one lease for all of them
+    assert admitted == waiting
+    assert done_soon == waiting  # with the lock: about 4 of 64
+
+
+def test_the_next_period_is_leased_before_it_starts(engine: Engine) -> None:
+    """In a period's last two seconds a turn leases the next period's first slice in the
+    background: when the period rolls over, no turn waits for the database. What is held of
+    the period that ended goes back to its counter."""
+    limit = Limit("requests:client:support", "minute", Decimal(1000))
+    this_minute = dt.datetime(2026, 11, 27, 13, 45, tzinfo=dt.UTC)
+    next_minute = this_minute + dt.timedelta(minutes=1)
+
+    async def scenario() -> tuple[Decimal, int, Decimal, Decimal]:
+        clock = Clock()
+        clock.now = this_minute + dt.timedelta(seconds=59)
+        limiter = Limiter(engine, clock=clock)
+        limiter.settlements.start()
+        assert await limiter.admit(limit, Decimal(1)) is not None
+        while (limit.scope, next_minute) in limiter._leasing:
+            await asyncio.sleep(0.001)
+        ahead = limiter.held(limit.scope, next_minute)
+        leases = 0
+        lease = limiter._lease
+
+        async def counted(*args: object) -> tuple[Decimal, Decimal]:
+            nonlocal leases
+            leases += 1
+            return await lease(*args)  # type: ignore[arg-type]
+
+        limiter._lease = counted  # type: ignore[method-assign,assignment]
+        clock.now = next_minute + dt.timedelta(milliseconds=10)
+        assert await limiter.admit(limit, Decimal(1)) is not None
+        still_held = limiter.held(limit.scope, this_minute)
+        await limiter.close()
+        ended = read_counter(engine, limit.scope, this_minute)
+        return ahead, leases, still_held, ended.leased
+
+    ahead, leases, still_held, leased_in_ended_minute = asyncio.run(scenario())
+
+    assert ahead == 50  # a slice: 5 % of the limit, leased while 13:45 still ran
+    assert leases == 0  # the first turn of 13:46 did not wait for the database
+    assert still_held == 0  # 13:45's slice given back when 13:46 began
+    assert leased_in_ended_minute == 1  # the one turn admitted in 13:45 (not settled here)
