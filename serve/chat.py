@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from serve import jsonwire
 from serve.compiled import CompiledClient, CompiledPlugin, Snapshot, Tool
 from serve.providers import Providers, UpstreamError, translated_upstream_errors
-from serve.upstream_http import post_json, upstream_clock
+from serve.upstream_http import post_json, stream_json, upstream_clock
 
 if TYPE_CHECKING:
     from serve.admission import Holds
@@ -343,12 +343,13 @@ class Turn:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
+            body["stream"] = True
             with translated_upstream_errors(self.client.provider):
-                chunks = await client.chat.completions.create(**body, stream=True)
+                chunks = await stream_json(client, "/chat/completions", jsonwire.dumps(body))
                 try:
                     async for chunk in chunks:
                         seen += 1
-                        data = chunk.model_dump(exclude_none=True)
+                        data = _without_nulls(chunk)
                         if "usage" in data:
                             usage = data["usage"]
                             if result.usage.calls:  # the caller sees the turn's, as billed
