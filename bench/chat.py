@@ -14,7 +14,9 @@ report says so). For each concurrency (1, 4, 16, 64), each measured back to back
   again: two upstream calls), and Smarter's route (a session written per turn);
 - the OpenAI route without limits (what budgets and rate limits cost).
 
-Reported: samops' own ``x-samops-overhead-ms`` (time outside upstream calls) median and p99,
+Each load is preceded by a second of the same load, unmeasured (connections opened on both
+sides, the current minute's lease of a rate limit taken: the first turns after a quiet minute
+wait for it once, ``serve/limits.py``). Reported: samops' own ``x-samops-overhead-ms`` (time outside upstream calls) median and p99,
 latency, throughput, and throughput as ratios: against the direct call, against the floor,
 and, for the tool round and the Smarter route, against the plain route. With ``--workers``
 counts, the same for ``samops run --workers N``. Then the streaming scenario
@@ -28,6 +30,7 @@ compare the ratios, which are measured in the same run.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import statistics
 import tempfile
@@ -64,6 +67,7 @@ COLUMNS = [
     Column("latency_median_ms", "latency median ms", 2),
     Column("latency_p99_ms", "latency p99 ms", 2),
     Column("throughput", "req/s", 0),
+    Column("cpu_ms", "server CPU ms/req", 3),
     Column("throughput_x", "x direct", 2),
     Column("floor_x", "x floor", 2),
     Column("plain_x", "x plain route", 2),
@@ -80,6 +84,7 @@ class Figures:
     latency_median: float
     latency_p99: float
     overheads: list[float] = field(default_factory=list)
+    cpu_seconds: float | None = None  # the server's processes' CPU time during the load
 
     @property
     def throughput(self) -> float:
@@ -91,6 +96,8 @@ class Servers:
     upstream: str  # base URL of the scripted upstream, ending in /v1
     samops: str  # base URL of samops
     floor: str = ""  # base URL of the floor proxy, ending in /v1
+    samops_pid: int = 0
+    floor_pid: int = 0
 
     @property
     def direct(self) -> str:
@@ -126,6 +133,9 @@ def load(
     """Load ``url`` with ``body`` from ``concurrency`` connections: for ``seconds`` with wrk,
     else ``requests`` requests from this process."""
     if wrk.available():
+        # warm up first (connections opened on both sides, a rate limit's lease for the
+        # current minute taken): the figures are the steady state
+        wrk.run(url, body, concurrency=concurrency, seconds=1, header=header)
         found = wrk.run(url, body, concurrency=concurrency, seconds=seconds, header=header)
         return Figures(
             found.requests,
@@ -229,7 +239,25 @@ def servers(root: Path, *, workers: int = 1) -> Iterator[Servers]:
             f"{upstream_url}/v1",
             f"http://127.0.0.1:{samops_port}",
             f"http://127.0.0.1:{floor_port}/v1",
+            samops.pid,
+            floor.pid,
         )
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of process ``pid`` and its children (``--workers``), from
+    /proc; None where there is no /proc. Robust where throughput is not: on a shared machine
+    a server's CPU per request moves much less than its requests per second."""
+    total, tick, found = 0, os.sysconf("SC_CLK_TCK"), False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # itself, or a child
+            total += int(fields[11]) + int(fields[12])
+            found = True
+    return total / tick if found else None
 
 
 def requests_at(concurrency: int, requests: int) -> int:
@@ -271,18 +299,20 @@ def measure(
             for concurrency in CONCURRENCY:
                 direct = {"model": "gpt-4o-mini", "messages": [PLAIN]}
                 limited = {"model": "support_limited", "messages": [PLAIN]}
-                scenarios: list[tuple[str, str, dict[str, Any], str]] = [
-                    (DIRECT, urls.direct, direct, OVERHEAD),
-                    (FLOOR, urls.through_floor, direct, OVERHEAD),
-                    (EVERYTHING, urls.openai, limited, OVERHEAD),
-                    (TOOL_ROUND, urls.openai, {**limited, "messages": [TOOL]}, OVERHEAD),
-                    (SMARTER, urls.smarter, {"messages": [PLAIN]}, OVERHEAD),
-                    (NO_LIMITS, urls.openai, {"model": "support", "messages": [PLAIN]}, OVERHEAD),
+                plain = {"model": "support", "messages": [PLAIN]}
+                ours = urls.samops_pid
+                scenarios: list[tuple[str, str, dict[str, Any], str, int]] = [
+                    (DIRECT, urls.direct, direct, OVERHEAD, 0),
+                    (FLOOR, urls.through_floor, direct, OVERHEAD, urls.floor_pid),
+                    (EVERYTHING, urls.openai, limited, OVERHEAD, ours),
+                    (TOOL_ROUND, urls.openai, {**limited, "messages": [TOOL]}, OVERHEAD, ours),
+                    (SMARTER, urls.smarter, {"messages": [PLAIN]}, OVERHEAD, ours),
+                    (NO_LIMITS, urls.openai, plain, OVERHEAD, ours),
                 ]
                 if proxy is not None:
-                    body = {"model": "support", "messages": [PLAIN]}
-                    scenarios.append((litellm_proxy.LABEL, proxy, body, litellm_proxy.OVERHEAD))
-                for label, url, body, header in scenarios:
+                    scenarios.append((litellm_proxy.LABEL, proxy, plain, litellm_proxy.OVERHEAD, 0))
+                for label, url, body, header, pid in scenarios:
+                    before = cpu_seconds(pid) if pid else None
                     figures = load(
                         url,
                         body,
@@ -291,6 +321,9 @@ def measure(
                         seconds=seconds,
                         header=header,
                     )
+                    after = cpu_seconds(pid) if pid else None
+                    if before is not None and after is not None:
+                        figures.cpu_seconds = after - before
                     measured.figures[processes, label, concurrency] = figures
                     print(
                         f"  {label} ({processes} process{'es' if processes > 1 else ''}) "
@@ -375,6 +408,11 @@ def row(
         "latency_median_ms": figures.latency_median * 1000,
         "latency_p99_ms": figures.latency_p99 * 1000,
         "throughput": figures.throughput,
+        "cpu_ms": (
+            figures.cpu_seconds * 1000 / figures.requests
+            if figures.cpu_seconds is not None and figures.requests
+            else None
+        ),
         "throughput_x": ratio(figures.throughput, direct.throughput) if direct else None,
         "floor_x": ratio(figures.throughput, floor.throughput) if floor and compared else None,
         "plain_x": (
@@ -402,6 +440,13 @@ def goals(measured: Measured, processes: int) -> list[str]:
         if plain64.overheads
         else "",
     ]
+    if plain16.cpu_seconds and floor16.cpu_seconds:
+        ours = plain16.cpu_seconds * 1000 / plain16.requests
+        floors = floor16.cpu_seconds * 1000 / floor16.requests
+        lines.append(
+            f"Server CPU per request at c=16: samops {ours:.3f} ms, the floor {floors:.3f} ms "
+            f"({ours / floors:.1f}x; 45 % of the floor's throughput needs at most 2.2x)."
+        )
     for label in (TOOL_ROUND, SMARTER):
         found = measured.get(processes, label, 16)
         if found:
