@@ -16,9 +16,11 @@ report says so). For each concurrency (1, 4, 16, 64), each measured back to back
 
 Each load is preceded by a second of the same load, unmeasured (connections opened on both
 sides, the current minute's lease of a rate limit taken: the first turns after a quiet minute
-wait for it once, ``serve/limits.py``). Reported: samops' own ``x-samops-overhead-ms`` (time outside upstream calls) median and p99,
-latency, throughput, and throughput as ratios: against the direct call, against the floor,
-and, for the tool round and the Smarter route, against the plain route. With ``--workers``
+wait for it once, ``serve/limits.py``). Reported: samops' own ``x-samops-overhead-ms`` (time
+outside upstream calls) median and p99, latency, throughput, the server's CPU time per request
+(``cpu_seconds``: robust where throughput is not), and throughput as ratios: against the
+direct call, against the floor, and, for the tool round and the Smarter route, against the
+plain route. With ``--workers``
 counts, the same for ``samops run --workers N``. Then the streaming scenario
 (``bench/chat_streaming.py``) and, with ``--with-litellm``, a LiteLLM proxy on the same
 upstream; a plot of throughput against concurrency (``chat-throughput.png``).
