@@ -122,13 +122,16 @@ async def stream_json(
 
 
 def _options(path: str, body: bytes) -> FinalRequestOptions:
-    """A POST's options built with every field given (pydantic's ``model_construct``
-    otherwise resolves and deep-copies each default per request); mutable defaults copied."""
-    fields: dict[str, Any] = {
-        k: (dict(v) if isinstance(v, dict) else v) for k, v in _OPTION_DEFAULTS.items()
-    }
-    fields.update(method="post", url=path, content=body)
-    return FinalRequestOptions.construct(**fields)
+    """A POST's options: a copy of one built at start with every default resolved (building
+    them per request resolved and deep-copied each default, pydantic's ``model_construct``;
+    the SDK itself shallow-copies options per attempt, so the default dicts are shared as the
+    SDK shares them)."""
+    return _PROTOTYPE.model_copy(update={"url": path, "content": body})
+
+
+_PROTOTYPE = FinalRequestOptions.construct(
+    **{**_OPTION_DEFAULTS, "method": "post", "url": "/", "content": None}
+)
 
 
 class UpstreamHttpClient(httpx2.AsyncClient):
