@@ -134,7 +134,8 @@ class Limiter:
         the slice is spent). With ``minimum``, a turn is admitted while at least that much
         is left, with what is left as its estimate (a budget admits while it has room; what
         the turn spends beyond is the overspend of a turn in flight)."""
-        start = limit.start(self.clock())
+        now = self.clock()
+        start = limit.start(now)
         key = (limit.scope, start)
         if self._current.get(limit.scope) != start:  # a new period: earlier slices go back
             self._current[limit.scope] = start
@@ -153,7 +154,7 @@ class Limiter:
             if not await asyncio.shield(leasing):  # nothing more to lease: refuse below
                 break
         if limit.since is None:
-            self._lease_ahead(limit, start, estimate)
+            self._lease_ahead(limit, start, now, estimate)
         held = self._held.get(key, ZERO)
         if held < estimate:
             if minimum is None or held < minimum:
@@ -190,11 +191,13 @@ class Limiter:
             self._give_back(scope, start, held)
         await self.settlements.close(timeout)
 
-    def _lease_ahead(self, limit: Limit, start: dt.datetime, estimate: Decimal) -> None:
+    def _lease_ahead(
+        self, limit: Limit, start: dt.datetime, now: dt.datetime, estimate: Decimal
+    ) -> None:
         """In a period's last ``LEASE_AHEAD`` seconds, lease the next period's first slice in
         the background, so that no turn waits for it when the period rolls over (every turn
         in flight did, once a minute under a rate limit)."""
-        upcoming = period_start(limit.period, self.clock() + LEASE_AHEAD)
+        upcoming = period_start(limit.period, now + LEASE_AHEAD)
         key = (limit.scope, upcoming)
         if upcoming == start or key in self._held or key in self._leasing:
             return
