@@ -41,8 +41,6 @@ Timeouts = dict[str, float | None]
 
 KEEPALIVE_SECONDS = 30.0
 """How long an idle connection to an upstream is kept for the next request."""
-CHUNK_BYTES = 16 * 1024
-"""Most bytes handed to the SDK's SSE decoder at once."""
 SKIPPED = {"content-encoding", "content-length", "transfer-encoding"}
 """Answer headers not passed on: aiohttp has decoded and de-chunked the body already."""
 
