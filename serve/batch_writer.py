@@ -110,6 +110,7 @@ class BatchWriter(Generic[Item]):
         self._batch: list[Item] = []
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
+        self._hurry = asyncio.Event()  # cuts ``min_interval``'s wait short
         self._deadline = float("inf")
         self._writer: asyncio.Task[None] | None = None
         self._failing_since: float | None = None
@@ -159,6 +160,12 @@ class BatchWriter(Generic[Item]):
         self._queue.append(item)
         self._wake.set()
 
+    def hurry(self) -> None:
+        """Write what is queued without waiting out ``min_interval`` (something waits for
+        it: what a process gives back of a scarce limit, which other processes need now)."""
+        self._hurry.set()
+        self._wake.set()
+
     async def close(self, timeout: float = 10.0) -> None:
         """Write everything pending, then stop. While the database fails, no attempt starts
         after ``timeout`` seconds; one already running is given as long again, then abandoned
@@ -170,6 +177,7 @@ class BatchWriter(Generic[Item]):
         assert self._writer is not None
         self._deadline = asyncio.get_running_loop().time() + timeout
         self._closing.set()
+        self._hurry.set()
         self._wake.set()
         done, _ = await asyncio.wait({self._writer}, timeout=2 * timeout)
         if not done:
@@ -218,9 +226,11 @@ class BatchWriter(Generic[Item]):
                 delay = min(delay * 2, self.retry_max)
             else:
                 delay = self.retry_initial
-                if self.min_interval and not self._closing.is_set():
-                    with contextlib.suppress(TimeoutError):  # closing cuts the rest short
-                        await asyncio.wait_for(self._closing.wait(), self.min_interval)
+                if self.min_interval and not self._hurry.is_set():
+                    with contextlib.suppress(TimeoutError):  # closing or hurry cut it short
+                        await asyncio.wait_for(self._hurry.wait(), self.min_interval)
+                if not self._closing.is_set():
+                    self._hurry.clear()
 
     async def _flush(self) -> None:
         """Write the batch; raise only a transient error, keeping what is left of the batch."""

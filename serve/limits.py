@@ -80,7 +80,8 @@ SETTLE_INTERVAL = 0.25
 """Seconds between two writes of settlements at least. What turns spent reaches the shared
 counters that much later (their reservations count as leased meanwhile: nothing is admitted
 twice); the database sees a few transactions a second, not one per turn. 0.05 s still cost a
-tenth of a core in SQLAlchemy under the bench's load (py-spy, issue 18)."""
+tenth of a core in SQLAlchemy under the bench's load (py-spy, issue 18). What a process gives
+back of a scarce limit is written at once (``BatchWriter.hurry``): the others need it now."""
 
 
 class Limiter:
@@ -276,6 +277,8 @@ class Limiter:
             pending.spent += spent
             pending.returned += returned
             pending.counted += counted
+        if returned and key in self._scarce:  # the other processes are short of it now
+            self.settlements.hurry()
 
     def _write(self, batch: Sequence[Pending]) -> None:
         with self._open_lock:  # from now on, what is settled goes to new items
