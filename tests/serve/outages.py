@@ -3,6 +3,7 @@ session and usage writers' outage tests (``test_sessions.py``, ``test_usage.py``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,20 +47,28 @@ class Outages:
         """Neither reads nor writes work."""
         if self.engine.dialect.name == "sqlite":
             # A held write lock is no outage for reads (they never wait for a writer), so the
-            # file goes away: new connections fail with "unable to open database file".
+            # file goes away: new connections fail with "unable to open database file". The
+            # path becomes a dangling link in one rename, and the file comes back in one, after
+            # its -wal and -shm: there is never a moment when the path is free, in which a
+            # writer thread's new connection would create an empty database there (and see "no
+            # such table" for as long as it lives: a read after the outage failed that way).
             path = Path(str(self.engine.url.database))
             self.engine.dispose()
-            files = [path, *(path.with_name(path.name + x) for x in ("-wal", "-shm"))]
-            moved = [(f, f.with_name(f.name + ".away")) for f in files if f.exists()]
-            for original, away in moved:
-                original.rename(away)
-            path.mkdir()
+            away = path.with_name(path.name + ".away")
+            link = path.with_name(path.name + ".link")
+            link.symlink_to(path.with_name(path.name + ".nowhere") / "database")
+            os.link(path, away)
+            os.replace(link, path)  # from here on, opening the path fails; nothing is created
+            extras = [path.with_name(path.name + x) for x in ("-wal", "-shm")]
+            moved = [(f, f.with_name(f.name + ".away")) for f in extras if f.exists()]
+            for original, aside in moved:
+                original.rename(aside)
             try:
                 yield
             finally:
-                path.rmdir()
-                for original, away in moved:
-                    away.rename(original)
+                for original, aside in moved:
+                    aside.rename(original)
+                os.replace(away, path)  # the dangling link gives way to the file at once
                 self.engine.dispose()
             return
         self._postgres('ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
