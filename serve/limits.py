@@ -146,12 +146,7 @@ class Limiter:
             # all go on together when it is granted (a lock handed from turn to turn took one
             # loop iteration per waiting turn: at a period's start, 64 turns in flight waited
             # up to 0.8 s behind each other under load, issue 18).
-            leasing = self._leasing.get(key)
-            if leasing is None:
-                leasing = asyncio.get_running_loop().create_task(
-                    self._top_up(limit, start, estimate), name=f"samops-lease {limit.scope}"
-                )
-                self._leasing[key] = leasing
+            leasing = self._leasing_task(limit, start, estimate)
             if not await asyncio.shield(leasing):  # nothing more to lease: refuse below
                 break
         if limit.since is None:
@@ -199,13 +194,20 @@ class Limiter:
         the background, so that no turn waits for it when the period rolls over (every turn
         in flight did, once a minute under a rate limit)."""
         upcoming = period_start(limit.period, now + LEASE_AHEAD)
-        key = (limit.scope, upcoming)
-        if upcoming == start or key in self._held or key in self._leasing:
-            return
-        self._leasing[key] = asyncio.get_running_loop().create_task(
-            self._top_up(limit, upcoming, estimate),
-            name=f"samops-lease-ahead {limit.scope}",
-        )
+        if upcoming != start and (limit.scope, upcoming) not in self._held:
+            self._leasing_task(limit, upcoming, estimate)
+
+    def _leasing_task(
+        self, limit: Limit, start: dt.datetime, estimate: Decimal
+    ) -> asyncio.Task[bool]:
+        """The lease of ``limit`` in flight for the period at ``start``, or a new one."""
+        key = (limit.scope, start)
+        leasing = self._leasing.get(key)
+        if leasing is None:
+            leasing = self._leasing[key] = asyncio.get_running_loop().create_task(
+                self._top_up(limit, start, estimate), name=f"samops-lease {limit.scope}"
+            )
+        return leasing
 
     async def _top_up(self, limit: Limit, start: dt.datetime, estimate: Decimal) -> bool:
         """Lease more of ``limit`` for the period at ``start``: what the turn that asked lacks,
