@@ -43,6 +43,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SAMOPS_ALLOW_PLAINTEXT_SECRETS", "off", "accept plaintext Secret values"),
     Variable("SAMOPS_HOST", "127.0.0.1", "address to listen on"),
     Variable("SAMOPS_PORT", "8080", "port to listen on"),
+    Variable("SAMOPS_TLS_CERT", "unset: plain HTTP", "PEM certificate chain: serve HTTPS"),
+    Variable("SAMOPS_TLS_KEY", "unset", "PEM private key of that certificate"),
     Variable("SAMOPS_WORKERS", "1", "server processes sharing the port"),
     Variable("SAMOPS_KEEPALIVE_TIMEOUT", "15 s", "idle time of a connection"),
     Variable("SAMOPS_BODY_TIMEOUT", "30 s", "time a request body may take to arrive"),

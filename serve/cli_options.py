@@ -17,6 +17,7 @@ import click
 from reconciler.api import env_option
 from reconciler.sam.kinds import DIGEST_PATTERN
 from serve.settings import ChatSettings, ServerOptions
+from serve.tls import server_context
 
 
 def server_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -53,6 +54,18 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
         ),
         env_option("--host", default="127.0.0.1", help="Address to listen on."),
         env_option("--port", default=8080, type=int, help="Port to listen on."),
+        env_option(
+            "--tls-cert",
+            type=click.Path(dir_okay=False),
+            help="PEM certificate chain (the server's first): serve HTTPS; with --tls-key. "
+            "Without them samops serves plain HTTP, as behind a proxy that ends TLS.",
+        ),
+        env_option(
+            "--tls-key",
+            type=click.Path(dir_okay=False),
+            help="PEM private key of --tls-cert, unencrypted (keep the file readable only by "
+            "samops' user).",
+        ),
         env_option(
             "--account-number",
             default="0000-0000-0000",
@@ -119,9 +132,12 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
         viewer_key_digest: str | None,
         console: str,
         protect: tuple[str, ...],
+        tls_cert: str | None,
+        tls_key: str | None,
         **kwargs: Any,
     ) -> None:
         needs_admin_key(protect, admin_key_digest)
+        check_tls(tls_cert, tls_key)
         server = ServerOptions(
             host,
             port,
@@ -136,6 +152,8 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
             workers=workers,
             log_format=log_format,
             log_level=log_level,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
         command(*args, server=server, **kwargs)
 
@@ -170,6 +188,14 @@ def _protected(value: str) -> tuple[str, ...]:
 def needs_admin_key(protect: tuple[str, ...], admin_key_digest: str | None) -> None:
     if protect and admin_key_digest is None:
         raise click.UsageError("--protect needs --admin-key-digest (the key that may read them)")
+
+
+def check_tls(cert: str | None, key: str | None) -> None:
+    """Both TLS files or neither, and they serve (checked before anything starts)."""
+    if bool(cert) != bool(key):
+        raise click.UsageError("--tls-cert and --tls-key go together: give both, or neither")
+    if cert and key:
+        server_context(cert, key)
 
 
 def _digest(value: str | None) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 from aiohttp import web
 
@@ -56,8 +57,9 @@ class LimitedSite(web.TCPSite):
         *,
         max_connections: int,
         reuse_port: bool | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(runner, host, port, reuse_port=reuse_port)
+        super().__init__(runner, host, port, reuse_port=reuse_port, ssl_context=ssl_context)
         self.max_connections = max_connections
 
     async def start(self) -> None:

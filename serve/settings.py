@@ -149,6 +149,20 @@ class ServerOptions:
     """What the workers preview refs from (the primary's follower)."""
     allow_plaintext_secrets: bool = False
     """Accept plaintext Secret values when previewing refs."""
+    tls_cert: str | None = None
+    """PEM certificate chain: serve HTTPS (``serve/tls.py``); with ``tls_key``."""
+    tls_key: str | None = None
+    """PEM private key of ``tls_cert`` (unencrypted; a path, never its content)."""
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when serving TLS, else ``http``."""
+        return "https" if self.tls_cert else "http"
+
+    def url(self, port: int) -> str:
+        """This server's base URL on ``port``, ending in ``/``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{port}/"
 
     def to_data(self) -> dict[str, Any]:
         """JSON-ready, without the webhook secret."""

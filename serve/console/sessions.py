@@ -4,9 +4,9 @@ Beside the serve stage. A person signs in with the admin key (role ``admin``: ma
 resume, reconcile) or the viewer key (role ``viewer``: reads only); keys are held as digests
 and compared in constant time (``reconciler/apikeys.py``). A sign-in creates a random session
 token, sent once as the cookie ``samops_console`` (``HttpOnly``, ``SameSite=Strict``, ``Secure``
-when the request came over TLS) and stored only as its sha256 in ``console_sessions``, shared
-by every process and replica: a cookie works wherever a request lands, and signing out ends it
-everywhere.
+when the request came over TLS, to samops or to a proxy in front: ``serve/tls.py``) and
+stored only as its sha256 in ``console_sessions``, shared by every process and replica: a
+cookie works wherever a request lands, and signing out ends it everywhere.
 
 Cross-site requests: the cookie is ``SameSite=Strict`` and every request that changes something
 must also carry ``X-CSRF-Token``, an HMAC of the session token that the console's script reads
@@ -30,6 +30,7 @@ from sqlalchemy import Engine, delete, insert, select
 from reconciler.api import digests_match, presented_digests
 from reconciler.store import schema
 from reconciler.store.db import reading
+from serve.tls import came_over_tls
 
 Role = Literal["admin", "viewer"]
 COOKIE = "samops_console"
@@ -148,13 +149,13 @@ def set_cookie(response: web.StreamResponse, request: web.Request, session: Sess
         max_age=int(LIFETIME.total_seconds()),
         path="/",
         httponly=True,
-        secure=request.secure,
+        secure=came_over_tls(request),
         samesite="Strict",
     )
 
 
 def clear_cookie(response: web.StreamResponse, request: web.Request) -> None:
-    response.del_cookie(COOKIE, path="/", secure=request.secure, samesite="Strict")
+    response.del_cookie(COOKIE, path="/", secure=came_over_tls(request), samesite="Strict")
 
 
 def csrf_ok(request: web.Request, session: Session) -> bool:

@@ -35,7 +35,7 @@ def console_sign_in(options: ServerOptions) -> tuple[ServerOptions, str | None]:
 
 
 def console_line(options: ServerOptions, port: int, sign_in_key: str | None) -> str:
-    url = f"http://{options.host}:{port}/"
+    url = options.url(port)
     if sign_in_key is not None:
         return f"samops: console: {url}#key={sign_in_key} (this link signs you in)"
     if options.admin_key_digest is None and options.viewer_key_digest is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import secrets
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -44,7 +45,7 @@ class Console:
         return self.daemon.base
 
     def client(self) -> ConsoleClient:
-        return ConsoleClient(self.base)
+        return ConsoleClient(self.base, self.daemon.tls)
 
 
 @pytest.fixture
@@ -75,21 +76,31 @@ def console(
 class ConsoleClient:
     """A browser-like client: keeps the session cookie, sends the CSRF token it was given."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, tls: ssl.SSLContext | None = None) -> None:
         self.base = base
         self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar), urllib.request.HTTPSHandler(context=tls)
+        )
         self.csrf: str | None = None
         self.last_headers: dict[str, str] = {}
 
     def call(
-        self, method: str, path: str, body: Any = None, *, csrf: bool = True
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        csrf: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = dict(headers or {})
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         if csrf and self.csrf and method != "GET":
             headers["X-CSRF-Token"] = self.csrf
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(  # noqa: S310 - always http://127.0.0.1
+        request = urllib.request.Request(  # noqa: S310 - always 127.0.0.1
             self.base + path, data=data, method=method, headers=headers
         )
         try:
@@ -103,8 +114,8 @@ class ConsoleClient:
             kind = error.headers.get("Content-Type", "")
         return status, json.loads(raw) if "json" in kind else raw.decode()
 
-    def sign_in(self, key: str) -> dict[str, Any]:
-        status, session = self.call("POST", "/console/api/session", {"key": key})
+    def sign_in(self, key: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        status, session = self.call("POST", "/console/api/session", {"key": key}, headers=headers)
         assert status == 200, session
         self.csrf = session["csrf"]
         return dict(session)

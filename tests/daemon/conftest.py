@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -52,10 +53,13 @@ class DaemonProcess:
         log: Path,
         command: str = "run",
         port: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: the client's context when samops serves HTTPS (its ``--tls-*`` in args)."""
         self.port = port or free_port()
         self.env = env
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.base = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.log = log
         self.handle = log.open("w")
         self.process = subprocess.Popen(
@@ -78,7 +82,7 @@ class DaemonProcess:
             self.base + path, data=body, method=method, headers=headers or {}
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=10, context=self.tls) as response:  # noqa: S310
                 raw = response.read()
                 status = response.status
                 kind = response.headers.get("Content-Type", "")
@@ -164,7 +168,9 @@ class DaemonProcess:
 def start_daemon(tmp_path: Path, database_url: str) -> Iterator[Callable[..., DaemonProcess]]:
     started: list[DaemonProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> DaemonProcess:
+    def start(
+        *args: str, env: dict[str, str] | None = None, tls: ssl.SSLContext | None = None
+    ) -> DaemonProcess:
         name = f"daemon-{len(started)}"
         process = DaemonProcess(
             list(args),
@@ -174,6 +180,7 @@ def start_daemon(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Da
                 **(env or {}),
             },
             log=tmp_path / f"{name}.log",
+            tls=tls,
         )
         started.append(process)
         return process
