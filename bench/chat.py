@@ -7,7 +7,9 @@ loopback. The load comes from ``wrk`` (``bench/wrk.py``; one C thread, keep-aliv
 is not installed, from this process (aiohttp; it then takes CPU from the servers and the
 report says so). For each concurrency (1, 4, 16, 64), each measured back to back:
 
-- direct to the upstream, and through the floor (the baselines);
+- direct to the upstream, and through the floor (the baselines), and through the floor with
+  the ``openai`` SDK as samops calls it (``floor.py --via sdk``: what keeping the SDK costs)
+  and as its README shows it (``--via sdk-stock``);
 - samops' OpenAI route with everything on: metrics, usage recording, a cost budget and a
   requests and a tokens limit a minute on the client (limits it never reaches);
 - the same client's tool round (the model asks for ``calculator``, samops runs it and calls
@@ -23,7 +25,9 @@ direct call, against the floor, and, for the tool round and the Smarter route, a
 plain route. With ``--workers``
 counts, the same for ``samops run --workers N``. Then the streaming scenario
 (``bench/chat_streaming.py``) and, with ``--with-litellm``, a LiteLLM proxy on the same
-upstream; a plot of throughput against concurrency (``chat-throughput.png``).
+upstream; a plot of throughput against concurrency (``chat-throughput.png``). Last, what
+budgets and rate limits cost (``limits_cost``): the client with them and the plain client,
+alternated in short rounds at c=1 and c=16, their ratios per round (issue 16's goal).
 
 The machine is shared and has 2 cores for load generator, servers and upstream together;
 compare the ratios, which are measured in the same run.
@@ -37,7 +41,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +62,8 @@ OVERHEAD = "x-samops-overhead-ms"
 SECONDS = 5.0
 """Seconds of load per scenario with wrk."""
 DIRECT, FLOOR = "direct to the upstream", "floor: bare aiohttp pass-through"
+FLOOR_SDK = "floor + the openai SDK"
+FLOOR_STOCK_SDK = "floor + the openai SDK, stock"
 EVERYTHING = "openai route, everything on"
 TOOL_ROUND, SMARTER, NO_LIMITS = "+ tool round", "smarter route", "openai route, no limits"
 COLUMNS = [
@@ -100,6 +106,10 @@ class Servers:
     floor: str = ""  # base URL of the floor proxy, ending in /v1
     samops_pid: int = 0
     floor_pid: int = 0
+    floor_sdk: str = ""  # base URL of the floor proxy calling through the SDK, ending in /v1
+    floor_sdk_pid: int = 0
+    floor_stock: str = ""  # the same with the SDK as documented
+    floor_stock_pid: int = 0
 
     @property
     def direct(self) -> str:
@@ -117,6 +127,14 @@ class Servers:
     def through_floor(self) -> str:
         return f"{self.floor}/chat/completions"
 
+    @property
+    def through_floor_sdk(self) -> str:
+        return f"{self.floor_sdk}/chat/completions"
+
+    @property
+    def through_floor_stock(self) -> str:
+        return f"{self.floor_stock}/chat/completions"
+
 
 def generator() -> str:
     """The load generator this run uses."""
@@ -131,24 +149,36 @@ def load(
     requests: int = 2000,
     seconds: float = SECONDS,
     header: str = OVERHEAD,
+    pid: int = 0,
+    warm_up: float = 1.0,
 ) -> Figures:
     """Load ``url`` with ``body`` from ``concurrency`` connections: for ``seconds`` with wrk,
-    else ``requests`` requests from this process."""
+    else ``requests`` requests from this process; with ``pid``, the CPU time that process
+    and its children spent during the measured load."""
     if wrk.available():
-        # warm up first (connections opened on both sides, a rate limit's lease for the
-        # current minute taken): the figures are the steady state
-        wrk.run(url, body, concurrency=concurrency, seconds=1, header=header)
+        if warm_up:
+            # connections opened on both sides, a rate limit's lease for the current minute
+            # taken: the figures are the steady state
+            wrk.run(url, body, concurrency=concurrency, seconds=warm_up, header=header)
+        before = cpu_seconds(pid) if pid else None
         found = wrk.run(url, body, concurrency=concurrency, seconds=seconds, header=header)
+        after = cpu_seconds(pid) if pid else None
         return Figures(
             found.requests,
             found.seconds,
             found.p50_ms / 1000,
             found.p99_ms / 1000,
             found.overheads,
+            after - before if before is not None and after is not None else None,
         )
-    return eventloop.run(
+    before = cpu_seconds(pid) if pid else None
+    figures = eventloop.run(
         _load(url, body, concurrency=concurrency, requests=requests, header=header)
     )
+    after = cpu_seconds(pid) if pid else None
+    if before is not None and after is not None:
+        figures.cpu_seconds = after - before
+    return figures
 
 
 async def _load(
@@ -218,6 +248,7 @@ def servers(root: Path, *, workers: int = 1) -> Iterator[Servers]:
     )
     (root / "manifests/budgets.yaml").write_text(LIMITED_BUDGET)
     upstream_port, samops_port, floor_port = free_port(), free_port(), free_port()
+    floor_sdk_port, floor_stock_port = free_port(), free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}"
     with ExitStack() as stack:
         upstream = scripted_upstream(upstream_port, root / "upstream.log")
@@ -234,15 +265,26 @@ def servers(root: Path, *, workers: int = 1) -> Iterator[Servers]:
         floor_argv = [PYTHON, "-m", "bench.floor", "--port", str(floor_port)]
         floor = Child("floor", [*floor_argv, "--upstream", upstream_url], env={}, log=root / "f")
         stack.callback(floor.stop)
+        floors = {}
+        for via, port in (("sdk", floor_sdk_port), ("sdk-stock", floor_stock_port)):
+            argv = [*floor_argv[:3], "--port", str(port), "--via", via, "--upstream", upstream_url]
+            floors[via] = Child(f"floor-{via}", argv, env={}, log=root / f"floor-{via}.log")
+            stack.callback(floors[via].stop)
         wait_ok(f"{upstream_url}/v1/models", upstream)
         wait_ok(f"http://127.0.0.1:{samops_port}/readyz", samops)
         wait_ok(f"http://127.0.0.1:{floor_port}/healthz", floor)
+        wait_ok(f"http://127.0.0.1:{floor_sdk_port}/healthz", floors["sdk"])
+        wait_ok(f"http://127.0.0.1:{floor_stock_port}/healthz", floors["sdk-stock"])
         yield Servers(
             f"{upstream_url}/v1",
             f"http://127.0.0.1:{samops_port}",
             f"http://127.0.0.1:{floor_port}/v1",
             samops.pid,
             floor.pid,
+            f"http://127.0.0.1:{floor_sdk_port}/v1",
+            floors["sdk"].pid,
+            f"http://127.0.0.1:{floor_stock_port}/v1",
+            floors["sdk-stock"].pid,
         )
 
 
@@ -274,6 +316,7 @@ class Measured:
 
     figures: dict[tuple[int, str, int], Figures] = field(default_factory=dict)
     first_content: dict[str, list[float]] = field(default_factory=dict)
+    limits: list[Paired] = field(default_factory=list)
 
     def get(self, processes: int, label: str, concurrency: int) -> Figures | None:
         return self.figures.get((processes, label, concurrency))
@@ -295,7 +338,9 @@ def measure(
         ):
             proxy = None
             if processes == workers[0]:
-                measured.first_content = chat_streaming.measure(urls.direct, urls.openai)
+                measured.first_content = chat_streaming.measure(
+                    urls.direct, urls.openai, urls.through_floor_sdk
+                )
                 if litellm:
                     proxy = stack.enter_context(litellm_proxy.proxy(Path(folder), litellm, urls))
             for concurrency in CONCURRENCY:
@@ -306,6 +351,14 @@ def measure(
                 scenarios: list[tuple[str, str, dict[str, Any], str, int]] = [
                     (DIRECT, urls.direct, direct, OVERHEAD, 0),
                     (FLOOR, urls.through_floor, direct, OVERHEAD, urls.floor_pid),
+                    (FLOOR_SDK, urls.through_floor_sdk, direct, OVERHEAD, urls.floor_sdk_pid),
+                    (
+                        FLOOR_STOCK_SDK,
+                        urls.through_floor_stock,
+                        direct,
+                        OVERHEAD,
+                        urls.floor_stock_pid,
+                    ),
                     (EVERYTHING, urls.openai, limited, OVERHEAD, ours),
                     (TOOL_ROUND, urls.openai, {**limited, "messages": [TOOL]}, OVERHEAD, ours),
                     (SMARTER, urls.smarter, {"messages": [PLAIN]}, OVERHEAD, ours),
@@ -314,7 +367,6 @@ def measure(
                 if proxy is not None:
                     scenarios.append((litellm_proxy.LABEL, proxy, plain, litellm_proxy.OVERHEAD, 0))
                 for label, url, body, header, pid in scenarios:
-                    before = cpu_seconds(pid) if pid else None
                     figures = load(
                         url,
                         body,
@@ -322,17 +374,77 @@ def measure(
                         requests=requests_at(concurrency, requests),
                         seconds=seconds,
                         header=header,
+                        pid=pid,
                     )
-                    after = cpu_seconds(pid) if pid else None
-                    if before is not None and after is not None:
-                        figures.cpu_seconds = after - before
                     measured.figures[processes, label, concurrency] = figures
                     print(
                         f"  {label} ({processes} process{'es' if processes > 1 else ''}) "
                         f"c={concurrency}: {figures.throughput:,.0f} req/s",
                         flush=True,
                     )
+            if processes == workers[0]:
+                measured.limits = limits_cost(urls, requests=requests)
     return measured
+
+
+LIMITS_CONCURRENCY = (1, 16)
+LIMITS_ROUNDS = 6
+LIMITS_SECONDS = 2.0
+
+
+@dataclass
+class Paired:
+    """The client with budgets and rate limits and the plain client, alternated in rounds at
+    one concurrency (``limits_cost``)."""
+
+    concurrency: int
+    limited: list[Figures] = field(default_factory=list)
+    plain: list[Figures] = field(default_factory=list)
+
+    def per_round(self, of: Callable[[Figures], float]) -> list[float]:
+        """``of`` with limits divided by ``of`` without, per round."""
+        return [of(a) / of(b) for a, b in zip(self.limited, self.plain, strict=True)]
+
+    def added_ms(self) -> list[float]:
+        """Median overhead with limits minus without, per round (ms)."""
+        return [
+            statistics.median(a.overheads) - statistics.median(b.overheads)
+            for a, b in zip(self.limited, self.plain, strict=True)
+            if a.overheads and b.overheads
+        ]
+
+
+def limits_cost(urls: Servers, *, requests: int) -> list[Paired]:
+    """What budgets and rate limits cost a turn: ``support_limited`` (a cost budget with both
+    of its limits and a requests and a tokens limit a minute, never reached) against
+    ``support`` (none), alternated in short rounds, the order swapped each round, so that
+    both see the same moments of a shared machine."""
+    limited = {"model": "support_limited", "messages": [PLAIN]}
+    plain = {"model": "support", "messages": [PLAIN]}
+    found = []
+    for concurrency in LIMITS_CONCURRENCY:
+        pair = Paired(concurrency)
+        for n in range(LIMITS_ROUNDS):
+            order = [(limited, pair.limited), (plain, pair.plain)]
+            for body, into in order if n % 2 == 0 else reversed(order):
+                into.append(
+                    load(
+                        urls.openai,
+                        body,
+                        concurrency=concurrency,
+                        requests=requests_at(concurrency, requests) // 2,
+                        seconds=LIMITS_SECONDS,
+                        pid=urls.samops_pid,
+                        warm_up=0.5 if n == 0 else 0.0,
+                    )
+                )
+        print(
+            f"  limits against none c={concurrency}: "
+            f"{statistics.median(pair.per_round(lambda f: f.throughput)):.2f}x req/s",
+            flush=True,
+        )
+        found.append(pair)
+    return found
 
 
 def run(
@@ -351,6 +463,8 @@ def run(
         requests=requests, seconds=seconds, workers=workers, litellm=litellm[0] if litellm else None
     )
     sections = [section(measured, workers, seconds=seconds)]
+    if measured.limits:
+        sections.append(limits_section(measured.limits))
     if measured.first_content:
         sections.append(chat_streaming.section(measured.first_content))
     if plot is not None:
@@ -425,6 +539,66 @@ def row(
     }
 
 
+LIMITS_COLUMNS = [
+    Column("concurrency", "c"),
+    Column("rounds", "rounds"),
+    Column("overhead_plain_ms", "overhead median ms, none", 2),
+    Column("overhead_limited_ms", "overhead median ms, limits", 2),
+    Column("added_ms", "added median ms", 3),
+    Column("throughput_x", "req/s, limits / none", 2),
+    Column("cpu_x", "server CPU per request, limits / none", 2),
+]
+
+
+def limits_section(pairs: list[Paired]) -> Section:
+    """What budgets and rate limits cost, with issue 16's goal."""
+    rows = []
+    for pair in pairs:
+        overheads = [
+            (statistics.median(a.overheads), statistics.median(b.overheads))
+            for a, b in zip(pair.limited, pair.plain, strict=True)
+            if a.overheads and b.overheads
+        ]
+        cpu = (
+            pair.per_round(lambda f: (f.cpu_seconds or 0.0) / f.requests)
+            if all(f.cpu_seconds for f in pair.limited + pair.plain)
+            else []
+        )
+        rows.append(
+            {
+                "concurrency": pair.concurrency,
+                "rounds": len(pair.limited),
+                "overhead_limited_ms": statistics.median(o[0] for o in overheads)
+                if overheads
+                else None,
+                "overhead_plain_ms": statistics.median(o[1] for o in overheads)
+                if overheads
+                else None,
+                "added_ms": statistics.median(pair.added_ms()) if overheads else None,
+                "throughput_x": statistics.median(pair.per_round(lambda f: f.throughput)),
+                "cpu_x": statistics.median(cpu) if cpu else None,
+            }
+        )
+    worst_added = max((r["added_ms"] for r in rows if r["added_ms"] is not None), default=None)
+    worst_x = min(r["throughput_x"] for r in rows)
+    return Section(
+        "chat-limits",
+        "Chat: what budgets and rate limits cost a turn",
+        f"One `samops run` process; the client under a cost budget (both of its limits) and a "
+        f"requests and a tokens limit a minute, none reached, against the same client without "
+        f"them, alternated in {LIMITS_ROUNDS} rounds of {LIMITS_SECONDS:g} s (the order "
+        "swapped each round); each figure is the median of the per-round figures.",
+        LIMITS_COLUMNS,
+        rows,
+        [
+            "Goal (issue 16): budgets and limits add at most 0.3 ms median to a turn and keep "
+            "the throughput within 10 % of the same run without them: "
+            + (f"+{worst_added:.3f} ms at most, " if worst_added is not None else "")
+            + f"throughput {worst_x:.2f}x at worst."
+        ],
+    )
+
+
 def goals(measured: Measured, processes: int) -> list[str]:
     """Issue 18's goals, each with this run's figure."""
     plain16 = measured.get(processes, EVERYTHING, 16)
@@ -442,12 +616,26 @@ def goals(measured: Measured, processes: int) -> list[str]:
         if plain64.overheads
         else "",
     ]
+    sdk16 = measured.get(processes, FLOOR_SDK, 16)
+    if sdk16:
+        lines.append(
+            f"The floor with the openai SDK at c=16 (no other logic): {sdk16.throughput:,.0f} "
+            f"req/s, {sdk16.throughput / floor16.throughput:.0%} of the floor: the most a "
+            "gateway that keeps the SDK reaches here; samops with everything on is "
+            f"{plain16.throughput / sdk16.throughput:.0%} of it."
+        )
     if plain16.cpu_seconds and floor16.cpu_seconds:
         ours = plain16.cpu_seconds * 1000 / plain16.requests
         floors = floor16.cpu_seconds * 1000 / floor16.requests
+        sdk = (
+            f", the floor with the SDK {sdk16.cpu_seconds * 1000 / sdk16.requests:.3f} ms"
+            if sdk16 and sdk16.cpu_seconds
+            else ""
+        )
         lines.append(
-            f"Server CPU per request at c=16: samops {ours:.3f} ms, the floor {floors:.3f} ms "
-            f"({ours / floors:.1f}x; 45 % of the floor's throughput needs at most 2.2x)."
+            f"Server CPU per request at c=16: samops {ours:.3f} ms, the floor {floors:.3f} ms"
+            f"{sdk} ({ours / floors:.1f}x the floor; 45 % of the floor's throughput needs at "
+            "most 2.2x)."
         )
     for label in (TOOL_ROUND, SMARTER):
         found = measured.get(processes, label, 16)

@@ -1,6 +1,7 @@
 """The chat bench's picture: throughput against concurrency (docs/chat.md shows it).
 
-Lines: the upstream called directly, the floor (a bare aiohttp pass-through proxy), samops'
+Lines: the upstream called directly, the floor (a bare aiohttp pass-through proxy), the floor
+calling the upstream through the ``openai`` SDK (as samops calls it, and stock), samops'
 OpenAI route with everything on for each ``--workers`` count, and LiteLLM when it ran. Nothing
 is drawn when matplotlib is absent (it is a dev dependency).
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.chat import CONCURRENCY, DIRECT, EVERYTHING, FLOOR, Measured
+from bench.chat import CONCURRENCY, DIRECT, EVERYTHING, FLOOR, FLOOR_SDK, FLOOR_STOCK_SDK, Measured
 from bench.litellm_proxy import LABEL
 
 
@@ -24,6 +25,8 @@ def plot(measured: Measured, workers: tuple[int, ...], path: Path, litellm: str 
     lines: list[tuple[str, int, str, str]] = [
         ("the upstream, directly", workers[0], DIRECT, "k:"),
         ("floor: bare aiohttp pass-through (1 process)", workers[0], FLOOR, "k--"),
+        ("floor + the openai SDK as samops calls it", workers[0], FLOOR_SDK, "k-."),
+        ("floor + the openai SDK, stock", workers[0], FLOOR_STOCK_SDK, "x:"),
     ]
     for processes in workers:
         noun = "process" if processes == 1 else "processes"

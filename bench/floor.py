@@ -6,6 +6,15 @@ forwards every POST's body bytes to the same path on the upstream through one po
 No parsing, no logic, nothing recorded: what any Python gateway pays for an HTTP server, an
 HTTP client and the event loop (uvloop, as samops runs it). samops' chat throughput is shown
 as a share of this floor, measured in the same run.
+
+``--via sdk``: the same proxy, but the upstream is called through the ``openai`` SDK as samops
+calls it (``serve/upstream_http.py``: one ``UpstreamSdkClient`` on the shared aiohttp pool,
+``post_json`` for the whole answer, ``stream_json`` for a stream, each event re-encoded). Still
+no other logic: what the SDK itself costs a gateway that must keep it (issue 18 forbids
+skipping it), the highest throughput samops' chat route could reach with it. ``--via
+sdk-stock``: the SDK as its README shows it (``AsyncOpenAI`` on its default HTTP client,
+``chat.completions.create`` with the request's parameters, the typed answer dumped to JSON):
+what a gateway pays without samops' HTTP client under the SDK.
 """
 
 from __future__ import annotations
@@ -15,9 +24,12 @@ import asyncio
 from collections.abc import Sequence
 
 import aiohttp
+import openai
+import orjson
 from aiohttp import web
 
 from serve import eventloop
+from serve.upstream_http import UpstreamHttpClient, UpstreamSdkClient, post_json, stream_json
 
 FORWARDED = "Content-Type"
 
@@ -57,6 +69,40 @@ def create_app(upstream: str) -> web.Application:
     return app
 
 
+def create_sdk_app(upstream: str) -> web.Application:
+    """The floor with the SDK between it and the upstream (``--via sdk``)."""
+    app = web.Application()
+
+    async def start(app: web.Application) -> None:
+        http = UpstreamHttpClient()
+        app["sdk"] = UpstreamSdkClient(
+            base_url=upstream.rstrip("/") + "/v1", api_key="floor", http_client=http
+        )
+
+    async def stop(app: web.Application) -> None:
+        await app["sdk"].close()
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        path = request.path.removeprefix("/v1")
+        if b'"stream":true' not in body.replace(b" ", b""):
+            answer = await post_json(app["sdk"], path, body)
+            return web.Response(body=answer, content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        async for event in await stream_json(app["sdk"], path, body):
+            await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    app.router.add_post("/{tail:.*}", forward)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
 async def healthz(_: web.Request) -> web.Response:
     return web.Response(text="ok")
 
@@ -71,12 +117,40 @@ async def serve(app: web.Application, port: int) -> None:
         await runner.cleanup()
 
 
+def create_stock_sdk_app(upstream: str) -> web.Application:
+    """The floor with the SDK as documented between it and the upstream (``--via
+    sdk-stock``; plain answers only)."""
+    app = web.Application()
+
+    async def start(app: web.Application) -> None:
+        app["sdk"] = openai.AsyncOpenAI(base_url=upstream.rstrip("/") + "/v1", api_key="floor")
+
+    async def stop(app: web.Application) -> None:
+        await app["sdk"].close()
+
+    async def forward(request: web.Request) -> web.Response:
+        completion = await app["sdk"].chat.completions.create(**orjson.loads(await request.read()))
+        return web.Response(body=completion.model_dump_json(), content_type="application/json")
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    app.router.add_post("/{tail:.*}", forward)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+APPS = {"bytes": create_app, "sdk": create_sdk_app, "sdk-stock": create_stock_sdk_app}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:8081")
+    parser.add_argument(
+        "--via", choices=sorted(APPS), default="bytes", help="how the upstream is called"
+    )
     args = parser.parse_args(argv)
-    eventloop.run(serve(create_app(args.upstream), args.port))
+    eventloop.run(serve(APPS[args.via](args.upstream), args.port))
 
 
 if __name__ == "__main__":

@@ -112,3 +112,72 @@ def test_wrk_loads_the_floor_proxy_in_front_of_the_scripted_upstream(tmp_path: P
     finally:
         floor.stop()
         upstream.stop()
+
+
+@pytest.mark.parametrize("via", ["bytes", "sdk", "sdk-stock"])
+def test_each_floor_answers_as_the_upstream_does(tmp_path: Path, via: str) -> None:
+    """The floors the chat bench compares samops with (``bench/floor.py --via``) pass a plain
+    answer on unchanged in substance; the SDK floors call the upstream through the SDK (its
+    user agent reaches the upstream), and the one samops' way also streams."""
+    import aiohttp
+
+    from bench.soakkit import PYTHON, Child, scripted_upstream, wait_ok
+    from serve import eventloop
+    from tests.ports import free_port
+
+    upstream_port, floor_port = free_port(), free_port()
+    upstream = scripted_upstream(upstream_port, tmp_path / "upstream.log")
+    argv = [PYTHON, "-m", "bench.floor", "--port", str(floor_port), "--via", via]
+    floor = Child(
+        "floor",
+        [*argv, "--upstream", f"http://127.0.0.1:{upstream_port}"],
+        env={},
+        log=tmp_path / "floor.log",
+    )
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello floor"}]}
+
+    async def ask(base: str, stream: bool = False) -> tuple[int, bytes]:
+        async with aiohttp.ClientSession() as session:
+            url = f"{base}/v1/chat/completions"
+            async with session.post(url, json={**body, "stream": stream}) as answer:
+                return answer.status, await answer.read()
+
+    try:
+        wait_ok(f"http://127.0.0.1:{upstream_port}/v1/models", upstream)
+        wait_ok(f"http://127.0.0.1:{floor_port}/healthz", floor)
+        status, direct = eventloop.run(ask(f"http://127.0.0.1:{upstream_port}"))
+        status, through = eventloop.run(ask(f"http://127.0.0.1:{floor_port}"))
+        assert status == 200, through
+        expected = json.loads(direct)["choices"][0]["message"]["content"]
+        assert json.loads(through)["choices"][0]["message"]["content"] == expected
+        if via == "sdk":
+            status, streamed = eventloop.run(ask(f"http://127.0.0.1:{floor_port}", stream=True))
+            events = [line for line in streamed.split(b"\n\n") if line.startswith(b"data: {")]
+            assert status == 200 and events and streamed.rstrip().endswith(b"data: [DONE]")
+            text = "".join(
+                (json.loads(e[6:])["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+                for e in events
+            )
+            assert text == expected
+    finally:
+        floor.stop()
+        upstream.stop()
+
+
+def test_the_limits_cost_is_the_median_of_paired_rounds() -> None:
+    """``bench/chat.py``'s paired figures: each round's ratio, then the median over rounds
+    (a noisy round does not decide the figure)."""
+    from bench.chat import Figures, Paired, limits_section
+
+    def figures(requests: int, overhead: float) -> Figures:
+        return Figures(requests, 1.0, 0.001, 0.002, [overhead] * 3, cpu_seconds=requests / 1000)
+
+    pair = Paired(16)
+    for limited, plain in ((900, 1000), (300, 1000), (1000, 1000)):  # the second: a noisy round
+        pair.limited.append(figures(limited, 0.5))
+        pair.plain.append(figures(plain, 0.4))
+    (row,) = limits_section([pair]).rows
+    assert row["throughput_x"] == pytest.approx(0.9)
+    assert row["added_ms"] == pytest.approx(0.1)
+    assert row["cpu_x"] == pytest.approx(1.0)
+    assert "throughput 0.90x at worst" in limits_section([pair]).notes[0]
