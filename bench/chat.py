@@ -552,7 +552,7 @@ LIMITS_COLUMNS = [
 
 def limits_section(pairs: list[Paired]) -> Section:
     """What budgets and rate limits cost, with issue 16's goal."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for pair in pairs:
         overheads = [
             (statistics.median(a.overheads), statistics.median(b.overheads))
@@ -580,7 +580,7 @@ def limits_section(pairs: list[Paired]) -> Section:
             }
         )
     worst_added = max((r["added_ms"] for r in rows if r["added_ms"] is not None), default=None)
-    worst_x = min(r["throughput_x"] for r in rows)
+    worst_x = min(float(r["throughput_x"]) for r in rows)
     return Section(
         "chat-limits",
         "Chat: what budgets and rate limits cost a turn",
