@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Table, and_, select, update
+from sqlalchemy import ColumnElement, Engine, Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from reconciler.store import schema
@@ -150,37 +150,75 @@ def _insert(dialect: str) -> Callable[[Table], Any]:
 
 
 def settle(engine: Engine, settlements: Sequence[Settlement]) -> list[Crossing]:
-    """Settle several leases in one transaction (the usage writer's batch); what each moved
-    ``used`` from and to."""
+    """Settle several leases in one transaction (the limiter's batch, one item per counter);
+    what each moved ``used`` from and to. Three statements whatever the batch's size (an
+    executemany of the updates, then one read of the counters they moved: each row stays
+    locked by this transaction in between, so what is read is what this batch made it)."""
+    if not settlements:
+        return []
     table = schema.quota_counters
     now = dt.datetime.now(dt.UTC)
-    crossings = []
     with engine.begin() as connection:
-        for item in settlements:
-            if item.counted:  # no lease made the row: make it
-                fresh = _insert(connection.dialect.name)(table).values(
-                    scope=item.scope,
-                    period_start=item.period_start,
-                    used=0,
-                    leased=0,
-                    updated_at=now,
-                )
-                connection.execute(fresh.on_conflict_do_nothing())
-            added = item.spent + item.counted
-            used = connection.execute(
-                update(table)
-                .where(_where(item.scope, item.period_start))
-                .values(
-                    used=table.c.used + added,
-                    leased=table.c.leased - item.spent - item.returned,
-                    updated_at=now,
-                )
-                .returning(table.c.used)
-            ).scalar()
-            if used is not None and added:
-                after = Decimal(used)
-                crossings.append(Crossing(item.scope, item.period_start, after - added, after))
-    return crossings
+        fresh = [  # no lease made these rows: make them
+            {"scope": s.scope, "period_start": s.period_start, "used": 0, "leased": 0}
+            for s in settlements
+            if s.counted
+        ]
+        if fresh:
+            insert = _insert(connection.dialect.name)(table).values(updated_at=now)
+            connection.execute(insert.on_conflict_do_nothing(), fresh)
+        connection.execute(
+            _SETTLE,
+            [
+                {
+                    "b_scope": s.scope,
+                    "b_start": s.period_start,
+                    "b_added": s.spent + s.counted,
+                    "b_taken": s.spent + s.returned,
+                    "b_now": now,
+                }
+                for s in settlements
+            ],
+        )
+        added: dict[tuple[str, dt.datetime], Decimal] = {}
+        for s in settlements:  # a counter twice in a batch: one crossing over both
+            if s.spent + s.counted:
+                key = (s.scope, s.period_start)
+                added[key] = added.get(key, ZERO) + s.spent + s.counted
+        if not added:
+            return []
+        rows = connection.execute(
+            select(table.c.scope, table.c.period_start, table.c.used).where(
+                or_(*(_where(scope, start) for scope, start in added))
+            )
+        )
+        used = {(row.scope, _aware(row.period_start)): Decimal(row.used) for row in rows}
+    return [
+        Crossing(scope, start, used[scope, start] - amount, used[scope, start])
+        for (scope, start), amount in added.items()
+        if (scope, start) in used
+    ]
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """A stored period start as UTC (SQLite gives it back without its zone)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+_SETTLE = (
+    update(schema.quota_counters)
+    .where(
+        schema.quota_counters.c.scope == bindparam("b_scope"),
+        schema.quota_counters.c.period_start == bindparam("b_start"),
+    )
+    .values(
+        used=schema.quota_counters.c.used + bindparam("b_added"),
+        leased=schema.quota_counters.c.leased - bindparam("b_taken"),
+        updated_at=bindparam("b_now"),
+    )
+)
+"""One settlement: ``spent`` (and what was counted without a lease) moves to used, what was
+leased for it leaves leased (sent as an executemany)."""
 
 
 def read_counter(engine: Engine, scope: str, period_start: dt.datetime) -> Counter:
