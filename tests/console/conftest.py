@@ -48,15 +48,19 @@ class Console:
         return ConsoleClient(self.base, self.daemon.tls)
 
 
-@pytest.fixture
-def console(
-    start_daemon: Callable[..., DaemonProcess],  # noqa: F811
-    repo: GitRepo,  # noqa: F811
+def start_console(
+    start: Callable[..., DaemonProcess],
+    followed: GitRepo,
     keys: Keys,
+    *,
+    env: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Console:
-    daemon = start_daemon(
+    """``samops run`` (``start``: the ``start_daemon`` fixture) following ``followed`` with
+    the console's two keys, its first revision served."""
+    daemon = start(
         "--repo",
-        str(repo.root),
+        str(followed.root),
         "--path",
         "manifests",
         "--admin-key-digest",
@@ -66,11 +70,22 @@ def console(
         env={
             "STACKADEMY_API_TOKEN": STACKADEMY_TOKEN,
             "SAMOPS_SECRETS_ENV": "STACKADEMY_API_TOKEN",
+            **(env or {}),
         },
+        tls=tls,
     )
-    daemon.applied(repo.git("rev-parse", "HEAD"))
+    daemon.applied(followed.git("rev-parse", "HEAD"))
     daemon.ready()
-    return Console(daemon, repo, keys)
+    return Console(daemon, followed, keys)
+
+
+@pytest.fixture
+def console(
+    start_daemon: Callable[..., DaemonProcess],  # noqa: F811
+    repo: GitRepo,  # noqa: F811
+    keys: Keys,
+) -> Console:
+    return start_console(start_daemon, repo, keys)
 
 
 class ConsoleClient:

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apikeys import digest_of
 from tests.conftest import GitRepo
-from tests.console.conftest import Console, Keys
+from tests.console.conftest import Console, Keys, start_console
 from tests.daemon.conftest import SAMOPS, DaemonProcess
 from tests.tls import self_signed
 
@@ -24,19 +23,10 @@ def test_served_over_tls_the_console_cookie_is_secure(
     start_daemon: Callable[..., DaemonProcess], repo: GitRepo, keys: Keys, tmp_path: Path
 ) -> None:
     tls = self_signed(tmp_path / "tls")
-    daemon = start_daemon(
-        "--repo",
-        str(repo.root),
-        "--path",
-        "manifests",
-        "--admin-key-digest",
-        digest_of(keys.admin),
-        env={"SAMOPS_TLS_CERT": str(tls.cert), "SAMOPS_TLS_KEY": str(tls.key)},
-        tls=tls.client,
-    )
+    env = {"SAMOPS_TLS_CERT": str(tls.cert), "SAMOPS_TLS_KEY": str(tls.key)}
+    console = start_console(start_daemon, repo, keys, env=env, tls=tls.client)
+    daemon = console.daemon
     assert daemon.base.startswith("https://")
-    daemon.applied(repo.git("rev-parse", "HEAD"))
-    console = Console(daemon, repo, keys)
 
     client = console.client()
     assert client.sign_in(keys.admin)["role"] == "admin"
