@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import git
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from reconciler.gitlib import git
 from reconciler.sam.diagnostics import mask_url_credentials
 from reconciler.source import (
     DirectorySource,

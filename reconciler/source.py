@@ -24,10 +24,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
 from gitdb.exc import BadName, BadObject
 
 from reconciler.errors import SourceError
+from reconciler.gitlib import git
 from reconciler.progress import Progress
 from reconciler.sam.diagnostics import Diagnostic, Severity
 from reconciler.sam.load import LoadOptions
@@ -52,6 +52,7 @@ from reconciler.source_files import (
     is_manifest,
     is_utf8,
     read_blobs,
+    require_git,
     too_large,
     tree_digest,
     undecodable_name,
@@ -177,6 +178,7 @@ class GitSource:
     max_file_bytes: int = 1024 * 1024
 
     def open(self) -> git.Repo:
+        require_git()
         try:
             return git.Repo(self.repo)
         except git.NoSuchPathError as exc:

@@ -8,17 +8,18 @@ GitPython's command errors become ``SourceError``s here (``git_errors``), at one
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import git
-
 from reconciler.errors import SourceError
+from reconciler.gitlib import git
 from reconciler.sam.diagnostics import Diagnostic, Severity, mask_url_credentials
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -36,12 +37,27 @@ class GitCommandFailed(SourceError):
         self.stderr, self.status = stderr, status
 
 
+NO_GIT = (
+    "git is not installed or not on PATH (hint: install git; samops runs it to read repositories)"
+)
+
+
+@functools.cache  # a success is remembered; a failure is looked for again next time
+def require_git() -> None:
+    """Raise ``GitCommandFailed`` when there is no git executable to run (GitPython's reads of
+    a repository run it too)."""
+    if shutil.which(str(git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git")) is None:
+        raise GitCommandFailed(NO_GIT, NO_GIT, None)
+
+
 @contextmanager
 def git_errors(doing: str) -> Iterator[None]:
     """Run git commands: GitPython's exceptions become a ``GitCommandFailed`` whose sentence
     starts with ``doing`` (``"cannot fetch main from https://host/repo"``)."""
     try:
         yield
+    except git.GitCommandNotFound as exc:
+        raise GitCommandFailed(f"{doing}: {NO_GIT}", NO_GIT, None) from exc
     except git.GitCommandError as exc:
         stderr = (exc.stderr or "").strip()
         lines = stderr.splitlines()
@@ -71,6 +87,8 @@ def read_blobs(git_dir: str, shas: list[str]) -> list[bytes]:
         raise SourceError(
             f"git did not hand over the files within {BLOBS_TIMEOUT_SECONDS:g} s"
         ) from exc
+    except FileNotFoundError as exc:
+        raise GitCommandFailed(f"cannot read the files: {NO_GIT}", NO_GIT, None) from exc
     if done.returncode != 0:
         reason = done.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"]
         raise GitCommandFailed(f"cannot read the files: {reason[-1]}", reason[-1], done.returncode)

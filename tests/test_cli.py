@@ -366,3 +366,27 @@ def test_git_options_without_a_repository_are_usage(args: tuple[str, ...]) -> No
     code, output = run("validate", str(MANIFESTS), *args)
     assert code == 2
     assert "add --repo" in output
+
+
+def test_without_git_folders_still_validate_and_repositories_say_why_not(
+    git_repo: GitRepo, tmp_path: Path
+) -> None:
+    """On a machine without git, GitPython refused to import (every command died with its
+    traceback, even one reading a folder). Now a folder validates, and a repository is a
+    sentence with a hint, before anything starts."""
+    env = {
+        "PATH": str(tmp_path / "no-git-here"),
+        "SAMOPS_DATA_DIR": str(tmp_path / "data"),
+        "SAMOPS_DATABASE_URL": f"sqlite:///{tmp_path / 'state.sqlite3'}",
+    }
+    folder = subprocess.run(
+        [str(SAMOPS), "validate", str(MANIFESTS)], env=env, capture_output=True, text=True
+    )
+    assert folder.returncode == 0, folder.stderr
+    assert "valid" in folder.stdout
+    for command in ("validate", "plan", "run"):
+        args = [str(SAMOPS), command, "--repo", str(git_repo.root), "--path", "manifests"]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert "git is not installed or not on PATH (hint: install git" in done.stderr
+        assert "Traceback" not in done.stderr
