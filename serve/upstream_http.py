@@ -198,13 +198,17 @@ class UpstreamHttpClient(httpx2.AsyncClient):
                 if len(self._urls) < URLS_REMEMBERED:
                     self._urls[url] = parsed
             url = parsed
-        return httpx2.Request(
+        # The body as a stream, then read: ``content=`` would add Host and Content-Length by
+        # building every header again (aiohttp sets both itself when it sends).
+        request = httpx2.Request(
             method,
             url,
-            content=content,
             headers=headers,
+            stream=httpx2.ByteStream(content or b""),
             extensions={"timeout": _timeouts(timeout)},
         )
+        request.read()
+        return request
 
     async def send(
         self,
@@ -224,7 +228,7 @@ class UpstreamHttpClient(httpx2.AsyncClient):
             answer = await self._pool().request(
                 request.method,
                 str(request.url),
-                headers=request.headers.multi_items(),
+                headers=_decoded(request.headers),
                 data=body,
                 allow_redirects=False,
                 timeout=_client_timeout(
@@ -247,7 +251,11 @@ class UpstreamHttpClient(httpx2.AsyncClient):
                 content = await answer.read()
         finally:
             answer.release()
-        return httpx2.Response(answer.status, headers=headers, content=content, request=request)
+        # As a stream the SDK reads (``content=`` would add Content-Length to the headers, one
+        # more lookup and insert per answer, for nothing).
+        return httpx2.Response(
+            answer.status, headers=headers, stream=httpx2.ByteStream(content), request=request
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -256,6 +264,12 @@ class UpstreamHttpClient(httpx2.AsyncClient):
 
 
 _SKIPPED_BYTES = {name.encode() for name in SKIPPED}
+
+
+def _decoded(headers: httpx2.Headers) -> list[tuple[str, str]]:
+    """``headers.multi_items()`` with its encoding looked up once (it was twice per header)."""
+    encoding = headers.encoding
+    return [(key.decode(encoding), value.decode(encoding)) for key, value in headers.raw]
 
 
 @functools.lru_cache(maxsize=16)
