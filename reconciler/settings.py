@@ -45,6 +45,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SAMOPS_PORT", "8080", "port to listen on"),
     Variable("SAMOPS_TLS_CERT", "unset: plain HTTP", "PEM certificate chain: serve HTTPS"),
     Variable("SAMOPS_TLS_KEY", "unset", "PEM private key of that certificate"),
+    Variable("SAMOPS_TLS_RELOAD_INTERVAL", "60 s", "looks at the TLS files for a renewal"),
     Variable("SAMOPS_WORKERS", "1", "server processes sharing the port"),
     Variable("SAMOPS_KEEPALIVE_TIMEOUT", "15 s", "idle time of a connection"),
     Variable("SAMOPS_BODY_TIMEOUT", "30 s", "time a request body may take to arrive"),

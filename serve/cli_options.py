@@ -67,6 +67,13 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
             "samops' user).",
         ),
         env_option(
+            "--tls-reload-interval",
+            default=60.0,
+            type=click.FloatRange(min=0.1),
+            help="Seconds between looks at the TLS files: a renewed certificate is served "
+            "without a restart.",
+        ),
+        env_option(
             "--account-number",
             default="0000-0000-0000",
             help="Smarter account number of host-based routes (<client>.<account>.api.<domain>).",
@@ -134,6 +141,7 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
         protect: tuple[str, ...],
         tls_cert: str | None,
         tls_key: str | None,
+        tls_reload_interval: float,
         **kwargs: Any,
     ) -> None:
         needs_admin_key(protect, admin_key_digest)
@@ -154,6 +162,7 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
             log_level=log_level,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            tls_reload_seconds=tls_reload_interval,
         )
         command(*args, server=server, **kwargs)
 

@@ -153,6 +153,8 @@ class ServerOptions:
     """PEM certificate chain: serve HTTPS (``serve/tls.py``); with ``tls_key``."""
     tls_key: str | None = None
     """PEM private key of ``tls_cert`` (unencrypted; a path, never its content)."""
+    tls_reload_seconds: float = 60.0
+    """Seconds between looks at the TLS files for a renewed certificate (``serve/tls.py``)."""
 
     @property
     def scheme(self) -> str:

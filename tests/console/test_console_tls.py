@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
+import ssl
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from tests.conftest import GitRepo
 from tests.console.conftest import Console, Keys, start_console
-from tests.daemon.conftest import SAMOPS, DaemonProcess
+from tests.daemon.conftest import SAMOPS, DaemonProcess, wait_for
 from tests.tls import self_signed
 
 
@@ -44,6 +47,59 @@ def _plain(daemon: DaemonProcess) -> DaemonProcess:
     plain = object.__new__(DaemonProcess)
     plain.base, plain.tls = daemon.base.replace("https://", "http://"), None
     return plain
+
+
+def served_serial(port: int) -> int:
+    """The serial number of the certificate a new TLS connection to ``port`` is shown."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return int(x509.load_der_x509_certificate(der).serial_number)
+
+
+def serial_of(cert: Path) -> int:
+    return int(x509.load_pem_x509_certificate(cert.read_bytes()).serial_number)
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(
+    start_daemon: Callable[..., DaemonProcess], repo: GitRepo, keys: Keys, tmp_path: Path
+) -> None:
+    first, renewed = self_signed(tmp_path / "first"), self_signed(tmp_path / "renewed")
+    live = tmp_path / "live"
+    live.mkdir()
+    cert, key = live / "cert.pem", live / "key.pem"
+
+    def install(cert_text: bytes, key_text: bytes) -> None:  # as cert-manager does: renamed in
+        for target, text in ((key, key_text), (cert, cert_text)):
+            target.with_suffix(".new").write_bytes(text)
+            os.replace(target.with_suffix(".new"), target)
+
+    install(first.cert.read_bytes(), first.key.read_bytes())
+    env = {
+        "SAMOPS_TLS_CERT": str(cert),
+        "SAMOPS_TLS_KEY": str(key),
+        "SAMOPS_TLS_RELOAD_INTERVAL": "0.2",
+    }
+    console = start_console(start_daemon, repo, keys, env=env, tls=first.client)
+    port = console.daemon.port
+    assert served_serial(port) == serial_of(first.cert)
+
+    install(renewed.cert.read_bytes(), renewed.key.read_bytes())
+    wait_for(lambda: served_serial(port) == serial_of(renewed.cert), what="the renewed cert")
+    assert "TLS: certificate reloaded" in console.daemon.log.read_text()
+
+    install(b"not a certificate", b"not a key")  # a broken renewal: the one in use stays
+    wait_for(
+        lambda: "serving the certificate in use" in console.daemon.log.read_text(),
+        what="the broken renewal told",
+    )
+    assert served_serial(port) == serial_of(renewed.cert)
+    assert "not a key" not in console.daemon.log.read_text()
 
 
 @pytest.mark.parametrize(
