@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import aiohttp
 import openai
@@ -34,22 +35,42 @@ from serve.upstream_http import UpstreamHttpClient, UpstreamSdkClient, post_json
 FORWARDED = "Content-Type"
 
 
-def create_app(upstream: str) -> web.Application:
+CLIENT = web.AppKey("floor_client", Any)
+
+
+def _proxy(
+    client: Callable[[], Any], forward: Callable[[Any, web.Request], Awaitable[web.StreamResponse]]
+) -> web.Application:
+    """A floor: every POST handed to ``forward`` with the upstream client, made by ``client``
+    once the loop runs and closed at cleanup (an aiohttp session or an SDK client)."""
     app = web.Application()
-    base = upstream.rstrip("/")
 
     async def start(app: web.Application) -> None:
-        connector = aiohttp.TCPConnector(limit=0)
-        app["session"] = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=60)
-        )
+        app[CLIENT] = client()
 
     async def stop(app: web.Application) -> None:
-        await app["session"].close()
+        await app[CLIENT].close()
 
-    async def forward(request: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await forward(app[CLIENT], request)
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    app.router.add_post("/{tail:.*}", handle)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def create_app(upstream: str) -> web.Application:
+    """The floor: body bytes forwarded through one pooled aiohttp session."""
+    base = upstream.rstrip("/")
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=0)
+        return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60))
+
+    async def forward(session: aiohttp.ClientSession, request: web.Request) -> web.Response:
         body = await request.read()
-        session: aiohttp.ClientSession = app["session"]
         async with session.post(
             base + request.path,
             data=body,
@@ -62,45 +83,48 @@ def create_app(upstream: str) -> web.Application:
                 headers={FORWARDED: answer.headers.get(FORWARDED, "application/json")},
             )
 
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)
-    app.router.add_post("/{tail:.*}", forward)
-    app.router.add_get("/healthz", healthz)
-    return app
+    return _proxy(session, forward)
 
 
 def create_sdk_app(upstream: str) -> web.Application:
     """The floor with the SDK between it and the upstream (``--via sdk``)."""
-    app = web.Application()
 
-    async def start(app: web.Application) -> None:
-        http = UpstreamHttpClient()
-        app["sdk"] = UpstreamSdkClient(
-            base_url=upstream.rstrip("/") + "/v1", api_key="floor", http_client=http
+    def sdk() -> UpstreamSdkClient:
+        return UpstreamSdkClient(
+            base_url=upstream.rstrip("/") + "/v1",
+            api_key="floor",
+            http_client=UpstreamHttpClient(),
         )
 
-    async def stop(app: web.Application) -> None:
-        await app["sdk"].close()
-
-    async def forward(request: web.Request) -> web.StreamResponse:
+    async def forward(sdk: UpstreamSdkClient, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         path = request.path.removeprefix("/v1")
         if b'"stream":true' not in body.replace(b" ", b""):
-            answer = await post_json(app["sdk"], path, body)
+            answer = await post_json(sdk, path, body)
             return web.Response(body=answer, content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        async for event in await stream_json(app["sdk"], path, body):
+        async for event in await stream_json(sdk, path, body):
             await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)
-    app.router.add_post("/{tail:.*}", forward)
-    app.router.add_get("/healthz", healthz)
-    return app
+    return _proxy(sdk, forward)
+
+
+def create_stock_sdk_app(upstream: str) -> web.Application:
+    """The floor with the SDK as documented between it and the upstream (``--via
+    sdk-stock``; plain answers only)."""
+
+    def sdk() -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=upstream.rstrip("/") + "/v1", api_key="floor")
+
+    async def forward(sdk: openai.AsyncOpenAI, request: web.Request) -> web.Response:
+        completion = await sdk.chat.completions.create(**orjson.loads(await request.read()))
+        return web.Response(body=completion.model_dump_json(), content_type="application/json")
+
+    return _proxy(sdk, forward)
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -115,28 +139,6 @@ async def serve(app: web.Application, port: int) -> None:
         await asyncio.Event().wait()  # until the bench stops the process
     finally:
         await runner.cleanup()
-
-
-def create_stock_sdk_app(upstream: str) -> web.Application:
-    """The floor with the SDK as documented between it and the upstream (``--via
-    sdk-stock``; plain answers only)."""
-    app = web.Application()
-
-    async def start(app: web.Application) -> None:
-        app["sdk"] = openai.AsyncOpenAI(base_url=upstream.rstrip("/") + "/v1", api_key="floor")
-
-    async def stop(app: web.Application) -> None:
-        await app["sdk"].close()
-
-    async def forward(request: web.Request) -> web.Response:
-        completion = await app["sdk"].chat.completions.create(**orjson.loads(await request.read()))
-        return web.Response(body=completion.model_dump_json(), content_type="application/json")
-
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)
-    app.router.add_post("/{tail:.*}", forward)
-    app.router.add_get("/healthz", healthz)
-    return app
 
 
 APPS = {"bytes": create_app, "sdk": create_sdk_app, "sdk-stock": create_stock_sdk_app}
